@@ -1,0 +1,94 @@
+/**
+ * The one catalog of error codes and WebSocket close codes.
+ *
+ * Every `error` event a client receives carries one of {@link ErrorCode}; every close the
+ * gateway initiates uses one of {@link CloseCode}. `docs/errors.md` mirrors both tables and
+ * a test keeps them in sync.
+ */
+
+export const ErrorCode = {
+  /** The token is missing, malformed, badly signed, of a refused algorithm, or its claims are invalid. */
+  AUTH_FAILED: 'AUTH_FAILED',
+  /** The token's `exp` has passed. */
+  TOKEN_EXPIRED: 'TOKEN_EXPIRED',
+  /** The `action` (or PRD-035 `type`) is not one the endpoint knows. */
+  INVALID_ACTION: 'INVALID_ACTION',
+  /** The channel name is malformed or belongs to no configured namespace. */
+  INVALID_CHANNEL: 'INVALID_CHANNEL',
+  /** Too many requests of this kind in a short time; the request was not processed. */
+  RATE_LIMITED: 'RATE_LIMITED',
+  /** The connection already holds the maximum number of subscriptions, or the channel is full. */
+  SUBSCRIPTION_LIMIT: 'SUBSCRIPTION_LIMIT',
+  /** The frame is not valid JSON/MessagePack, too deeply nested, or a field has the wrong shape. */
+  INVALID_MESSAGE: 'INVALID_MESSAGE',
+  /** The token does not grant this channel, or the namespace does not allow this operation. */
+  PERMISSION_DENIED: 'PERMISSION_DENIED',
+  /** The frame is larger than the configured maximum message size. */
+  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
+  /** The request asked to recover from a position the stream cannot serve; see `reason`. */
+  UNRECOVERABLE_POSITION: 'UNRECOVERABLE_POSITION',
+  /** The broker (e.g. Redis) is unreachable or did not answer in time; retry later. */
+  UNAVAILABLE: 'UNAVAILABLE',
+  /** An unexpected server-side failure; the request may be retried. */
+  INTERNAL_ERROR: 'INTERNAL_ERROR',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Human-readable description of each error code (used in docs and default messages). */
+export const ERROR_DESCRIPTIONS: Record<ErrorCode, { description: string; action: string }> = {
+  AUTH_FAILED: { description: 'Authentication failed', action: 'Reconnect with a valid token' },
+  TOKEN_EXPIRED: { description: 'JWT token expired', action: 'Refresh the token (in-band `refresh`, or reconnect with a new one)' },
+  INVALID_ACTION: { description: 'Unknown action requested', action: 'Check the action name' },
+  INVALID_CHANNEL: { description: "Channel name is malformed or its namespace doesn't exist", action: 'Verify the channel name' },
+  RATE_LIMITED: { description: 'Too many messages', action: 'Back off and retry later' },
+  SUBSCRIPTION_LIMIT: { description: 'Too many subscriptions', action: 'Unsubscribe from unused channels' },
+  INVALID_MESSAGE: { description: 'Malformed message', action: 'Fix the message shape (see docs/protocol.md)' },
+  PERMISSION_DENIED: { description: 'Not allowed on this channel', action: 'Use a token that grants the channel' },
+  MESSAGE_TOO_LARGE: { description: 'Message exceeds the size limit', action: 'Send smaller messages' },
+  UNRECOVERABLE_POSITION: { description: 'Stream position cannot be recovered', action: 'Reload state, then subscribe without a position' },
+  UNAVAILABLE: { description: 'Broker unavailable', action: 'Retry with backoff' },
+  INTERNAL_ERROR: { description: 'Internal server error', action: 'Retry; report if it persists' },
+};
+
+/**
+ * Close codes the gateway sends. 1000-1015 are RFC 6455; 4000-4999 are Signalbox's own.
+ * `reconnect` tells a client whether reconnecting (with backoff) can succeed as things are.
+ */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  /** The node is shutting down or restarting: reconnect (to any node) and recover. */
+  SERVICE_RESTART: 1012,
+  /** The token was refused: do not reconnect with the same token. */
+  AUTH_FAILED: 4001,
+  /** The token expired and was not refreshed in time: get a new token, then reconnect. */
+  TOKEN_EXPIRED: 4002,
+  /** Authentication did not complete within the handshake timeout. */
+  AUTH_TIMEOUT: 4004,
+  /** Too many malformed or invalid messages: the client is misbehaving. */
+  PROTOCOL_VIOLATION: 4008,
+  /** The client could not keep up: its outbound buffer overflowed. Reconnect and recover. */
+  SLOW_CONSUMER: 4010,
+  /** The node lost track of a channel stream and cannot resync it in place. Reconnect and recover. */
+  RESYNC_REQUIRED: 4011,
+  /** Sustained rate-limit violations. Reconnect after a backoff. */
+  RATE_LIMITED: 4029,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export const CLOSE_CODE_DESCRIPTIONS: Record<number, { name: string; reason: string; reconnect: 'yes' | 'no' | 'after-refresh' }> = {
+  1000: { name: 'NORMAL', reason: 'Normal closure (client or server asked to close)', reconnect: 'no' },
+  1001: { name: 'GOING_AWAY', reason: 'Peer going away', reconnect: 'yes' },
+  1009: { name: 'MESSAGE_TOO_BIG', reason: 'A frame exceeded the hard frame limit (4x the message size limit)', reconnect: 'yes' },
+  1011: { name: 'INTERNAL_ERROR', reason: 'Unexpected server failure', reconnect: 'yes' },
+  1012: { name: 'SERVICE_RESTART', reason: 'Server restarting or draining; reconnect and recover', reconnect: 'yes' },
+  4001: { name: 'AUTH_FAILED', reason: 'Token missing or invalid', reconnect: 'no' },
+  4002: { name: 'TOKEN_EXPIRED', reason: 'Token expired and was not refreshed within the grace period', reconnect: 'after-refresh' },
+  4004: { name: 'AUTH_TIMEOUT', reason: 'Token verification did not complete in time', reconnect: 'yes' },
+  4008: { name: 'PROTOCOL_VIOLATION', reason: 'Too many invalid messages', reconnect: 'no' },
+  4010: { name: 'SLOW_CONSUMER', reason: 'Outbound buffer overflow; reconnect and recover', reconnect: 'yes' },
+  4011: { name: 'RESYNC_REQUIRED', reason: 'Channel stream lost on this node; reconnect and recover', reconnect: 'yes' },
+  4029: { name: 'RATE_LIMITED', reason: 'Sustained rate-limit violations', reconnect: 'yes' },
+};

@@ -1,0 +1,129 @@
+/**
+ * The internal model both dialects decode into (commands) and encode from (events).
+ * Endpoint-specific shapes live in prp.ts and prd.ts only.
+ */
+import type { ErrorCode } from './errors.js';
+
+/** A point in a channel's stream: `offset` is the last publication seen; `epoch` names the stream's lifetime. */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** A publication on a channel, as stored in history and delivered to subscribers. */
+export interface Publication {
+  /** Publication id: the publisher's idempotency key, or one the gateway generated. */
+  id: string;
+  channel: string;
+  /** Event type, e.g. `prp.created`; `message` when the publisher gave none. */
+  type: string;
+  /** JSON value; may contain `Uint8Array` when published over MessagePack. */
+  data: unknown;
+  offset: number;
+  epoch: string;
+  /** Milliseconds since the Unix epoch, set by the broker when the publication was appended. */
+  time: number;
+  /** Who published: `api`, or the subject (`sub`) of the publishing client's token. */
+  publisher?: string;
+}
+
+export type Dialect = 'prp' | 'prd';
+export type Encoding = 'json' | 'msgpack';
+
+export interface ChannelRequest {
+  channel: string;
+  /** Last position the client saw, to recover what it missed. */
+  since?: StreamPosition;
+}
+
+export type Command =
+  | { kind: 'subscribe'; requestId?: string; channels: ChannelRequest[] }
+  | { kind: 'unsubscribe'; requestId?: string; channels: string[] }
+  | { kind: 'publish'; requestId?: string; channel: string; type: string; data: unknown }
+  | { kind: 'history'; requestId?: string; channel: string; since?: StreamPosition; limit?: number }
+  | { kind: 'presence'; requestId?: string; channel: string }
+  | { kind: 'refresh'; requestId?: string; token: string }
+  | { kind: 'ping'; requestId?: string }
+  /** A PRD-035 client answering a server `ping`; nothing to do. */
+  | { kind: 'pong'; requestId?: string };
+
+export type CommandKind = Command['kind'];
+
+/** Why a requested recovery could not be served exactly. */
+export type UnrecoverableReason =
+  | 'epoch_changed'
+  | 'position_ahead'
+  | 'too_far_behind'
+  | 'history_expired'
+  | 'no_history';
+
+export interface SubscribeOutcome {
+  channel: string;
+  /** Current stream position at the moment the subscription went live. */
+  position: StreamPosition;
+  /** Present when the request carried `since`. */
+  recovered?: boolean;
+  /** Present when `recovered` is false. */
+  reason?: UnrecoverableReason;
+  /** How many missed publications follow this confirmation (when recovered). */
+  missed?: number;
+}
+
+export interface ErrorInfo {
+  code: ErrorCode;
+  message: string;
+  details: {
+    requestId?: string;
+    action?: string;
+    channel?: string;
+    [key: string]: unknown;
+  };
+}
+
+export interface PresenceMember {
+  clientId: string;
+  userId: string;
+  info?: unknown;
+}
+
+/** Everything a server sends, before a dialect shapes it. */
+export type ServerEvent =
+  | { kind: 'established'; connectionId: string; serverVersion: string; features: string[] }
+  | { kind: 'heartbeat'; serverTime: string }
+  | { kind: 'pong'; replyTo?: string }
+  | { kind: 'subscribed'; replyTo?: string; channels: SubscribeOutcome[] }
+  | { kind: 'unsubscribed'; replyTo?: string; channels: string[] }
+  | { kind: 'ack'; replyTo?: string; publication: { id: string; channel: string; offset: number; epoch: string }; duplicate: boolean }
+  | { kind: 'error'; replyTo?: string; error: ErrorInfo }
+  | { kind: 'token_expired'; expiredAt: string; graceMs: number }
+  | { kind: 'refreshed'; replyTo?: string; expiresAt: string | null }
+  | { kind: 'history'; replyTo?: string; channel: string; publications: Publication[]; position: StreamPosition }
+  | { kind: 'presence'; replyTo?: string; channel: string; members: PresenceMember[] }
+  | { kind: 'presence_change'; channel: string; joined?: PresenceMember; left?: PresenceMember }
+  | { kind: 'unsubscribed_by_server'; channel: string; code: ErrorCode; message: string };
+
+/** Event types a publisher may not use: they would impersonate system events. */
+export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
+  'connection.established', 'heartbeat', 'pong', 'ping', 'subscription.confirmed', 'unsubscription.confirmed',
+  'ack', 'error', 'token_expired', 'token.refreshed', 'history', 'presence', 'presence.joined', 'presence.left',
+  'subscription.removed', 'subscribe', 'unsubscribe',
+]);
+
+const EVENT_TYPE_RE = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
+
+/** A publication's event type: 1-64 chars, letter first, then letters, digits, `_ . : -`; not a reserved system type. */
+export function isValidEventType(type: unknown): type is string {
+  return typeof type === 'string' && EVENT_TYPE_RE.test(type) && !RESERVED_EVENT_TYPES.has(type);
+}
+
+/** A client-supplied message id: 1-128 printable ASCII characters. */
+export function isValidMessageId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= 128 && /^[\x21-\x7e]+$/.test(id);
+}
+
+export function isStreamPosition(v: unknown): v is StreamPosition {
+  if (typeof v !== 'object' || v === null) return false;
+  const p = v as Record<string, unknown>;
+  return typeof p.epoch === 'string' && p.epoch.length > 0 && p.epoch.length <= 64 &&
+    typeof p.offset === 'number' && Number.isSafeInteger(p.offset) && p.offset >= 0;
+}

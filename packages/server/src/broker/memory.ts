@@ -1,0 +1,187 @@
+/**
+ * In-memory broker: the embedded default for a single node. Publishing is synchronous, so
+ * offsets, history order and delivery order are one and the same. All history is lost when the
+ * process exits; a new process starts every stream in a new epoch.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Publication } from '@signalbox/protocol';
+import type { Broker, BrokerHandler, HistoryQuery, HistoryResult, PublishRequest, PublishResult } from './types.js';
+
+interface Stream {
+  epoch: string;
+  offset: number;
+  /** Ring buffer of retained publications. */
+  ring: (Publication | undefined)[];
+  head: number;
+  count: number;
+  /** When the retained history expires (ms); 0 = no history. */
+  historyExpiresAt: number;
+  /** When the stream's position itself is forgotten (ms). */
+  metaExpiresAt: number;
+}
+
+export interface MemoryBrokerOptions {
+  /** How long a stream's position is remembered after its last publication. Default 24 h. */
+  streamMetaTtlMs?: number;
+  /** Most idempotency keys remembered at once. Default 100,000. */
+  maxIdempotencyKeys?: number;
+  /** How often expired streams and keys are swept. Default 60 s. */
+  sweepIntervalMs?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory';
+  private handler: BrokerHandler | null = null;
+  private readonly streams = new Map<string, Stream>();
+  private readonly idempotency = new Map<string, { pub: Publication; expiresAt: number }>();
+  private readonly metaTtlMs: number;
+  private readonly maxKeys: number;
+  private readonly now: () => number;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly sweepIntervalMs: number;
+
+  constructor(opts: MemoryBrokerOptions = {}) {
+    this.metaTtlMs = opts.streamMetaTtlMs ?? 24 * 3600_000;
+    this.maxKeys = opts.maxIdempotencyKeys ?? 100_000;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? 60_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  async start(handler: BrokerHandler): Promise<void> {
+    this.handler = handler;
+    this.sweepTimer = setInterval(() => this.sweep(), this.sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  isReady(): boolean {
+    return this.handler !== null;
+  }
+
+  async subscribe(): Promise<void> {
+    // Every publication of this process reaches the handler; the hub ignores channels it does not carry.
+  }
+
+  async unsubscribe(): Promise<void> {}
+
+  publish(req: PublishRequest): Promise<PublishResult> {
+    const now = this.now();
+    if (req.idempotencyKey !== undefined) {
+      const seen = this.idempotency.get(idemKey(req.channel, req.idempotencyKey));
+      if (seen && seen.expiresAt > now) return Promise.resolve({ publication: seen.pub, duplicate: true });
+    }
+    const stream = this.liveStream(req.channel, now, true)!;
+    stream.offset += 1;
+    const pub: Publication = {
+      id: req.idempotencyKey ?? generatePublicationId(),
+      channel: req.channel,
+      type: req.type,
+      data: req.data,
+      offset: stream.offset,
+      epoch: stream.epoch,
+      time: now,
+      publisher: req.publisher,
+    };
+    const size = req.history.size;
+    if (size > 0) {
+      if (stream.ring.length !== size) resizeRing(stream, size);
+      stream.ring[(stream.head + stream.count) % size] = pub;
+      if (stream.count < size) stream.count++;
+      else stream.head = (stream.head + 1) % size;
+      stream.historyExpiresAt = now + req.history.ttlMs;
+    } else if (stream.count > 0) {
+      resizeRing(stream, 0);
+    }
+    stream.metaExpiresAt = now + Math.max(this.metaTtlMs, req.history.ttlMs);
+    if (req.idempotencyKey !== undefined && req.idempotencyWindowMs > 0) {
+      if (this.idempotency.size >= this.maxKeys) this.evictKeys(now);
+      this.idempotency.set(idemKey(req.channel, req.idempotencyKey), { pub, expiresAt: now + req.idempotencyWindowMs });
+    }
+    this.handler?.onPublication(pub);
+    return Promise.resolve({ publication: pub, duplicate: false });
+  }
+
+  history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const now = this.now();
+    const stream = this.liveStream(channel, now, true)!;
+    const retained: Publication[] = [];
+    const size = stream.ring.length;
+    for (let i = 0; i < stream.count; i++) retained.push(stream.ring[(stream.head + i) % size]!);
+    const earliestOffset = retained.length > 0 ? retained[0]!.offset : stream.offset + 1;
+    let publications: Publication[];
+    if (query.since) {
+      const from = query.since.offset;
+      publications = retained.filter((p) => p.offset > from);
+      if (query.limit !== undefined) publications = publications.slice(0, query.limit);
+    } else {
+      publications = query.limit === undefined ? retained : query.limit === 0 ? [] : retained.slice(-query.limit);
+    }
+    return Promise.resolve({ publications, position: { epoch: stream.epoch, offset: stream.offset }, earliestOffset });
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    this.handler = null;
+  }
+
+  /** The channel's stream after applying expiry; created (new epoch) when absent and `create`. */
+  private liveStream(channel: string, now: number, create: boolean): Stream | undefined {
+    let stream = this.streams.get(channel);
+    if (stream && stream.metaExpiresAt <= now) {
+      this.streams.delete(channel);
+      stream = undefined;
+    }
+    if (stream && stream.count > 0 && stream.historyExpiresAt <= now) resizeRing(stream, 0);
+    if (!stream && create) {
+      stream = { epoch: newEpoch(), offset: 0, ring: [], head: 0, count: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs };
+      this.streams.set(channel, stream);
+    }
+    return stream;
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [channel, stream] of this.streams) {
+      if (stream.metaExpiresAt <= now) this.streams.delete(channel);
+      else if (stream.count > 0 && stream.historyExpiresAt <= now) resizeRing(stream, 0);
+    }
+    this.evictKeys(now);
+  }
+
+  private evictKeys(now: number): void {
+    // Map iteration is insertion order, which is expiry order for one window; stop at the first live key.
+    for (const [key, entry] of this.idempotency) {
+      if (entry.expiresAt > now && this.idempotency.size < this.maxKeys) break;
+      this.idempotency.delete(key);
+    }
+  }
+}
+
+function resizeRing(stream: Stream, size: number): void {
+  const kept: Publication[] = [];
+  const old = stream.ring.length;
+  for (let i = 0; i < stream.count; i++) kept.push(stream.ring[(stream.head + i) % old]!);
+  const keep = size === 0 ? [] : kept.slice(-size);
+  stream.ring = new Array(size);
+  for (let i = 0; i < keep.length; i++) stream.ring[i] = keep[i];
+  stream.head = 0;
+  stream.count = keep.length;
+}
+
+function idemKey(channel: string, key: string): string {
+  return `${channel}\u0000${key}`;
+}
+
+export function newEpoch(): string {
+  return randomBytes(6).toString('base64url');
+}
+
+let pubCounter = 0;
+const pubPrefix = randomBytes(4).toString('hex');
+/** A publication id unique across nodes: node-random prefix, time, counter. */
+export function generatePublicationId(): string {
+  pubCounter = (pubCounter + 1) % 0x7fffffff;
+  return `pub_${pubPrefix}${Date.now().toString(36)}${pubCounter.toString(36)}`;
+}

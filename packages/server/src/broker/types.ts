@@ -1,0 +1,94 @@
+/**
+ * The Broker seam: where publications get their stream position, are kept as history, and are
+ * fanned out between nodes. `MemoryBroker` is the embedded default; `RedisBroker` is the
+ * distributed engine. Both pass the same contract suite (test/contract/broker.contract.ts).
+ */
+import type { Publication, StreamPosition } from '@signalbox/protocol';
+
+export interface HistoryPolicy {
+  /** How many publications to retain per channel; 0 keeps none (offsets still advance). */
+  size: number;
+  /** How long the history is kept after the channel's last publication. */
+  ttlMs: number;
+}
+
+export interface PublishRequest {
+  channel: string;
+  type: string;
+  data: unknown;
+  /** Idempotency key: a publish repeated with the same key within `idempotencyWindowMs` publishes nothing new. */
+  idempotencyKey?: string;
+  /** `api`, or the publishing client's subject. */
+  publisher?: string;
+  history: HistoryPolicy;
+  idempotencyWindowMs: number;
+}
+
+export interface PublishResult {
+  publication: Publication;
+  /** True when the idempotency key was seen before: `publication` is the first publish's result. */
+  duplicate: boolean;
+}
+
+export interface HistoryQuery {
+  /** Return publications with offset > since.offset (epoch is not interpreted: compare it to `position.epoch`). */
+  since?: StreamPosition;
+  /**
+   * At most this many. With `since`: the first `limit` after it. Without: the last `limit` retained.
+   * Undefined: all retained. 0: none (just the position).
+   */
+  limit?: number;
+}
+
+export interface HistoryResult {
+  /** Ascending by offset. */
+  publications: Publication[];
+  /** The stream's current top: epoch and offset of the latest publication (0 when none yet). */
+  position: StreamPosition;
+  /** Offset of the oldest retained publication; `position.offset + 1` when none is retained. */
+  earliestOffset: number;
+}
+
+export interface BrokerHandler {
+  /**
+   * A publication on a channel this node subscribed to. Per channel, calls come in offset order
+   * as far as the broker can guarantee; the hub detects and repairs gaps and duplicates.
+   */
+  onPublication(pub: Publication): void;
+  /**
+   * The broker may have missed publications (e.g. its pub/sub connection dropped): the hub must
+   * re-read these channels' streams. `null` means every channel this node subscribed to.
+   */
+  onResync(channels: string[] | null): void;
+  /** Readiness changed (connection to the engine lost or regained). */
+  onReadyChange?(ready: boolean): void;
+}
+
+/**
+ * Contract:
+ * - `publish` assigns the channel's next offset and appends to history atomically: two publishes
+ *   to one channel never get the same offset, and history order is offset order.
+ * - The epoch changes whenever the stream's past was lost; an offset is never reused within an epoch.
+ * - A publish resolves only once the publication is in history (when the channel keeps history).
+ * - Publications reach `BrokerHandler.onPublication` of every node subscribed to the channel.
+ */
+export interface Broker {
+  readonly kind: string;
+  start(handler: BrokerHandler): Promise<void>;
+  publish(req: PublishRequest): Promise<PublishResult>;
+  history(channel: string, query: HistoryQuery): Promise<HistoryResult>;
+  /** Begin receiving the channel's publications on this node. The hub reference-counts its calls. */
+  subscribe(channel: string): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+  /** True while the broker can serve publish/history. */
+  isReady(): boolean;
+  close(): Promise<void>;
+}
+
+/** Thrown by brokers when the engine is unreachable or too slow; mapped to UNAVAILABLE / HTTP 503. */
+export class BrokerUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BrokerUnavailableError';
+  }
+}

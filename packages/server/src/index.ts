@@ -1,0 +1,2 @@
+export * from './broker/types.js';
+export { MemoryBroker } from './broker/memory.js';
