@@ -1,0 +1,495 @@
+/**
+ * Redis broker: the distributed engine. Every node talks to one Redis; nodes share nothing else.
+ *
+ * - Publish is ONE Lua script per channel (redis-scripts.ts): idempotency check, next offset,
+ *   append to a capped stream, TTLs, PUBLISH. Redis runs scripts atomically, so offsets are
+ *   consecutive and history order is offset order across all nodes.
+ * - Time comes from Redis `TIME`: one clock for every node.
+ * - Fan-out: a dedicated subscriber connection SUBSCRIBEs each channel's exact topic.
+ * - When the subscriber connection comes back after a loss, `onResync(null)` tells the hub to
+ *   re-read streams: pub/sub is at-most-once, streams are the source of truth.
+ * - While the command connection is down, publish/history fail fast with BrokerUnavailableError;
+ *   a hung Redis (TCP up, no replies) fails them after `commandTimeoutMs` and drops the socket.
+ *
+ * Key layout and failure behaviour: docs/redis.md.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import { decodeMsgpack, encodeMsgpack, type Publication } from '@signalbox/protocol';
+import { generatePublicationId } from './memory.js';
+import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js';
+import {
+  BrokerUnavailableError,
+  type Broker,
+  type BrokerHandler,
+  type HistoryQuery,
+  type HistoryResult,
+  type PublishRequest,
+  type PublishResult,
+} from './types.js';
+
+/** Structured logger (pino-compatible subset). */
+export interface BrokerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface RedisBrokerOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://...`. */
+  url: string;
+  /** Prefix of every key and pub/sub topic, so several deployments can share one Redis. Default `signalbox`. */
+  prefix?: string;
+  /** A command without a reply for this long fails with BrokerUnavailableError and drops the socket. Default 2000. */
+  commandTimeoutMs?: number;
+  /** How long a stream's position (epoch, offset) outlives its last publication. Default 24 h. */
+  streamMetaTtlMs?: number;
+  /** How long `start` waits for Redis before resolving anyway (not ready; reconnects in the background). Default 10 s. */
+  startTimeoutMs?: number;
+  /** Reconnect backoff: first delay and cap, ms (exponential, jittered, forever). Default 50 / 2000. */
+  reconnectBaseMs?: number;
+  reconnectMaxMs?: number;
+  logger?: BrokerLogger;
+}
+
+const NOOP_LOGGER: BrokerLogger = { info() {}, warn() {}, error() {} };
+
+/**
+ * Replies of these kinds mean "Redis cannot serve right now" (loading, failing over, out of
+ * memory, busy script), not "the request is wrong": they map to BrokerUnavailableError.
+ */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|MISCONF)\b/;
+
+/** Prefixes are configuration, but still must not carry hash-tag braces, glob characters or spaces. */
+const PREFIX_RE = /^[A-Za-z0-9_.:@=/-]{1,64}$/;
+
+/** Channels at most this many per SUBSCRIBE when re-subscribing after a reconnect. */
+const SUBSCRIBE_CHUNK = 500;
+
+/**
+ * Channel name -> hash tag content. Channel grammar forbids braces already; this escaping is
+ * injective and keeps any other input (braces, glob characters, spaces, non-ASCII) out of the tag,
+ * so no user input can pick a cluster slot or act as a pattern.
+ */
+export function escapeChannelTag(channel: string): string {
+  return channel.replace(/[^A-Za-z0-9_.@=:-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Key names of one channel: all share the `{<channel>}` hash tag, so one script may touch them all. */
+export interface RedisChannelKeys {
+  meta: string;
+  stream: string;
+  /** Prefix of idempotency result keys (`<idem><key>`). */
+  idem: string;
+  /** Pub/sub topic (not a key, but named alike). */
+  topic: string;
+}
+
+export function redisChannelKeys(prefix: string, channel: string): RedisChannelKeys {
+  const base = `${prefix}:{${escapeChannelTag(channel)}}`;
+  return { meta: `${base}:meta`, stream: `${base}:stream`, idem: `${base}:idem:`, topic: `${base}:pub` };
+}
+
+class LuaScript {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /** EVALSHA, falling back to EVAL once when the server does not know the script (restart, flush). */
+  async run(client: Redis, keys: string[], args: (string | Buffer | Uint8Array | number)[]): Promise<unknown> {
+    const argv = args.map((a) => (a instanceof Uint8Array && !Buffer.isBuffer(a) ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : a)) as (
+      | string
+      | Buffer
+      | number
+    )[];
+    try {
+      return await client.callBuffer('evalsha', this.sha, keys.length, ...keys, ...argv);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return client.callBuffer('eval', this.source, keys.length, ...keys, ...argv);
+    }
+  }
+}
+
+const publishScript = new LuaScript(PUBLISH_SCRIPT);
+const historyScript = new LuaScript(HISTORY_SCRIPT);
+
+export class RedisBroker implements Broker {
+  readonly kind = 'redis';
+  private readonly prefix: string;
+  private readonly commandTimeoutMs: number;
+  private readonly metaTtlMs: number;
+  private readonly startTimeoutMs: number;
+  private readonly log: BrokerLogger;
+  /** Commands: scripts, history. */
+  private readonly cmd: Redis;
+  /** Pub/sub only (a subscribed RESP2 connection cannot run commands; keeping them apart also isolates failures). */
+  private readonly sub: Redis;
+  private handler: BrokerHandler | null = null;
+  private started = false;
+  private closed = false;
+  private ready = false;
+  private subReady = false;
+  /** Set when publications may have been missed (subscriber connection lost, or a deferred subscribe). */
+  private needsResync = false;
+  /** Bumped on every subscriber connection change, so a stale re-subscribe pass stops. */
+  private subGeneration = 0;
+  /** Pub/sub topic -> channel, for every channel the hub asked for. The truth the connection converges to. */
+  private readonly wanted = new Map<string, string>();
+  private lastCmdError: Error | null = null;
+  private readonly stateListeners = new Set<() => void>();
+  private lastSubError: Error | null = null;
+
+  constructor(opts: RedisBrokerOptions) {
+    this.prefix = opts.prefix ?? 'signalbox';
+    if (!PREFIX_RE.test(this.prefix)) {
+      throw new TypeError(`RedisBroker: prefix must match ${PREFIX_RE} (no braces, globs or spaces), got ${JSON.stringify(this.prefix)}`);
+    }
+    this.commandTimeoutMs = positive(opts.commandTimeoutMs, 2000, 'commandTimeoutMs');
+    this.metaTtlMs = positive(opts.streamMetaTtlMs, 24 * 3600_000, 'streamMetaTtlMs');
+    this.startTimeoutMs = positive(opts.startTimeoutMs, 10_000, 'startTimeoutMs');
+    const baseMs = positive(opts.reconnectBaseMs, 50, 'reconnectBaseMs');
+    const maxMs = positive(opts.reconnectMaxMs, 2000, 'reconnectMaxMs');
+    this.log = opts.logger ?? NOOP_LOGGER;
+
+    const common: RedisOptions = {
+      lazyConnect: true,
+      // Fail fast while disconnected: a queued publish would resolve minutes later, or never.
+      enableOfflineQueue: false,
+      // In-flight commands fail when the socket drops instead of being re-sent after reconnect:
+      // a re-sent publish could append twice (the first may have run before the drop).
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      // A hung server (TCP up, no replies): the command fails, and the socket is declared dead so
+      // readiness drops and later calls fail fast until a reconnect succeeds.
+      commandTimeout: this.commandTimeoutMs,
+      socketTimeout: this.commandTimeoutMs,
+      connectTimeout: Math.max(1000, this.commandTimeoutMs),
+      // Reconnect forever: exponential with equal jitter, capped.
+      retryStrategy: (times: number) => {
+        const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(times - 1, 20));
+        return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      },
+    };
+    this.cmd = new Redis(opts.url, { ...common, connectionName: 'signalbox-broker' });
+    // We re-subscribe ourselves, to know when it is done and only then ask the hub to resync.
+    this.sub = new Redis(opts.url, { ...common, connectionName: 'signalbox-broker-sub', autoResubscribe: false });
+
+    this.cmd.on('error', (err: Error) => {
+      this.lastCmdError = err;
+    });
+    this.cmd.on('ready', () => this.setReady(true));
+    this.cmd.on('close', () => this.setReady(false));
+    this.sub.on('error', (err: Error) => {
+      this.lastSubError = err;
+    });
+    this.sub.on('ready', () => void this.onSubReady());
+    this.sub.on('close', () => this.onSubClose());
+    this.sub.on('messageBuffer', (topic: Buffer, message: Buffer) => this.onMessage(topic, message));
+  }
+
+  /**
+   * Connects and waits (at most `startTimeoutMs`) until both connections are ready. If Redis is
+   * not reachable by then, resolves anyway with `isReady() === false` and keeps reconnecting: the
+   * node reports not-ready and serves once Redis appears (`onReadyChange(true)`).
+   */
+  async start(handler: BrokerHandler): Promise<void> {
+    if (this.closed) throw new BrokerUnavailableError('RedisBroker is closed');
+    if (this.started) throw new Error('RedisBroker already started');
+    this.started = true;
+    this.handler = handler;
+    const bothReady = Promise.all([this.cmd.connect(), this.sub.connect()]);
+    // The connect promises reject on the first failed attempt; reconnecting goes on regardless.
+    bothReady.catch(() => {});
+    const inTime = await this.waitFor(() => this.ready && this.subReady, this.startTimeoutMs);
+    if (!inTime) {
+      this.log.warn(
+        { err: (this.lastCmdError ?? this.lastSubError)?.message, timeoutMs: this.startTimeoutMs },
+        'redis broker: Redis not reachable at start; reconnecting in the background',
+      );
+    }
+  }
+
+  isReady(): boolean {
+    return this.ready && !this.closed;
+  }
+
+  async publish(req: PublishRequest): Promise<PublishResult> {
+    this.assertUsable('publish');
+    const keys = redisChannelKeys(this.prefix, req.channel);
+    const size = req.history.size;
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`history.size must be a non-negative integer, got ${size}`);
+    const histTtl = ttlArg(req.history.ttlMs);
+    const metaTtl = histTtl < 0 ? -1 : Math.max(this.metaTtlMs, histTtl);
+    const windowMs = ttlArg(req.idempotencyWindowMs);
+    const hasKey = req.idempotencyKey !== undefined;
+    const body = encodeMsgpack({
+      id: req.idempotencyKey ?? generatePublicationId(),
+      channel: req.channel,
+      type: req.type,
+      data: req.data,
+      publisher: req.publisher,
+    });
+    const reply = await this.call('publish', () =>
+      publishScript.run(
+        this.cmd,
+        [keys.meta, keys.stream, `${keys.idem}${req.idempotencyKey ?? ''}`],
+        [keys.topic, size, histTtl, metaTtl, windowMs === -1 ? -1 : windowMs, newEpochSeed(), body, hasKey ? '1' : '0'],
+      ),
+    );
+    if (!Array.isArray(reply) || reply.length !== 2 || !Buffer.isBuffer(reply[1])) throw new Error('redis broker: unexpected publish reply');
+    return { publication: decodeMessage(reply[1]), duplicate: Number(reply[0]) === 1 };
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    this.assertUsable('history');
+    const keys = redisChannelKeys(this.prefix, channel);
+    const limit = query.limit === undefined ? -1 : Math.max(0, Math.floor(query.limit));
+    let mode: 'since' | 'last' | 'all' | 'none';
+    let from = '0';
+    if (limit === 0) mode = 'none';
+    else if (query.since) {
+      mode = 'since';
+      // Offsets > since.offset, i.e. stream ids >= (floor(since)+1)-0.
+      from = String(Math.max(0, Math.floor(query.since.offset)) + 1);
+    } else mode = limit === -1 ? 'all' : 'last';
+    const metaTtl = this.metaTtlMs;
+    const reply = await this.call('history', () =>
+      historyScript.run(this.cmd, [keys.meta, keys.stream], [metaTtl, newEpochSeed(), mode, from, limit]),
+    );
+    if (!Array.isArray(reply) || reply.length < 3) throw new Error('redis broker: unexpected history reply');
+    const [epoch, offset, earliest, ...messages] = reply as [Buffer, number, number, ...Buffer[]];
+    return {
+      publications: messages.map((m) => decodeMessage(m)),
+      position: { epoch: epoch.toString(), offset: Number(offset) },
+      earliestOffset: Number(earliest),
+    };
+  }
+
+  /**
+   * Adds the channel to the wanted set and, when the subscriber connection is up, waits for the
+   * SUBSCRIBE confirmation. When it is down (or the SUBSCRIBE fails), resolves anyway: the
+   * connection re-subscribes everything when it is back and then calls `onResync(null)`, so the
+   * hub re-reads the stream and misses nothing.
+   */
+  async subscribe(channel: string): Promise<void> {
+    if (this.closed) throw new BrokerUnavailableError('RedisBroker is closed');
+    const { topic } = redisChannelKeys(this.prefix, channel);
+    if (this.wanted.has(topic)) return;
+    this.wanted.set(topic, channel);
+    if (!this.subReady) {
+      this.needsResync = true;
+      return;
+    }
+    try {
+      await this.sub.subscribe(topic);
+    } catch (err) {
+      if (!this.wanted.has(topic) || this.closed) return;
+      this.log.warn({ err: errMessage(err), channel }, 'redis broker: SUBSCRIBE failed; reconnecting the subscriber connection');
+      this.needsResync = true;
+      // A fresh connection re-subscribes the whole wanted set, then resyncs.
+      if (this.sub.status === 'ready') this.sub.disconnect(true);
+    }
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    const { topic } = redisChannelKeys(this.prefix, channel);
+    if (!this.wanted.delete(topic)) return;
+    if (!this.subReady || this.closed) return;
+    try {
+      await this.sub.unsubscribe(topic);
+    } catch (err) {
+      // Harmless: messages of topics no longer wanted are dropped, and a reconnect forgets them.
+      this.log.warn({ err: errMessage(err), channel }, 'redis broker: UNSUBSCRIBE failed');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.handler = null;
+    this.ready = false;
+    this.subReady = false;
+    this.wanted.clear();
+    this.notifyState();
+    const ends = [this.cmd, this.sub].map((c) => ended(c, 1000));
+    this.cmd.disconnect();
+    this.sub.disconnect();
+    await Promise.all(ends);
+  }
+
+  /** Resolves true once `cond()` holds (re-checked on every state change), false after `timeoutMs`. */
+  private waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (cond()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (cond()) finish(true);
+      };
+      const finish = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.stateListeners.delete(check);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.stateListeners.add(check);
+    });
+  }
+
+  private notifyState(): void {
+    for (const listener of [...this.stateListeners]) listener();
+  }
+
+  private assertUsable(op: string): void {
+    if (this.closed) throw new BrokerUnavailableError(`RedisBroker is closed (${op})`);
+    if (!this.ready) {
+      throw new BrokerUnavailableError(`Redis unavailable (${op}): ${this.lastCmdError?.message ?? 'not connected'}`, {
+        cause: this.lastCmdError ?? undefined,
+      });
+    }
+  }
+
+  /** Runs a command, turning connection loss, timeouts and transient server states into BrokerUnavailableError. */
+  private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isReplyError(err) && !TRANSIENT_REPLY.test(err.message)) throw err;
+      throw new BrokerUnavailableError(`Redis unavailable (${op}): ${errMessage(err)}`, { cause: err });
+    }
+  }
+
+  private setReady(ready: boolean): void {
+    if (this.closed || ready === this.ready) return;
+    this.ready = ready;
+    this.notifyState();
+    if (ready) this.log.info({}, 'redis broker: command connection ready');
+    else this.log.warn({ err: this.lastCmdError?.message }, 'redis broker: command connection lost; publish/history unavailable');
+    this.handler?.onReadyChange?.(ready);
+  }
+
+  private onSubClose(): void {
+    this.subGeneration++;
+    if (!this.subReady) return;
+    this.subReady = false;
+    this.notifyState();
+    // Whatever was published while we were away never reaches us through pub/sub.
+    this.needsResync = true;
+    if (!this.closed) this.log.warn({ err: this.lastSubError?.message }, 'redis broker: pub/sub connection lost');
+  }
+
+  private async onSubReady(): Promise<void> {
+    if (this.closed) return;
+    const generation = ++this.subGeneration;
+    const done = new Set<string>();
+    try {
+      // Loop: channels wanted while this pass runs are picked up before we declare the connection live.
+      while (true) {
+        const pending = [...this.wanted.keys()].filter((t) => !done.has(t));
+        if (pending.length === 0) break;
+        for (let i = 0; i < pending.length; i += SUBSCRIBE_CHUNK) {
+          const chunk = pending.slice(i, i + SUBSCRIBE_CHUNK);
+          await this.sub.subscribe(...chunk);
+          if (generation !== this.subGeneration || this.closed) return;
+          for (const t of chunk) done.add(t);
+        }
+      }
+      const unwanted = [...done].filter((t) => !this.wanted.has(t));
+      if (unwanted.length > 0) await this.sub.unsubscribe(...unwanted);
+    } catch (err) {
+      if (generation !== this.subGeneration || this.closed) return;
+      this.log.warn({ err: errMessage(err), channels: this.wanted.size }, 'redis broker: re-subscribe failed; reconnecting');
+      if (this.sub.status === 'ready') this.sub.disconnect(true);
+      return;
+    }
+    if (generation !== this.subGeneration || this.closed) return;
+    this.subReady = true;
+    if (this.needsResync) {
+      this.needsResync = false;
+      this.log.info({ channels: this.wanted.size }, 'redis broker: pub/sub connection live again; asking the hub to resync');
+      this.handler?.onResync(null);
+    }
+    this.notifyState();
+  }
+
+  private onMessage(topic: Buffer, message: Buffer): void {
+    const channel = this.wanted.get(topic.toString());
+    const handler = this.handler;
+    if (channel === undefined || handler === null) return;
+    let pub: Publication;
+    try {
+      pub = decodeMessage(message);
+    } catch (err) {
+      this.log.error({ err: errMessage(err), channel }, 'redis broker: undecodable pub/sub message dropped');
+      return;
+    }
+    if (pub.channel !== channel) return;
+    try {
+      handler.onPublication(pub);
+    } catch (err) {
+      // A throwing handler must not break the connection's reply parser.
+      this.log.error({ err: errMessage(err), channel }, 'redis broker: onPublication threw');
+    }
+  }
+}
+
+/** Decodes `[epoch, offset, time, {id, channel, type, data, publisher?}]` (see redis-scripts.ts). */
+function decodeMessage(buf: Buffer): Publication {
+  const value = decodeMsgpack(buf);
+  if (!Array.isArray(value) || value.length !== 4) throw new Error('malformed broker message');
+  const [epoch, offset, time, body] = value as [unknown, unknown, unknown, unknown];
+  if (typeof epoch !== 'string' || typeof offset !== 'number' || typeof time !== 'number' || typeof body !== 'object' || body === null) {
+    throw new Error('malformed broker message');
+  }
+  const b = body as Record<string, unknown>;
+  if (typeof b.id !== 'string' || typeof b.channel !== 'string' || typeof b.type !== 'string') throw new Error('malformed broker message body');
+  return {
+    id: b.id,
+    channel: b.channel,
+    type: b.type,
+    data: b.data,
+    offset,
+    epoch,
+    time,
+    publisher: typeof b.publisher === 'string' ? b.publisher : undefined,
+  };
+}
+
+/** Random part of a new epoch; the script appends the server time (hex seconds). */
+function newEpochSeed(): string {
+  return randomBytes(6).toString('base64url');
+}
+
+/** A TTL for Lua: whole ms >= 0, or -1 for "never expires" (non-finite input). */
+function ttlArg(ms: number): number {
+  if (!Number.isFinite(ms)) return -1;
+  return Math.max(0, Math.ceil(ms));
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`RedisBroker: ${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+function isReplyError(err: unknown): err is Error {
+  return err instanceof Error && err.name === 'ReplyError';
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Resolves once the client reached status `end` (or after `timeoutMs`). */
+function ended(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === 'end') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    function done(): void {
+      clearTimeout(timer);
+      client.off('end', done);
+      resolve();
+    }
+    client.once('end', done);
+  });
+}
