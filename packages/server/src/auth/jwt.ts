@@ -1,0 +1,126 @@
+/**
+ * JWT verification (jose) with pinned algorithms. Claims: `sub` (required), `exp`, optional
+ * `channels` (patterns the holder may read: `*`, `project:*`, `agent:agent_001`), optional `info`
+ * (shown to presence members).
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { ChannelPatterns, ErrorCode, isChannelPatternList } from '@signalbox/protocol';
+import type { GatewayConfig } from '../config.js';
+import { ConfigError } from '../config.js';
+
+export interface Credentials {
+  /** Token subject: the user (or service) id. */
+  sub: string;
+  /** Channel patterns from the `channels` claim (empty when absent). */
+  channels: ChannelPatterns;
+  /** `exp` in milliseconds since the epoch, or null for a token without expiry. */
+  expiresAt: number | null;
+  /** Optional `info` claim, shown in presence. */
+  info?: unknown;
+}
+
+export class AuthError extends Error {
+  constructor(readonly code: typeof ErrorCode.AUTH_FAILED | typeof ErrorCode.TOKEN_EXPIRED, message: string) {
+    super(message);
+    this.name = 'AuthError';
+  }
+}
+
+type KeySource = Uint8Array | KeyObject | JWTVerifyGetKey;
+
+export class Authenticator {
+  private readonly key: KeySource;
+  private readonly algorithms: string[];
+  private readonly issuer: string | undefined;
+  private readonly audience: string | undefined;
+
+  constructor(cfg: Pick<GatewayConfig, 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtAlgorithms' | 'jwtIssuer' | 'jwtAudience' | 'handshakeTimeoutMs'>) {
+    this.algorithms = cfg.jwtAlgorithms;
+    this.issuer = cfg.jwtIssuer;
+    this.audience = cfg.jwtAudience;
+    if (cfg.jwksUrl) {
+      this.key = createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: cfg.handshakeTimeoutMs, cooldownDuration: 30_000 });
+    } else if (cfg.jwtPublicKey) {
+      const pem = cfg.jwtPublicKey.includes('-----BEGIN') ? cfg.jwtPublicKey : readPem(cfg.jwtPublicKey);
+      try {
+        this.key = createPublicKey(pem);
+      } catch (err) {
+        throw new ConfigError(`Invalid setting SIGNALBOX_JWT_PUBLIC_KEY (--jwt-public-key): not a PEM public key (${(err as Error).message})`);
+      }
+    } else if (cfg.jwtSecret) {
+      this.key = new TextEncoder().encode(cfg.jwtSecret);
+    } else {
+      throw new ConfigError('Invalid setting SIGNALBOX_JWT_SECRET (--jwt-secret): no secret, public key or JWKS configured');
+    }
+  }
+
+  /** Verifies a token; rejects with AuthError (AUTH_FAILED or TOKEN_EXPIRED). Never echoes the token. */
+  async verify(token: string): Promise<Credentials> {
+    if (typeof token !== 'string' || token.length === 0) throw new AuthError(ErrorCode.AUTH_FAILED, 'Missing token');
+    if (token.length > 8192) throw new AuthError(ErrorCode.AUTH_FAILED, 'Token too long');
+    let payload: JWTPayload;
+    try {
+      const opts = { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, requiredClaims: ['sub'] };
+      const result = this.key instanceof Uint8Array || isKeyObject(this.key)
+        ? await jwtVerify(token, this.key, opts)
+        : await jwtVerify(token, this.key, opts);
+      payload = result.payload;
+    } catch (err) {
+      throw toAuthError(err);
+    }
+    const sub = payload.sub;
+    if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) throw new AuthError(ErrorCode.AUTH_FAILED, 'Invalid `sub` claim');
+    const channelsClaim = (payload as Record<string, unknown>).channels;
+    if (channelsClaim !== undefined && !isChannelPatternList(channelsClaim)) {
+      throw new AuthError(ErrorCode.AUTH_FAILED, 'Invalid `channels` claim: must be an array of channel patterns');
+    }
+    return {
+      sub,
+      channels: new ChannelPatterns((channelsClaim as string[] | undefined) ?? []),
+      expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null,
+      info: (payload as Record<string, unknown>).info,
+    };
+  }
+}
+
+function isKeyObject(k: KeySource): k is KeyObject {
+  return typeof k === 'object' && k !== null && 'asymmetricKeyType' in k;
+}
+
+function readPem(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Invalid setting SIGNALBOX_JWT_PUBLIC_KEY (--jwt-public-key): cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+function toAuthError(err: unknown): AuthError {
+  if (err instanceof joseErrors.JWTExpired) return new AuthError(ErrorCode.TOKEN_EXPIRED, 'Token expired');
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new AuthError(ErrorCode.AUTH_FAILED, 'Token algorithm not allowed');
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new AuthError(ErrorCode.AUTH_FAILED, 'Token signature verification failed');
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return new AuthError(ErrorCode.AUTH_FAILED, `Token claim invalid: ${err.claim}`);
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return new AuthError(ErrorCode.AUTH_FAILED, 'No matching key for token');
+  if (err instanceof joseErrors.JWKSTimeout) return new AuthError(ErrorCode.AUTH_FAILED, 'Key set unavailable (timeout)');
+  if (err instanceof joseErrors.JOSEError) return new AuthError(ErrorCode.AUTH_FAILED, 'Malformed token');
+  return new AuthError(ErrorCode.AUTH_FAILED, 'Token verification failed');
+}
+
+export interface MintOptions {
+  sub: string;
+  channels?: string[];
+  ttlSeconds?: number;
+  info?: unknown;
+}
+
+/** Mints an HS256 token (for `signalbox token`, dev mode, and tests). */
+export async function mintToken(secret: string, opts: MintOptions): Promise<string> {
+  const jwt = new SignJWT({ ...(opts.channels ? { channels: opts.channels } : {}), ...(opts.info !== undefined ? { info: opts.info } : {}) })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(opts.sub)
+    .setIssuedAt();
+  if (opts.ttlSeconds !== undefined) jwt.setExpirationTime(Math.floor(Date.now() / 1000) + opts.ttlSeconds);
+  return jwt.sign(new TextEncoder().encode(secret));
+}

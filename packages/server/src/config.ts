@@ -1,0 +1,306 @@
+/**
+ * Gateway configuration: one table of settings, read from flags > env > config file > defaults.
+ * A bad value stops the start with one line naming the setting (ConfigError).
+ */
+import { readFileSync } from 'node:fs';
+
+export type NamespaceType = 'public' | 'private' | 'presence';
+
+export interface NamespaceConfig {
+  /** Namespace name: the part before `:` in a channel name. */
+  name: string;
+  /** public: any authenticated client; private: token `channels` must match (or `user:{sub}`); presence: private + presence. */
+  type: NamespaceType;
+  /** Publications retained for recovery and history; 0 = none. */
+  historySize: number;
+  /** History is kept this long after the channel's last publication. */
+  historyTtlMs: number;
+  /** May clients publish (with read access to the channel)? The HTTP API always may. */
+  clientPublish: boolean;
+  /** Track who is subscribed (presence list + join/leave events). Implied by type `presence`. */
+  presence: boolean;
+  /** Most subscribers one channel may have on this node; 0 = unlimited. */
+  maxSubscribers: number;
+  /** Is the bare namespace (`metrics`) itself a channel? */
+  allowBare: boolean;
+  /** Are `namespace:id` channels allowed? */
+  allowIds: boolean;
+}
+
+export interface GatewayConfig {
+  host: string;
+  port: number;
+  jwtSecret: string | undefined;
+  jwtPublicKey: string | undefined;
+  jwksUrl: string | undefined;
+  jwtAlgorithms: string[];
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  apiKey: string | undefined;
+  allowedOrigins: string[];
+  broker: string;
+  redisPrefix: string;
+  heartbeatIntervalMs: number;
+  drainTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  tokenExpiryGraceMs: number;
+  maxMessageBytes: number;
+  maxJsonDepth: number;
+  maxSubscriptionsPerConnection: number;
+  maxConnectionsPerIp: number;
+  maxConnections: number;
+  publishRate: number;
+  publishBurst: number;
+  subscribeRate: number;
+  subscribeBurst: number;
+  messageRate: number;
+  messageBurst: number;
+  maxPendingRequests: number;
+  outboundBufferBytes: number;
+  idempotencyWindowMs: number;
+  logLevel: string;
+  trustProxy: boolean;
+  namespaces: NamespaceConfig[];
+}
+
+type Kind = 'string' | 'int' | 'duration' | 'bytes' | 'list' | 'bool';
+
+export interface SettingSpec {
+  key: Exclude<keyof GatewayConfig, 'namespaces'>;
+  flag: string;
+  env: string;
+  kind: Kind;
+  default: unknown;
+  min?: number;
+  max?: number;
+  doc: string;
+  secret?: boolean;
+}
+
+const S = (key: SettingSpec['key'], flag: string, env: string, kind: Kind, def: unknown, doc: string, extra: Partial<SettingSpec> = {}): SettingSpec =>
+  ({ key, flag, env, kind, default: def, doc, ...extra });
+
+/** Every setting: its flag, env variable, type, default and meaning. docs/configuration.md mirrors this table. */
+export const SETTINGS: SettingSpec[] = [
+  S('host', 'host', 'SIGNALBOX_HOST', 'string', '127.0.0.1', 'Address to listen on.'),
+  S('port', 'port', 'SIGNALBOX_PORT', 'int', 8080, 'TCP port (0 = any free port).', { min: 0, max: 65535 }),
+  S('jwtSecret', 'jwt-secret', 'SIGNALBOX_JWT_SECRET', 'string', undefined, 'HS256 secret for client tokens. Unset (and no public key/JWKS): dev mode, a random secret is generated and a dev token printed.', { secret: true }),
+  S('jwtPublicKey', 'jwt-public-key', 'SIGNALBOX_JWT_PUBLIC_KEY', 'string', undefined, 'PEM (SPKI) public key, or a path to one, for RS256/ES256/EdDSA tokens.'),
+  S('jwksUrl', 'jwks-url', 'SIGNALBOX_JWKS_URL', 'string', undefined, 'JWKS URL to verify RS256/ES256/EdDSA tokens against.'),
+  S('jwtAlgorithms', 'jwt-algorithms', 'SIGNALBOX_JWT_ALGORITHMS', 'list', undefined, 'Accepted JWT algorithms (pinned). Default: HS256 with a secret, RS256,ES256 with a key or JWKS.'),
+  S('jwtIssuer', 'jwt-issuer', 'SIGNALBOX_JWT_ISSUER', 'string', undefined, 'Required `iss` claim, if set.'),
+  S('jwtAudience', 'jwt-audience', 'SIGNALBOX_JWT_AUDIENCE', 'string', undefined, 'Required `aud` claim, if set.'),
+  S('apiKey', 'api-key', 'SIGNALBOX_API_KEY', 'string', undefined, 'Bearer key for the HTTP API (publish, history). Dev mode generates one.', { secret: true }),
+  S('allowedOrigins', 'allowed-origins', 'SIGNALBOX_ALLOWED_ORIGINS', 'list', [], 'Comma-separated Origin allow-list for WebSocket upgrades; empty allows any. `*` allows any.'),
+  S('broker', 'broker', 'SIGNALBOX_BROKER', 'string', 'memory', '`memory` (single node, embedded) or a Redis URL `redis://host:port` (several nodes).'),
+  S('redisPrefix', 'redis-prefix', 'SIGNALBOX_REDIS_PREFIX', 'string', 'signalbox', 'Prefix of every Redis key and topic.'),
+  S('heartbeatIntervalMs', 'heartbeat-interval', 'SIGNALBOX_HEARTBEAT_INTERVAL', 'duration', 25_000, 'Heartbeat event + WebSocket ping interval; a client silent for two intervals is terminated.', { min: 100 }),
+  S('drainTimeoutMs', 'drain-timeout', 'SIGNALBOX_DRAIN_TIMEOUT', 'duration', 10_000, 'On SIGTERM/SIGINT, how long to wait for clients to close before exiting.', { min: 0 }),
+  S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request and for token verification.', { min: 100 }),
+  S('tokenExpiryGraceMs', 'token-expiry-grace', 'SIGNALBOX_TOKEN_EXPIRY_GRACE', 'duration', 30_000, 'After `token_expired`, how long a client has to `refresh` before it is closed (4002).', { min: 0 }),
+  S('maxMessageBytes', 'max-message-size', 'SIGNALBOX_MAX_MESSAGE_SIZE', 'bytes', 65_536, 'Largest client frame processed; larger ones get MESSAGE_TOO_LARGE (above 4x: the socket is closed with 1009).', { min: 256 }),
+  S('maxJsonDepth', 'max-json-depth', 'SIGNALBOX_MAX_JSON_DEPTH', 'int', 32, 'Deepest nesting of arrays/objects accepted in a client message.', { min: 2, max: 1000 }),
+  S('maxSubscriptionsPerConnection', 'max-subscriptions', 'SIGNALBOX_MAX_SUBSCRIPTIONS', 'int', 200, 'Subscriptions one connection may hold (SUBSCRIPTION_LIMIT).', { min: 1 }),
+  S('maxConnectionsPerIp', 'max-connections-per-ip', 'SIGNALBOX_MAX_CONNECTIONS_PER_IP', 'int', 1000, 'Concurrent WebSocket connections from one IP (0 = unlimited); over it: HTTP 429 before the upgrade.', { min: 0 }),
+  S('maxConnections', 'max-connections', 'SIGNALBOX_MAX_CONNECTIONS', 'int', 0, 'Concurrent WebSocket connections on this node (0 = unlimited); over it: HTTP 503.', { min: 0 }),
+  S('publishRate', 'publish-rate', 'SIGNALBOX_PUBLISH_RATE', 'int', 100, 'Client publishes per second per connection (token bucket refill).', { min: 1 }),
+  S('publishBurst', 'publish-burst', 'SIGNALBOX_PUBLISH_BURST', 'int', 200, 'Client publish burst per connection (bucket size).', { min: 1 }),
+  S('subscribeRate', 'subscribe-rate', 'SIGNALBOX_SUBSCRIBE_RATE', 'int', 50, 'Channel subscriptions per second per connection.', { min: 1 }),
+  S('subscribeBurst', 'subscribe-burst', 'SIGNALBOX_SUBSCRIBE_BURST', 'int', 200, 'Channel subscription burst per connection.', { min: 1 }),
+  S('messageRate', 'message-rate', 'SIGNALBOX_MESSAGE_RATE', 'int', 200, 'Client frames per second per connection, of any kind.', { min: 1 }),
+  S('messageBurst', 'message-burst', 'SIGNALBOX_MESSAGE_BURST', 'int', 400, 'Client frame burst per connection.', { min: 1 }),
+  S('maxPendingRequests', 'max-pending-requests', 'SIGNALBOX_MAX_PENDING_REQUESTS', 'int', 256, 'Requests of one connection queued while earlier ones complete; beyond: RATE_LIMITED.', { min: 1 }),
+  S('outboundBufferBytes', 'outbound-buffer', 'SIGNALBOX_OUTBOUND_BUFFER', 'bytes', 4 * 1024 * 1024, 'Per-connection outbound buffer; a client that stays above it is closed with 4010 (slow consumer).', { min: 1024 }),
+  S('idempotencyWindowMs', 'idempotency-window', 'SIGNALBOX_IDEMPOTENCY_WINDOW', 'duration', 120_000, 'How long a publish id is remembered for deduplication.', { min: 0 }),
+  S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
+  S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Take the client IP from X-Forwarded-For (behind a load balancer).'),
+];
+
+const H = 3600_000;
+/** The default namespace table (override with `namespaces` in the config file). */
+export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
+  ns('project', 'private', 1000, H, false),
+  ns('prp', 'private', 500, H, false),
+  ns('agent', 'private', 1000, H, true),
+  ns('session', 'private', 1000, 10 * 60_000, true),
+  ns('user', 'private', 200, H, false),
+  { ...ns('metrics', 'public', 0, 0, false), allowBare: true },
+];
+
+function ns(name: string, type: NamespaceType, historySize: number, historyTtlMs: number, clientPublish: boolean): NamespaceConfig {
+  return { name, type, historySize, historyTtlMs, clientPublish, presence: type === 'presence', maxSubscribers: 0, allowBare: false, allowIds: true };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
+const BYTES_RE = /^(\d+)(b|kb|kib|k|mb|mib|m)?$/i;
+
+function describe(spec: SettingSpec): string {
+  return `${spec.env} (--${spec.flag})`;
+}
+
+function parseValue(spec: SettingSpec, raw: unknown): unknown {
+  const fail = (why: string): never => {
+    const shown = spec.secret ? '<hidden>' : JSON.stringify(raw);
+    throw new ConfigError(`Invalid setting ${describe(spec)}: ${why}, got ${shown}`);
+  };
+  const bounds = (n: number) => {
+    if (spec.min !== undefined && n < spec.min) fail(`must be at least ${spec.min}`);
+    if (spec.max !== undefined && n > spec.max) fail(`must be at most ${spec.max}`);
+    return n;
+  };
+  switch (spec.kind) {
+    case 'string':
+      if (typeof raw !== 'string' || raw.length === 0) fail('must be a non-empty string');
+      return raw;
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+      if (raw === 'false' || raw === '0' || raw === 'no') return false;
+      return fail('must be true or false');
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(n)) fail('must be an integer');
+      return bounds(n);
+    }
+    case 'duration': {
+      if (typeof raw === 'number') return bounds(raw);
+      const m = typeof raw === 'string' ? DURATION_RE.exec(raw.trim()) : null;
+      if (!m) return fail('must be a duration like 500ms, 25s, 5m, 1h (bare numbers are milliseconds)');
+      const mult = { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[(m[2] ?? 'ms') as 'ms'];
+      return bounds(Math.round(Number(m[1]) * mult));
+    }
+    case 'bytes': {
+      if (typeof raw === 'number') return bounds(raw);
+      const m = typeof raw === 'string' ? BYTES_RE.exec(raw.trim()) : null;
+      if (!m) return fail('must be a size like 65536, 64kb, 4mb');
+      const unit = (m[2] ?? 'b').toLowerCase();
+      const mult = unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1;
+      return bounds(Number(m[1]) * mult);
+    }
+    case 'list':
+      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
+      if (typeof raw !== 'string') return fail('must be a comma-separated list');
+      return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  }
+}
+
+export interface LoadOptions {
+  /** Parsed command-line flags (flag name -> raw value). */
+  flags?: Record<string, string | boolean | undefined>;
+  env?: NodeJS.ProcessEnv;
+  /** Explicit overrides (highest precedence), for embedding and tests. */
+  overrides?: Partial<GatewayConfig>;
+}
+
+/** Builds the configuration: overrides > flags > env > file (`--config` / SIGNALBOX_CONFIG) > defaults. */
+export function loadConfig(opts: LoadOptions = {}): GatewayConfig {
+  const env = opts.env ?? process.env;
+  const flags = opts.flags ?? {};
+  const filePath = (flags.config as string | undefined) ?? env.SIGNALBOX_CONFIG;
+  let file: Record<string, unknown> = {};
+  if (filePath) {
+    try {
+      file = JSON.parse(readFileSync(filePath, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`Invalid setting SIGNALBOX_CONFIG (--config): cannot read JSON file ${filePath}: ${(err as Error).message}`);
+    }
+    if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new ConfigError(`Invalid setting SIGNALBOX_CONFIG (--config): ${filePath} must hold a JSON object`);
+    const known = new Set<string>([...SETTINGS.map((s) => s.key), 'namespaces']);
+    for (const k of Object.keys(file)) if (!known.has(k)) throw new ConfigError(`Unknown setting "${k}" in config file ${filePath}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const spec of SETTINGS) {
+    const override = opts.overrides?.[spec.key];
+    const raw = override !== undefined ? override : flags[spec.flag] ?? env[spec.env] ?? file[spec.key];
+    out[spec.key] = raw === undefined || raw === '' ? spec.default : parseValue(spec, raw);
+  }
+  const cfg = out as unknown as GatewayConfig;
+  cfg.namespaces = opts.overrides?.namespaces ?? (file.namespaces !== undefined ? parseNamespaces(file.namespaces) : DEFAULT_NAMESPACES);
+  if (!cfg.jwtAlgorithms || cfg.jwtAlgorithms.length === 0) {
+    cfg.jwtAlgorithms = cfg.jwtPublicKey || cfg.jwksUrl ? ['RS256', 'ES256'] : ['HS256'];
+  }
+  validate(cfg);
+  return cfg;
+}
+
+const ALGS = new Set(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+
+function validate(cfg: GatewayConfig): void {
+  const spec = (k: SettingSpec['key']) => describe(SETTINGS.find((s) => s.key === k)!);
+  for (const a of cfg.jwtAlgorithms) {
+    if (!ALGS.has(a)) throw new ConfigError(`Invalid setting ${spec('jwtAlgorithms')}: unknown algorithm "${a}" (none is never accepted)`);
+  }
+  const hmac = cfg.jwtAlgorithms.some((a) => a.startsWith('HS'));
+  const asym = cfg.jwtAlgorithms.some((a) => !a.startsWith('HS'));
+  if (hmac && asym) throw new ConfigError(`Invalid setting ${spec('jwtAlgorithms')}: do not mix HMAC and public-key algorithms`);
+  if (asym && !cfg.jwtPublicKey && !cfg.jwksUrl) throw new ConfigError(`Invalid setting ${spec('jwtAlgorithms')}: ${cfg.jwtAlgorithms.join(',')} needs SIGNALBOX_JWT_PUBLIC_KEY or SIGNALBOX_JWKS_URL`);
+  if (hmac && (cfg.jwtPublicKey || cfg.jwksUrl)) throw new ConfigError(`Invalid setting ${spec('jwtAlgorithms')}: a public key/JWKS is configured but the algorithms are HMAC; set e.g. RS256`);
+  if (cfg.jwtSecret !== undefined && cfg.jwtSecret.length < 16) throw new ConfigError(`Invalid setting ${spec('jwtSecret')}: must be at least 16 characters`);
+  if (cfg.jwksUrl !== undefined) {
+    try {
+      const u = new URL(cfg.jwksUrl);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('protocol');
+    } catch {
+      throw new ConfigError(`Invalid setting ${spec('jwksUrl')}: must be an http(s) URL`);
+    }
+  }
+  if (cfg.broker !== 'memory' && !/^rediss?:\/\//.test(cfg.broker)) {
+    throw new ConfigError(`Invalid setting ${spec('broker')}: must be "memory" or a redis:// URL, got "${cfg.broker}"`);
+  }
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) {
+    throw new ConfigError(`Invalid setting ${spec('logLevel')}: must be one of fatal, error, warn, info, debug, trace, silent`);
+  }
+  if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) throw new ConfigError(`Invalid setting ${spec('apiKey')}: must be at least 16 characters`);
+}
+
+const NS_NAME_RE = /^[a-z][a-z0-9_-]{0,31}$/;
+
+function parseNamespaces(raw: unknown): NamespaceConfig[] {
+  const fail = (why: string): never => {
+    throw new ConfigError(`Invalid setting namespaces (config file): ${why}`);
+  };
+  if (!Array.isArray(raw) || raw.length === 0) fail('must be a non-empty array');
+  const seen = new Set<string>();
+  return (raw as unknown[]).map((entry, i) => {
+    if (typeof entry !== 'object' || entry === null) fail(`entry ${i} must be an object`);
+    const e = entry as Record<string, unknown>;
+    const name = e.name;
+    if (typeof name !== 'string' || !NS_NAME_RE.test(name)) return fail(`entry ${i}: name must match ${NS_NAME_RE}`);
+    if (seen.has(name)) fail(`duplicate namespace "${name}"`);
+    seen.add(name);
+    const type = e.type ?? 'private';
+    if (type !== 'public' && type !== 'private' && type !== 'presence') fail(`${name}.type must be public, private or presence`);
+    const int = (k: string, def: number) => {
+      const v = e[k] ?? def;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${name}.${k} must be a non-negative integer`);
+      return v as number;
+    };
+    const bool = (k: string, def: boolean) => {
+      const v = e[k] ?? def;
+      if (typeof v !== 'boolean') fail(`${name}.${k} must be true or false`);
+      return v as boolean;
+    };
+    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'presence', 'maxSubscribers', 'allowBare', 'allowIds']);
+    for (const k of Object.keys(e)) if (!known.has(k)) fail(`${name}: unknown field "${k}"`);
+    const historySize = int('historySize', 100);
+    if (historySize > 100_000) fail(`${name}.historySize must be at most 100000`);
+    return {
+      name,
+      type: type as NamespaceType,
+      historySize,
+      historyTtlMs: int('historyTtlMs', 3600_000),
+      clientPublish: bool('clientPublish', false),
+      presence: bool('presence', type === 'presence'),
+      maxSubscribers: int('maxSubscribers', 0),
+      allowBare: bool('allowBare', false),
+      allowIds: bool('allowIds', true),
+    };
+  });
+}

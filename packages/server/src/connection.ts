@@ -1,0 +1,527 @@
+/**
+ * One client's connection: authentication, the command loop, subscriptions, token expiry and
+ * refresh, limits. Talks only to a Transport. Commands of one connection run strictly in order,
+ * so replies (and publish offsets) follow request order.
+ */
+import {
+  CloseCode, ErrorCode, decodeJsonFrame, decodeMsgpackFrame, decodePrdCommand, decodePrpCommand, isDecodeError,
+  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type ServerEvent, type StreamPosition,
+  type SubscribeOutcome,
+} from '@signalbox/protocol';
+import { AuthError, type Authenticator, type Credentials } from './auth/jwt.js';
+import { BrokerUnavailableError, type Broker } from './broker/types.js';
+import type { NamespaceTable, ResolvedChannel } from './channels/namespaces.js';
+import type { GatewayConfig } from './config.js';
+import { encIndex, encodeEvent, type EncIndex } from './frames.js';
+import type { Hub, PreparedSubscription, Subscriber } from './hub.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { TokenBucket } from './ratelimit.js';
+import type { Transport } from './transport/types.js';
+import { SERVER_VERSION } from './version.js';
+
+export interface ConnectionContext {
+  config: GatewayConfig;
+  hub: Hub;
+  broker: Broker;
+  namespaces: NamespaceTable;
+  auth: Authenticator;
+  metrics: Metrics;
+  log: Logger;
+  /** Called once when the connection is gone. */
+  onClosed(conn: Connection): void;
+}
+
+export interface ConnectionInfo {
+  id: string;
+  ip: string;
+  dialect: Dialect;
+  encoding: Encoding;
+}
+
+type State = 'authenticating' | 'open' | 'closing' | 'closed';
+
+/** Most frames queued while the token is being verified. */
+const MAX_PREAUTH_FRAMES = 64;
+const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack'];
+
+export class Connection implements Subscriber {
+  readonly id: string;
+  readonly ip: string;
+  readonly dialect: Dialect;
+  readonly encoding: Encoding;
+  readonly encIdx: EncIndex;
+  private readonly binary: boolean;
+  private state: State = 'authenticating';
+  private creds: Credentials | null = null;
+  /** Channels held (live or being prepared). */
+  private readonly subs = new Map<string, ResolvedChannel>();
+  private preauth: { data: Buffer; isBinary: boolean }[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private readonly messageBucket: TokenBucket;
+  private readonly publishBucket: TokenBucket;
+  private readonly subscribeBucket: TokenBucket;
+  /** Invalid messages tolerated before the socket is closed (4008). */
+  private readonly violationBucket = new TokenBucket(1, 20);
+  /** Rate-limit hits tolerated before the socket is closed (4029). */
+  private readonly rateStrikeBucket = new TokenBucket(2, 100);
+  private authTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private graceTimer: NodeJS.Timeout | null = null;
+  /** Cleared on each heartbeat tick, set by any pong or frame. */
+  alive = true;
+
+  constructor(private readonly ctx: ConnectionContext, private readonly transport: Transport, info: ConnectionInfo) {
+    this.id = info.id;
+    this.ip = info.ip;
+    this.dialect = info.dialect;
+    this.encoding = info.encoding;
+    this.encIdx = encIndex(info.dialect, info.encoding);
+    this.binary = info.encoding === 'msgpack';
+    const c = ctx.config;
+    this.messageBucket = new TokenBucket(c.messageRate, c.messageBurst);
+    this.publishBucket = new TokenBucket(c.publishRate, c.publishBurst);
+    this.subscribeBucket = new TokenBucket(c.subscribeRate, c.subscribeBurst);
+  }
+
+  get subject(): string | null {
+    return this.creds?.sub ?? null;
+  }
+
+  get subscriptionCount(): number {
+    return this.subs.size;
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Verifies the token the client presented at the upgrade; frames received meanwhile wait in order. */
+  authenticate(token: string | null): void {
+    if (token === null) {
+      this.failAuth(new AuthError(ErrorCode.AUTH_FAILED, 'Missing token: send it as Authorization: Bearer, ?token=, or the bearer.<jwt> subprotocol'));
+      return;
+    }
+    this.authTimer = setTimeout(() => {
+      if (this.state !== 'authenticating') return;
+      this.sendError(ErrorCode.AUTH_FAILED, 'Token verification timed out', {});
+      this.close(CloseCode.AUTH_TIMEOUT, 'auth timeout');
+    }, this.ctx.config.handshakeTimeoutMs);
+    this.ctx.auth.verify(token).then(
+      (creds) => {
+        this.clearAuthTimer();
+        if (this.state !== 'authenticating') return;
+        this.creds = creds;
+        this.state = 'open';
+        this.scheduleExpiry();
+        this.send({ kind: 'established', connectionId: this.id, serverVersion: SERVER_VERSION, features: FEATURES });
+        const queued = this.preauth;
+        this.preauth = [];
+        for (const f of queued) this.process(f.data, f.isBinary);
+      },
+      (err: unknown) => {
+        this.clearAuthTimer();
+        if (this.state !== 'authenticating') return;
+        this.failAuth(err instanceof AuthError ? err : new AuthError(ErrorCode.AUTH_FAILED, 'Token verification failed'));
+      },
+    );
+  }
+
+  private failAuth(err: AuthError): void {
+    this.preauth = [];
+    this.sendError(err.code, err.message, {});
+    this.close(err.code === ErrorCode.TOKEN_EXPIRED ? CloseCode.TOKEN_EXPIRED : CloseCode.AUTH_FAILED, err.code === ErrorCode.TOKEN_EXPIRED ? 'token expired' : 'auth failed');
+  }
+
+  private clearAuthTimer(): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = null;
+  }
+
+  // ---- inbound ----
+
+  /** A frame from the socket. Never throws. */
+  onFrame(data: Buffer, isBinary: boolean): void {
+    this.alive = true;
+    this.ctx.metrics.messagesIn.labels(this.dialect).inc();
+    if (this.state === 'authenticating') {
+      if (this.preauth.length >= MAX_PREAUTH_FRAMES) {
+        this.close(CloseCode.PROTOCOL_VIOLATION, 'too many messages before authentication');
+        return;
+      }
+      this.preauth.push({ data, isBinary });
+      return;
+    }
+    if (this.state !== 'open') return;
+    try {
+      this.process(data, isBinary);
+    } catch (err) {
+      this.ctx.log.error({ err, conn: this.id }, 'unexpected error handling a frame');
+      this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', {});
+    }
+  }
+
+  private process(data: Buffer, isBinary: boolean): void {
+    if (this.state !== 'open') return;
+    const cfg = this.ctx.config;
+    if (data.length > cfg.maxMessageBytes) {
+      this.violation(ErrorCode.MESSAGE_TOO_LARGE, `Message of ${data.length} bytes exceeds the limit of ${cfg.maxMessageBytes} bytes`, {});
+      return;
+    }
+    if (!this.messageBucket.take()) {
+      this.rateLimited('Too many messages', {});
+      return;
+    }
+    const frame = isBinary ? decodeMsgpackFrame(data, { maxDepth: cfg.maxJsonDepth }) : decodeJsonFrame(data.toString('utf8'), { maxDepth: cfg.maxJsonDepth });
+    if (!frame.ok) {
+      this.violation(ErrorCode.INVALID_MESSAGE, frame.message, {});
+      return;
+    }
+    const cmd = this.dialect === 'prp' ? decodePrpCommand(frame.value) : decodePrdCommand(frame.value);
+    if (isDecodeError(cmd)) {
+      this.violation(cmd.code, cmd.message, { requestId: cmd.requestId, action: cmd.action });
+      return;
+    }
+    if (cmd.kind === 'pong') return;
+    if (cmd.kind === 'ping' && this.pending === 0) {
+      this.send({ kind: 'pong', replyTo: cmd.requestId });
+      return;
+    }
+    if (this.pending >= cfg.maxPendingRequests) {
+      this.rateLimited('Too many requests in flight', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
+      return;
+    }
+    this.pending++;
+    this.chain = this.chain
+      .then(() => (this.state === 'open' ? this.execute(cmd) : undefined))
+      .catch((err: unknown) => {
+        this.ctx.log.error({ err, conn: this.id, action: cmd.kind }, 'request failed');
+        this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
+      })
+      .finally(() => {
+        this.pending--;
+      });
+  }
+
+  private async execute(cmd: Command): Promise<void> {
+    switch (cmd.kind) {
+      case 'subscribe':
+        return this.subscribe(cmd);
+      case 'unsubscribe':
+        return this.unsubscribe(cmd);
+      case 'publish':
+        return this.publish(cmd);
+      case 'history':
+        return this.history(cmd);
+      case 'presence':
+        return this.presence(cmd);
+      case 'refresh':
+        return this.refresh(cmd);
+      case 'ping':
+        this.send({ kind: 'pong', replyTo: cmd.requestId });
+        return;
+      case 'pong':
+        return;
+    }
+  }
+
+  private async subscribe(cmd: Extract<Command, { kind: 'subscribe' }>): Promise<void> {
+    const action = actionName(this.dialect, cmd);
+    const d = (channel: string) => ({ requestId: cmd.requestId, action, channel });
+    const cfg = this.ctx.config;
+    const already: SubscribeOutcome[] = [];
+    const wanted: { ch: ResolvedChannel; since?: StreamPosition }[] = [];
+    const seen = new Set<string>();
+    for (const req of cmd.channels) {
+      if (seen.has(req.channel)) continue;
+      seen.add(req.channel);
+      const check = this.ctx.namespaces.check(this.creds!, req.channel, 'read');
+      if (!check.ok) {
+        this.sendError(check.code, check.message, d(req.channel));
+        continue;
+      }
+      if (this.subs.has(req.channel)) {
+        const position = this.ctx.hub.position(req.channel);
+        if (position) already.push({ channel: req.channel, position });
+        continue;
+      }
+      if (this.subs.size + wanted.length >= cfg.maxSubscriptionsPerConnection) {
+        this.sendError(ErrorCode.SUBSCRIPTION_LIMIT, `Connection holds the maximum of ${cfg.maxSubscriptionsPerConnection} subscriptions`, d(req.channel));
+        continue;
+      }
+      const max = check.channel.namespace.maxSubscribers;
+      if (max > 0 && this.ctx.hub.subscriberCount(req.channel) >= max) {
+        this.sendError(ErrorCode.SUBSCRIPTION_LIMIT, `Channel '${req.channel}' has the maximum of ${max} subscribers`, d(req.channel));
+        continue;
+      }
+      if (!this.subscribeBucket.take()) {
+        this.rateLimited(`Too many subscriptions per second; '${req.channel}' was not subscribed`, d(req.channel));
+        continue;
+      }
+      wanted.push({ ch: check.channel, since: req.since });
+    }
+    for (const w of wanted) this.subs.set(w.ch.name, w.ch);
+    const results = await Promise.allSettled(wanted.map((w) => this.ctx.hub.prepare(this, w.ch.name, w.ch.namespace, w.since)));
+    const prepared: PreparedSubscription[] = [];
+    results.forEach((r, i) => {
+      const ch = wanted[i]!.ch;
+      if (r.status === 'fulfilled') prepared.push(r.value);
+      else {
+        this.subs.delete(ch.name);
+        this.sendBrokerError(r.reason, d(ch.name));
+      }
+    });
+    if (this.state !== 'open') {
+      for (const p of prepared) this.ctx.hub.abandon(this, p.stream.name);
+      return;
+    }
+    // Confirmation first, then each channel's missed publications and live stream (synchronously: no interleaving).
+    this.send({ kind: 'subscribed', replyTo: cmd.requestId, channels: [...already, ...prepared.map((p) => p.outcome)] });
+    for (const p of prepared) {
+      if (this.state !== 'open') break;
+      if (this.subs.has(p.stream.name)) this.ctx.hub.activate(this, p);
+    }
+  }
+
+  private async unsubscribe(cmd: Extract<Command, { kind: 'unsubscribe' }>): Promise<void> {
+    const action = actionName(this.dialect, cmd);
+    const done: string[] = [];
+    for (const channel of cmd.channels) {
+      const r = this.ctx.namespaces.resolve(channel);
+      if (!r.ok) {
+        this.sendError(r.code, r.message, { requestId: cmd.requestId, action, channel });
+        continue;
+      }
+      if (this.subs.delete(channel)) this.ctx.hub.abandon(this, channel);
+      done.push(channel);
+    }
+    this.send({ kind: 'unsubscribed', replyTo: cmd.requestId, channels: done });
+  }
+
+  private async publish(cmd: Extract<Command, { kind: 'publish' }>): Promise<void> {
+    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
+    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, 'publish');
+    if (!check.ok) {
+      this.sendError(check.code, check.message, details);
+      return;
+    }
+    if (!isValidEventType(cmd.type)) {
+      this.violation(ErrorCode.INVALID_MESSAGE, 'Event `type` must be 1-64 characters [A-Za-z0-9_.:-], start with a letter, and not be a system event type', details);
+      return;
+    }
+    if (!this.publishBucket.take()) {
+      this.rateLimited('Too many publishes', details);
+      return;
+    }
+    const ns = check.channel.namespace;
+    const started = performance.now();
+    try {
+      const r = await this.ctx.broker.publish({
+        channel: cmd.channel, type: cmd.type, data: cmd.data, idempotencyKey: cmd.requestId, publisher: this.creds!.sub,
+        history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: this.ctx.config.idempotencyWindowMs,
+      });
+      this.ctx.metrics.publishDuration.labels('client').observe((performance.now() - started) / 1000);
+      if (!r.duplicate) this.ctx.metrics.publications.labels(ns.name, 'client').inc();
+      const p = r.publication;
+      this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
+    } catch (err) {
+      this.sendBrokerError(err, details);
+    }
+  }
+
+  private async history(cmd: Extract<Command, { kind: 'history' }>): Promise<void> {
+    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
+    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, 'read');
+    if (!check.ok) {
+      this.sendError(check.code, check.message, details);
+      return;
+    }
+    try {
+      const hist = await this.ctx.broker.history(cmd.channel, { since: cmd.since, limit: cmd.limit ?? Math.min(100, check.channel.namespace.historySize) });
+      if (cmd.since) {
+        if (cmd.since.epoch !== hist.position.epoch) {
+          this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Stream epoch changed: history before it is gone', { ...details, reason: 'epoch_changed', position: hist.position });
+          return;
+        }
+        if (cmd.since.offset > hist.position.offset) {
+          this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Position is ahead of the stream', { ...details, reason: 'position_ahead', position: hist.position });
+          return;
+        }
+        if (cmd.since.offset < hist.position.offset && hist.earliestOffset > cmd.since.offset + 1) {
+          const reason = hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind';
+          this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Publications after this position are no longer retained', { ...details, reason, position: hist.position, earliestOffset: hist.earliestOffset });
+          return;
+        }
+      }
+      this.send({ kind: 'history', replyTo: cmd.requestId, channel: cmd.channel, publications: hist.publications, position: hist.position });
+    } catch (err) {
+      this.sendBrokerError(err, details);
+    }
+  }
+
+  private async presence(cmd: Extract<Command, { kind: 'presence' }>): Promise<void> {
+    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
+    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, 'read');
+    if (!check.ok) {
+      this.sendError(check.code, check.message, details);
+      return;
+    }
+    this.sendError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${check.channel.namespace.name}'`, details);
+  }
+
+  private async refresh(cmd: Extract<Command, { kind: 'refresh' }>): Promise<void> {
+    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd) };
+    let creds: Credentials;
+    try {
+      creds = await this.ctx.auth.verify(cmd.token);
+    } catch (err) {
+      const e = err instanceof AuthError ? err : new AuthError(ErrorCode.AUTH_FAILED, 'Token verification failed');
+      this.sendError(e.code, `Refresh refused: ${e.message}`, details);
+      return;
+    }
+    if (creds.sub !== this.creds!.sub) {
+      this.sendError(ErrorCode.AUTH_FAILED, 'Refresh refused: the new token is for another subject', details);
+      return;
+    }
+    if (this.state !== 'open') return;
+    this.creds = creds;
+    this.scheduleExpiry();
+    // Subscriptions the new token no longer grants are removed.
+    for (const [name, ch] of this.subs) {
+      if (!this.ctx.namespaces.canRead(creds, ch)) {
+        this.subs.delete(name);
+        this.ctx.hub.abandon(this, name);
+        this.send({ kind: 'unsubscribed_by_server', channel: name, code: ErrorCode.PERMISSION_DENIED, message: 'The refreshed token does not grant this channel' });
+      }
+    }
+    this.send({ kind: 'refreshed', replyTo: cmd.requestId, expiresAt: creds.expiresAt === null ? null : new Date(creds.expiresAt).toISOString() });
+  }
+
+  // ---- token expiry ----
+
+  private scheduleExpiry(): void {
+    this.clearExpiryTimers();
+    const exp = this.creds?.expiresAt;
+    if (exp == null) return;
+    const delay = exp - Date.now();
+    // setTimeout holds at most ~24.8 days; a longer-lived token is re-checked then.
+    this.expiryTimer = setTimeout(() => (Date.now() >= exp ? this.onExpired(exp) : this.scheduleExpiry()), Math.min(Math.max(delay, 0), 2 ** 31 - 1));
+  }
+
+  private onExpired(exp: number): void {
+    if (this.state !== 'open') return;
+    const grace = this.ctx.config.tokenExpiryGraceMs;
+    this.send({ kind: 'token_expired', expiredAt: new Date(exp).toISOString(), graceMs: grace });
+    this.graceTimer = setTimeout(() => this.close(CloseCode.TOKEN_EXPIRED, 'token expired'), grace);
+  }
+
+  private clearExpiryTimers(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.expiryTimer = this.graceTimer = null;
+  }
+
+  // ---- outbound ----
+
+  /** Hot path: a pre-encoded publication frame. */
+  deliver(frame: Uint8Array, binary: boolean): void {
+    if (this.state !== 'open') return;
+    if (this.transport.bufferedAmount > this.ctx.config.outboundBufferBytes) {
+      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and recover');
+      return;
+    }
+    this.transport.send(frame, binary);
+  }
+
+  lose(channel: string, why: 'resync' | 'overflow'): void {
+    this.ctx.log.info({ conn: this.id, channel, why }, 'subscriber must reconnect and recover');
+    this.close(why === 'overflow' ? CloseCode.SLOW_CONSUMER : CloseCode.RESYNC_REQUIRED, why === 'overflow' ? 'slow consumer: reconnect and recover' : 'resync required: reconnect and recover');
+  }
+
+  send(ev: ServerEvent): void {
+    if (this.state === 'closed' || this.state === 'closing') return;
+    this.transport.send(encodeEvent(ev, this.encIdx), this.binary);
+  }
+
+  /** Sends a pre-encoded broadcast frame (heartbeat). */
+  sendRaw(frame: string | Uint8Array): void {
+    if (this.state === 'open') this.transport.send(frame, this.binary);
+  }
+
+  sendError(code: ErrorCode, message: string, details: ErrorInfo['details']): void {
+    this.ctx.metrics.errors.labels(code).inc();
+    const clean: ErrorInfo['details'] = {};
+    for (const [k, v] of Object.entries(details)) if (v !== undefined) clean[k] = v;
+    this.send({ kind: 'error', replyTo: details.requestId, error: { code, message, details: clean } });
+  }
+
+  private sendBrokerError(err: unknown, details: ErrorInfo['details']): void {
+    if (err instanceof BrokerUnavailableError) {
+      this.sendError(ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`, details);
+    } else {
+      this.ctx.log.error({ err, conn: this.id }, 'broker operation failed');
+      this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', details);
+    }
+  }
+
+  /** An invalid message: answered, and counted towards the protocol-violation close. */
+  private violation(code: ErrorCode, message: string, details: ErrorInfo['details']): void {
+    this.sendError(code, message, details);
+    if (!this.violationBucket.take()) this.close(CloseCode.PROTOCOL_VIOLATION, 'too many invalid messages');
+  }
+
+  private rateLimited(message: string, details: ErrorInfo['details']): void {
+    this.sendError(ErrorCode.RATE_LIMITED, message, details);
+    if (!this.rateStrikeBucket.take()) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly');
+  }
+
+  /** Heartbeat tick: terminate a peer that answered nothing since the last tick, else ping it. */
+  heartbeat(frame: string | Uint8Array): void {
+    if (this.state === 'closed') return;
+    if (!this.alive) {
+      this.ctx.log.info({ conn: this.id }, 'heartbeat timeout; terminating');
+      this.transport.terminate();
+      return;
+    }
+    this.alive = false;
+    this.transport.ping();
+    this.sendRaw(frame);
+  }
+
+  /** Destroys the socket at once (end of a drain). */
+  terminate(): void {
+    this.transport.terminate();
+    this.onTransportClosed(CloseCode.SERVICE_RESTART);
+  }
+
+  /** Starts a closing handshake; `onTransportClosed` completes it. */
+  close(code: number, reason: string): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    this.transport.close(code, reason);
+    this.releaseSubscriptions();
+  }
+
+  /** The socket is gone (closed by either side, or terminated). */
+  onTransportClosed(code: number): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.clearAuthTimer();
+    this.clearExpiryTimers();
+    this.preauth = [];
+    this.releaseSubscriptions();
+    this.ctx.metrics.connectionsClosed.labels(String(code)).inc();
+    this.ctx.onClosed(this);
+  }
+
+  private releaseSubscriptions(): void {
+    for (const name of this.subs.keys()) this.ctx.hub.abandon(this, name);
+    this.subs.clear();
+  }
+}
+
+function actionName(dialect: Dialect, cmd: Command): string {
+  if (dialect === 'prp') return cmd.kind;
+  return cmd.kind === 'publish' ? 'message' : cmd.kind;
+}

@@ -1,0 +1,147 @@
+/**
+ * HTTP API: publish, history, channels, health, readiness, metrics. API-key protected routes use
+ * `Authorization: Bearer <SIGNALBOX_API_KEY>`. Errors: `{error: {code, message, details?}}`.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ErrorCode, isValidEventType, isValidMessageId, prpPublication, type StreamPosition } from '@signalbox/protocol';
+import { BrokerUnavailableError, type Broker, type PublishResult } from '../broker/types.js';
+import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
+import type { GatewayConfig } from '../config.js';
+import type { Hub } from '../hub.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { generatePublicationId } from '../broker/memory.js';
+
+export interface ApiContext {
+  config: GatewayConfig;
+  apiKey: string | undefined;
+  broker: Broker;
+  hub: Hub;
+  namespaces: NamespaceTable;
+  metrics: Metrics;
+  log: Logger;
+  readiness(): { ready: boolean; reason?: string };
+  stats(): Record<string, unknown>;
+}
+
+const MAX_PUBLISH_CHANNELS = 100;
+
+function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string, details?: Record<string, unknown>) {
+  return reply.code(status).send({ error: { code, message, ...(details ? { details } : {}) } });
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
+  const keyDigest = ctx.apiKey ? digest(ctx.apiKey) : null;
+
+  const requireKey = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!keyDigest) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'The HTTP API is disabled: set SIGNALBOX_API_KEY');
+    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+    // Compare digests so the comparison is constant-time whatever the presented length.
+    if (!m || !timingSafeEqual(digest(m[1]!), keyDigest)) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Missing or invalid API key');
+  };
+
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status === 413) return sendError(reply, 413, ErrorCode.MESSAGE_TOO_LARGE, 'Request body too large');
+    if (status >= 400 && status < 500) return sendError(reply, status, ErrorCode.INVALID_MESSAGE, err.message);
+    ctx.log.error({ err }, 'http handler failed');
+    return sendError(reply, 500, ErrorCode.INTERNAL_ERROR, 'Internal error');
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, ErrorCode.INVALID_ACTION, `No route ${req.method} ${req.url.split('?')[0]}`));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const r = ctx.readiness();
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
+  app.get('/metrics', async (_req, reply) => {
+    ctx.metrics.brokerReady.set(ctx.broker.isReady() ? 1 : 0);
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+
+  app.post('/v1/publish', { preHandler: requireKey }, async (req, reply) => {
+    const body = req.body as Record<string, unknown> | undefined;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, 'Body must be a JSON object {channel | channels, type, data, id?}');
+    }
+    const single = typeof body.channel === 'string';
+    const names = single ? [body.channel as string] : body.channels;
+    if (!Array.isArray(names) || names.length === 0 || names.some((c) => typeof c !== 'string')) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`channel` (string) or `channels` (non-empty array of strings) is required');
+    }
+    if (names.length > MAX_PUBLISH_CHANNELS) return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, `At most ${MAX_PUBLISH_CHANNELS} channels per publish`);
+    const type = body.type ?? 'message';
+    if (!isValidEventType(type)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`type` must be 1-64 characters [A-Za-z0-9_.:-], start with a letter, and not be a system event type', { type });
+    }
+    if (!('data' in body)) return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`data` is required');
+    if (body.id !== undefined && !isValidMessageId(body.id)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`id` must be a string of 1-128 printable ASCII characters');
+    }
+    const channels: ResolvedChannel[] = [];
+    for (const name of new Set(names as string[])) {
+      const r = ctx.namespaces.resolve(name);
+      if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel: name });
+      channels.push(r.channel);
+    }
+    // One id for the publication in every channel; it is also the idempotency key.
+    const id = (body.id as string | undefined) ?? (channels.length > 1 ? generatePublicationId() : undefined);
+    const started = performance.now();
+    let results: PublishResult[];
+    try {
+      results = await Promise.all(channels.map((ch) => ctx.broker.publish({
+        channel: ch.name, type, data: body.data, idempotencyKey: id, publisher: 'api',
+        history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs: ctx.config.idempotencyWindowMs,
+      })));
+    } catch (err) {
+      if (err instanceof BrokerUnavailableError) return sendError(reply, 503, ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`);
+      throw err;
+    }
+    ctx.metrics.publishDuration.labels('api').observe((performance.now() - started) / 1000);
+    results.forEach((r, i) => { if (!r.duplicate) ctx.metrics.publications.labels(channels[i]!.namespace.name, 'api').inc(); });
+    const publications = results.map((r) => ({ id: r.publication.id, channel: r.publication.channel, offset: r.publication.offset, epoch: r.publication.epoch, duplicate: r.duplicate }));
+    return reply.code(200).send(single ? { ...publications[0], publications } : { id: publications[0]!.id, publications });
+  });
+
+  app.get('/v1/channels/:channel/history', { preHandler: requireKey }, async (req, reply) => {
+    const { channel } = req.params as { channel: string };
+    const q = req.query as Record<string, string | undefined>;
+    const r = ctx.namespaces.resolve(channel);
+    if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel });
+    let limit: number | undefined;
+    if (q.limit !== undefined) {
+      limit = Number(q.limit);
+      if (!Number.isSafeInteger(limit) || limit < 0 || limit > 1000) return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`limit` must be an integer from 0 to 1000');
+    }
+    let since: StreamPosition | undefined;
+    if (q.since_offset !== undefined || q.since_epoch !== undefined) {
+      const offset = Number(q.since_offset);
+      if (!q.since_epoch || !Number.isSafeInteger(offset) || offset < 0) {
+        return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`since_epoch` and `since_offset` (non-negative integer) go together');
+      }
+      since = { epoch: q.since_epoch, offset };
+    }
+    try {
+      const hist = await ctx.broker.history(channel, { since, limit: limit ?? Math.min(100, r.channel.namespace.historySize) });
+      if (since) {
+        const reason = since.epoch !== hist.position.epoch ? 'epoch_changed'
+          : since.offset > hist.position.offset ? 'position_ahead'
+          : since.offset < hist.position.offset && hist.earliestOffset > since.offset + 1 ? (hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind')
+          : null;
+        if (reason) return sendError(reply, 409, ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, { channel, reason, position: hist.position, earliestOffset: hist.earliestOffset });
+      }
+      return { channel, position: hist.position, earliestOffset: hist.earliestOffset, publications: hist.publications.map(prpPublication) };
+    } catch (err) {
+      if (err instanceof BrokerUnavailableError) return sendError(reply, 503, ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`);
+      throw err;
+    }
+  });
+
+  app.get('/v1/channels', { preHandler: requireKey }, async () => ({ channels: ctx.hub.channelStats() }));
+  app.get('/v1/stats', { preHandler: requireKey }, async () => ctx.stats());
+}

@@ -1,0 +1,300 @@
+/**
+ * Local registry of channel streams and their subscribers on this node, and the fan-out.
+ *
+ * Per channel the hub keeps the stream's epoch and the last offset it passed on, so it sees every
+ * gap (an offset jump, a lost pub/sub connection) and repairs it from history before delivering
+ * anything newer. A subscriber that asks to recover is "catching up": it is sent the missed
+ * publications, then whatever arrived live meanwhile (buffered), with no gap and no duplicate at
+ * the seam, and only then joins the live set.
+ */
+import type { NamespaceConfig } from './config.js';
+import type { Broker, BrokerHandler, HistoryResult } from './broker/types.js';
+import type { Publication, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
+import { publicationFrame, isBinaryEnc, type EncIndex } from './frames.js';
+import type { Metrics } from './metrics.js';
+import type { Logger } from './logger.js';
+
+/** What the hub needs from a connection. */
+export interface Subscriber {
+  readonly encIdx: EncIndex;
+  /** Sends a pre-encoded publication frame. */
+  deliver(frame: Uint8Array, binary: boolean): void;
+  /** The hub can no longer guarantee this subscriber's stream on `channel`: the connection must reconnect and recover. */
+  lose(channel: string, why: 'resync' | 'overflow'): void;
+}
+
+interface LiveEntry {
+  sub: Subscriber;
+  /** Publications at or below this offset were already sent to the subscriber (at activation). */
+  watermark: number;
+}
+
+class ChannelStream {
+  readonly live = new Map<Subscriber, LiveEntry>();
+  readonly catching = new Map<Subscriber, Publication[]>();
+  epoch: string | null = null;
+  lastOffset = 0;
+  /** Publications that arrived while the stream was being re-read after a gap. */
+  resyncQueue: Publication[] | null = null;
+  ready: Promise<void>;
+
+  constructor(readonly name: string, readonly ns: NamespaceConfig, ready: Promise<void>) {
+    this.ready = ready;
+  }
+
+  get size(): number {
+    return this.live.size + this.catching.size;
+  }
+}
+
+/** The result of the asynchronous half of a subscribe; {@link Hub.activate} completes it synchronously. */
+export interface PreparedSubscription {
+  stream: ChannelStream;
+  outcome: SubscribeOutcome;
+  missed: Publication[];
+}
+
+export interface HubOptions {
+  /** Most publications buffered for one catching-up subscriber before it is treated as a slow consumer. */
+  maxCatchUpBuffer: number;
+}
+
+export class Hub implements BrokerHandler {
+  private readonly streams = new Map<string, ChannelStream>();
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly opts: HubOptions,
+  ) {}
+
+  get channelCount(): number {
+    return this.streams.size;
+  }
+
+  subscriberCount(channel: string): number {
+    return this.streams.get(channel)?.size ?? 0;
+  }
+
+  /** Channels with local subscribers, and how many (for the admin API / console). */
+  channelStats(): { channel: string; subscribers: number; epoch: string | null; offset: number }[] {
+    return [...this.streams.values()].map((s) => ({ channel: s.name, subscribers: s.size, epoch: s.epoch, offset: s.lastOffset }));
+  }
+
+  /** Current position of a channel this node carries, if known. */
+  position(channel: string): StreamPosition | null {
+    const s = this.streams.get(channel);
+    return s && s.epoch !== null ? { epoch: s.epoch, offset: s.lastOffset } : null;
+  }
+
+  /**
+   * Asynchronous half of a subscribe: join the stream as catching-up, read the position (and the
+   * missed publications when `since` is given). Throws if the broker fails; the caller then
+   * calls {@link abandon}.
+   */
+  async prepare(sub: Subscriber, channel: string, ns: NamespaceConfig, since?: StreamPosition): Promise<PreparedSubscription> {
+    let stream = this.streams.get(channel);
+    if (!stream) {
+      stream = new ChannelStream(channel, ns, this.broker.subscribe(channel));
+      this.streams.set(channel, stream);
+      this.metrics.channels.set(this.streams.size);
+    }
+    stream.catching.set(sub, []);
+    try {
+      await stream.ready;
+      const wantMissed = since !== undefined && ns.historySize > 0;
+      const hist = await this.broker.history(channel, wantMissed ? { since, limit: ns.historySize } : { limit: 0 });
+      if (stream.epoch === null) {
+        stream.epoch = hist.position.epoch;
+        stream.lastOffset = hist.position.offset;
+      }
+      const { outcome, missed } = recoveryOutcome(channel, ns, hist, since);
+      if (since) this.metrics.recoveries.labels(ns.name, outcome.recovered ? 'recovered' : outcome.reason ?? 'unrecovered').inc();
+      return { stream, outcome, missed };
+    } catch (err) {
+      this.abandon(sub, channel);
+      throw err;
+    }
+  }
+
+  /**
+   * Synchronous half: send the missed publications, then the ones buffered during catch-up
+   * (skipping any already sent), then go live. Call right after the confirmation was sent.
+   */
+  activate(sub: Subscriber, p: PreparedSubscription): void {
+    const stream = p.stream;
+    const buffered = stream.catching.get(sub);
+    if (buffered === undefined) return; // unsubscribed meanwhile
+    stream.catching.delete(sub);
+    const binary = isBinaryEnc(sub.encIdx);
+    for (const pub of p.missed) sub.deliver(publicationFrame(pub, sub.encIdx), binary);
+    const epoch = p.outcome.position.epoch;
+    let last = p.outcome.position.offset;
+    for (const pub of buffered) {
+      if (pub.epoch !== epoch) {
+        // The stream lost its past while this subscriber was catching up.
+        sub.lose(stream.name, 'resync');
+        return;
+      }
+      if (pub.offset <= last) continue;
+      sub.deliver(publicationFrame(pub, sub.encIdx), binary);
+      last = pub.offset;
+    }
+    if (stream.epoch !== epoch) {
+      sub.lose(stream.name, 'resync');
+      return;
+    }
+    stream.live.set(sub, { sub, watermark: last });
+    this.metrics.subscriptions.labels(stream.ns.name).inc();
+  }
+
+  /** Removes a subscriber from a channel (catching-up or live). */
+  abandon(sub: Subscriber, channel: string): void {
+    const stream = this.streams.get(channel);
+    if (!stream) return;
+    if (stream.live.delete(sub)) this.metrics.subscriptions.labels(stream.ns.name).dec();
+    stream.catching.delete(sub);
+    if (stream.size === 0) this.drop(stream);
+  }
+
+  private drop(stream: ChannelStream): void {
+    this.streams.delete(stream.name);
+    this.metrics.channels.set(this.streams.size);
+    // Wait for the subscribe to settle so the broker sees subscribe/unsubscribe in order.
+    stream.ready
+      .then(() => this.broker.unsubscribe(stream.name))
+      .catch((err: unknown) => this.log.warn({ err, channel: stream.name }, 'broker unsubscribe failed'));
+  }
+
+  // ---- BrokerHandler ----
+
+  onPublication(pub: Publication): void {
+    const stream = this.streams.get(pub.channel);
+    if (stream === undefined) return;
+    if (stream.resyncQueue !== null) {
+      stream.resyncQueue.push(pub);
+      return;
+    }
+    this.accept(stream, pub);
+  }
+
+  onResync(channels: string[] | null): void {
+    const targets = channels === null ? [...this.streams.values()] : channels.map((c) => this.streams.get(c)).filter((s) => s !== undefined);
+    for (const stream of targets) if (stream.epoch !== null && stream.resyncQueue === null) this.resync(stream);
+  }
+
+  /** Passes a publication on if it is the next in the stream; detects duplicates, gaps and epoch changes. */
+  private accept(stream: ChannelStream, pub: Publication): void {
+    if (stream.epoch === null) {
+      stream.epoch = pub.epoch;
+    } else if (pub.epoch === stream.epoch) {
+      if (pub.offset <= stream.lastOffset) return; // already passed on (e.g. also read from history)
+      if (pub.offset !== stream.lastOffset + 1) {
+        stream.resyncQueue = [pub];
+        this.resync(stream);
+        return;
+      }
+    } else {
+      this.lost(stream, `epoch changed from ${stream.epoch} to ${pub.epoch}`);
+      stream.epoch = pub.epoch;
+    }
+    stream.lastOffset = pub.offset;
+    this.fanout(stream, pub);
+  }
+
+  private fanout(stream: ChannelStream, pub: Publication): void {
+    let sent = 0;
+    if (stream.live.size > 0) {
+      const offset = pub.offset;
+      for (const entry of stream.live.values()) {
+        if (offset <= entry.watermark) continue;
+        const idx = entry.sub.encIdx;
+        entry.sub.deliver(publicationFrame(pub, idx), idx >= 2);
+        sent++;
+      }
+      this.metrics.deliveries.labels(stream.ns.name).inc(sent);
+    }
+    if (stream.catching.size > 0) {
+      for (const [sub, buffer] of stream.catching) {
+        if (buffer.length >= this.opts.maxCatchUpBuffer) {
+          stream.catching.delete(sub);
+          sub.lose(stream.name, 'overflow');
+        } else buffer.push(pub);
+      }
+    }
+  }
+
+  /** Re-reads the stream from the last offset passed on and delivers what was missed, in order. */
+  private resync(stream: ChannelStream): void {
+    if (stream.resyncQueue === null) stream.resyncQueue = [];
+    const from: StreamPosition = { epoch: stream.epoch!, offset: stream.lastOffset };
+    const limit = stream.ns.historySize > 0 ? stream.ns.historySize : 0;
+    this.broker.history(stream.name, { since: from, limit }).then(
+      (hist) => {
+        const queue = stream.resyncQueue ?? [];
+        stream.resyncQueue = null;
+        if (this.streams.get(stream.name) !== stream) return;
+        const missing = hist.publications.filter((p) => p.offset > from.offset);
+        const complete = hist.position.epoch === from.epoch && (hist.position.offset === from.offset || missing[0]?.offset === from.offset + 1);
+        if (!complete) {
+          this.metrics.resyncs.labels('lost').inc();
+          this.lost(stream, `cannot re-read ${stream.name} from offset ${from.offset}`);
+          stream.epoch = hist.position.epoch;
+          stream.lastOffset = hist.position.offset;
+        } else {
+          this.metrics.resyncs.labels('repaired').inc();
+          for (const p of missing) this.accept(stream, p);
+        }
+        // accept() may start another resync, which queues the rest.
+        for (const p of queue) {
+          const pending = stream.resyncQueue as Publication[] | null;
+          if (pending !== null) pending.push(p);
+          else this.accept(stream, p);
+        }
+      },
+      (err: unknown) => {
+        const queue = stream.resyncQueue ?? [];
+        stream.resyncQueue = null;
+        this.metrics.resyncs.labels('failed').inc();
+        this.log.warn({ err, channel: stream.name }, 'stream resync failed');
+        this.lost(stream, 'history unavailable during resync');
+        const lastQueued = queue[queue.length - 1];
+        if (lastQueued) {
+          stream.epoch = lastQueued.epoch;
+          stream.lastOffset = lastQueued.offset;
+        } else stream.epoch = null;
+      },
+    );
+  }
+
+  /** Every subscriber of the stream must reconnect and recover: this node lost track of it. */
+  private lost(stream: ChannelStream, why: string): void {
+    this.log.warn({ channel: stream.name, subscribers: stream.size, why }, 'channel stream lost; subscribers told to reconnect and recover');
+    const subs = [...stream.live.keys(), ...stream.catching.keys()];
+    for (const sub of subs) sub.lose(stream.name, 'resync');
+  }
+}
+
+/** Decides what a subscribe with `since` can be given: exactly the missed publications, or an explicit reason why not. */
+export function recoveryOutcome(
+  channel: string,
+  ns: NamespaceConfig,
+  hist: HistoryResult,
+  since: StreamPosition | undefined,
+): { outcome: SubscribeOutcome; missed: Publication[] } {
+  const position = hist.position;
+  if (!since) return { outcome: { channel, position }, missed: [] };
+  const fail = (reason: UnrecoverableReason) => ({ outcome: { channel, position, recovered: false, reason }, missed: [] });
+  if (since.epoch !== position.epoch) return fail('epoch_changed');
+  if (since.offset > position.offset) return fail('position_ahead');
+  if (since.offset === position.offset) return { outcome: { channel, position, recovered: true, missed: 0 }, missed: [] };
+  if (ns.historySize === 0) return fail('no_history');
+  if (hist.earliestOffset > position.offset) return fail('history_expired');
+  if (hist.earliestOffset > since.offset + 1) return fail('too_far_behind');
+  const missed = hist.publications.filter((p) => p.offset > since.offset && p.offset <= position.offset);
+  // Exact and contiguous, or nothing: never a silent partial recovery.
+  for (let i = 0; i < missed.length; i++) if (missed[i]!.offset !== since.offset + 1 + i) return fail('too_far_behind');
+  if (missed.length !== position.offset - since.offset) return fail('too_far_behind');
+  return { outcome: { channel, position, recovered: true, missed: missed.length }, missed };
+}

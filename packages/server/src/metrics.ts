@@ -1,0 +1,42 @@
+/** Prometheus metrics under `signalbox_`, labelled by namespace (never by channel). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connections: Gauge<'dialect' | 'encoding'>;
+  readonly connectionsOpened: Counter<'dialect'>;
+  readonly connectionsClosed: Counter<'code'>;
+  readonly upgradesRejected: Counter<'reason'>;
+  readonly subscriptions: Gauge<'namespace'>;
+  readonly channels: Gauge;
+  readonly publications: Counter<'namespace' | 'source'>;
+  readonly deliveries: Counter<'namespace'>;
+  readonly messagesIn: Counter<'dialect'>;
+  readonly errors: Counter<'code'>;
+  readonly recoveries: Counter<'namespace' | 'outcome'>;
+  readonly resyncs: Counter<'outcome'>;
+  readonly publishDuration: Histogram<'source'>;
+  readonly brokerReady: Gauge;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const r = this.registry;
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: r, prefix: 'signalbox_process_' });
+    this.connections = new Gauge({ name: 'signalbox_connections', help: 'Open WebSocket connections', labelNames: ['dialect', 'encoding'], registers: [r] });
+    this.connectionsOpened = new Counter({ name: 'signalbox_connections_opened_total', help: 'WebSocket connections accepted', labelNames: ['dialect'], registers: [r] });
+    this.connectionsClosed = new Counter({ name: 'signalbox_connections_closed_total', help: 'WebSocket connections closed, by close code', labelNames: ['code'], registers: [r] });
+    this.upgradesRejected = new Counter({ name: 'signalbox_upgrades_rejected_total', help: 'Upgrade requests refused before the handshake', labelNames: ['reason'], registers: [r] });
+    this.subscriptions = new Gauge({ name: 'signalbox_subscriptions', help: 'Active channel subscriptions', labelNames: ['namespace'], registers: [r] });
+    this.channels = new Gauge({ name: 'signalbox_channels', help: 'Channels with at least one subscriber on this node', registers: [r] });
+    this.publications = new Counter({ name: 'signalbox_publications_total', help: 'Publications accepted, by namespace and source (api|client)', labelNames: ['namespace', 'source'], registers: [r] });
+    this.deliveries = new Counter({ name: 'signalbox_deliveries_total', help: 'Publication frames sent to subscribers', labelNames: ['namespace'], registers: [r] });
+    this.messagesIn = new Counter({ name: 'signalbox_client_messages_total', help: 'Frames received from clients', labelNames: ['dialect'], registers: [r] });
+    this.errors = new Counter({ name: 'signalbox_errors_total', help: 'Error events sent to clients, by code', labelNames: ['code'], registers: [r] });
+    this.recoveries = new Counter({ name: 'signalbox_recoveries_total', help: 'Subscriptions that asked to recover, by outcome', labelNames: ['namespace', 'outcome'], registers: [r] });
+    this.resyncs = new Counter({ name: 'signalbox_stream_resyncs_total', help: 'Channel streams re-read after a gap, by outcome', labelNames: ['outcome'], registers: [r] });
+    this.publishDuration = new Histogram({
+      name: 'signalbox_publish_duration_seconds', help: 'Time to append a publication (broker round trip)', labelNames: ['source'], registers: [r],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    });
+    this.brokerReady = new Gauge({ name: 'signalbox_broker_ready', help: '1 while the broker is reachable', registers: [r] });
+  }
+}
