@@ -1,0 +1,39 @@
+// Shared plumbing of the peer servers (bench/servers/*.mjs): arguments from the environment,
+// the publish command over IPC (the publisher loop runs inside the server process, so its cost
+// is part of the server's CPU, as it is for a gateway that receives publications), and readiness.
+import { runPaced } from './pacer.mjs';
+
+export const env = {
+  host: process.env.BENCH_HOST ?? '127.0.0.1',
+  port: Number(process.env.BENCH_PORT ?? 0),
+  heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS ?? 0),
+};
+
+/**
+ * Wires IPC: {cmd:'publish', rate, durationMs, seqStart, channels, size} runs the paced loop with
+ * publish(seq, channel, size); replies {type:'published', ...}. {cmd:'stats'} replies counters.
+ */
+export function servePeer({ publish, afterBatch, stats }) {
+  process.on('message', async (m) => {
+    if (m.cmd === 'publish') {
+      const chans = m.channels;
+      const res = await runPaced({
+        rate: m.rate,
+        durationMs: m.durationMs,
+        seqStart: m.seqStart,
+        emit: (seq) => publish(seq, chans[seq % chans.length], m.size),
+        afterBatch,
+      });
+      process.send({ type: 'published', id: m.id, ...res });
+    } else if (m.cmd === 'stats') {
+      process.send({ type: 'stats', id: m.id, ...(stats?.() ?? {}) });
+    } else if (m.cmd === 'exit') {
+      process.exit(0);
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+export function ready(port) {
+  process.send?.({ type: 'ready', port, pid: process.pid });
+}

@@ -1,0 +1,156 @@
+// Server-side adapters: start a target (its own process or processes), publish into it, stop it.
+// Every target exposes the same shape to the scenarios:
+//   { name, pids, host, ports, publisher (child speaking {cmd:'publish'}), ctx (for generators), stop() }
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { forkReady } from './ipc.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '../..');
+export const SIGNALBOX_CLI = path.join(repoRoot, 'packages/server/dist/cli.js');
+export const TARGETS = ['signalbox', 'ws-coalesce', 'ws-naive', 'socketio'];
+export const PEERS = ['ws-coalesce', 'ws-naive', 'socketio'];
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function signalboxAvailable() {
+  return existsSync(SIGNALBOX_CLI);
+}
+
+/**
+ * @param {string} name one of TARGETS
+ * @param {object} o heartbeatMs, gateways (signalbox cluster size), broker (redis URL), namespace,
+ *   publishMode ('ws' | 'http'), env (extra env for signalbox)
+ */
+export async function startTarget(name, o = {}) {
+  if (name === 'signalbox') return startSignalbox(o);
+  if (!PEERS.includes(name)) throw new Error(`unknown target ${name}`);
+  const child = await forkReady(path.join(repoRoot, 'bench/servers', `${name}.mjs`), {
+    env: { BENCH_PORT: '0', BENCH_HEARTBEAT_MS: String(o.heartbeatMs ?? 0) },
+  });
+  return {
+    name,
+    host: '127.0.0.1',
+    ports: [child.ready.port],
+    pids: [child.pid],
+    publisher: child,
+    ctx: {},
+    channelPrefix: 'bench-',
+    async stop() {
+      child.kill('SIGTERM');
+      await onceExit(child, 3000);
+    },
+  };
+}
+
+function onceExit(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+async function waitReady(port, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (r.status === 200) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`signalbox on :${port} not ready (GET /readyz) in ${ms} ms`);
+}
+
+async function startSignalbox(o) {
+  if (!signalboxAvailable()) {
+    throw new Error(`Signalbox gateway not built (${path.relative(repoRoot, SIGNALBOX_CLI)} missing): run npm run build`);
+  }
+  const n = o.gateways ?? 1;
+  const jwtSecret = randomBytes(24).toString('hex');
+  const apiKey = randomBytes(24).toString('hex');
+  const ns = o.namespace ?? 'session';
+  const big = '100000000';
+  const procs = [];
+  const ports = [];
+  for (let k = 0; k < n; k++) {
+    const port = await freePort();
+    const env = {
+      ...process.env,
+      SIGNALBOX_HOST: '127.0.0.1',
+      SIGNALBOX_PORT: String(port),
+      SIGNALBOX_JWT_SECRET: jwtSecret,
+      SIGNALBOX_API_KEY: apiKey,
+      SIGNALBOX_MAX_CONNECTIONS_PER_IP: '0',
+      SIGNALBOX_LOG_LEVEL: 'warn',
+      // The benchmark publisher is one connection publishing far above the default per-client limits.
+      SIGNALBOX_PUBLISH_RATE: big,
+      SIGNALBOX_PUBLISH_BURST: big,
+      SIGNALBOX_MESSAGE_RATE: big,
+      SIGNALBOX_MESSAGE_BURST: big,
+      SIGNALBOX_MAX_PENDING_REQUESTS: '1000000',
+      SIGNALBOX_MAX_SUBSCRIPTIONS: '1000',
+      ...(o.heartbeatMs ? { SIGNALBOX_HEARTBEAT_INTERVAL: `${o.heartbeatMs}ms` } : {}),
+      ...(o.broker ? { SIGNALBOX_BROKER: o.broker } : {}),
+      ...(o.env ?? {}),
+    };
+    const child = spawn(process.execPath, [SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    procs.push(child);
+    ports.push(port);
+  }
+  const stopAll = async () => {
+    for (const c of procs) c.kill('SIGTERM');
+    await Promise.all(procs.map((c) => onceExit(c, 15_000)));
+  };
+  try {
+    await Promise.all(ports.map((p) => waitReady(p)));
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const publisher = await forkReady(path.join(repoRoot, 'bench/servers/signalbox-publisher.mjs'), {
+    env: {
+      BENCH_PORT: String(ports[0]),
+      BENCH_JWT_SECRET: jwtSecret,
+      BENCH_API_KEY: apiKey,
+      BENCH_PUBLISH_MODE: o.publishMode ?? 'ws',
+    },
+  });
+  return {
+    name: 'signalbox',
+    host: '127.0.0.1',
+    ports,
+    pids: procs.map((c) => c.pid),
+    publisher,
+    publisherPid: publisher.pid,
+    ctx: { jwtSecret },
+    channelPrefix: `${ns}:bench-`,
+    async stop() {
+      publisher.kill('SIGTERM');
+      await onceExit(publisher, 3000);
+      await stopAll();
+    },
+  };
+}
