@@ -313,7 +313,8 @@ export class RedisBroker implements Broker {
     this.subReady = false;
     this.wanted.clear();
     this.notifyState();
-    const ends = [this.cmd, this.sub].map((c) => ended(c, 1000));
+    // Only a live socket emits 'end' after disconnect(); one that is between reconnects just stops.
+    const ends = [this.cmd, this.sub].filter((c) => ['connecting', 'connect', 'ready'].includes(c.status)).map((c) => ended(c, 1000));
     this.cmd.disconnect();
     this.sub.disconnect();
     await Promise.all(ends);

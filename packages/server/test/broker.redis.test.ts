@@ -1,0 +1,135 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { BrokerUnavailableError } from '../src/broker/types.js';
+import { RedisBroker, redisChannelKeys } from '../src/broker/redis.js';
+import { brokerContract, publishTo, Recorder, uniqueChannel, type BrokerFactory } from './contract/broker.contract.js';
+import { deleteKeys, describeWithRedis, listKeys, probeRedis, rawClient, uniquePrefix } from './helpers/redis.js';
+import { freePort } from './helpers/redis-server.js';
+
+const redis = await probeRedis();
+const prefix = uniquePrefix('broker');
+
+const factory: BrokerFactory = Object.assign(
+  async () => {
+    const made: RedisBroker[] = [];
+    const make = (): RedisBroker => {
+      const b = new RedisBroker({ url: redis.url, prefix });
+      made.push(b);
+      return b;
+    };
+    return { broker: make(), peer: async () => make(), cleanup: async () => void (await Promise.all(made.map((b) => b.close()))) };
+  },
+  { capabilities: { sharedEngine: true, selectiveDelivery: true } },
+);
+
+describeWithRedis('RedisBroker', redis, () => {
+  afterAll(async () => {
+    await deleteKeys(redis.url, prefix);
+  });
+
+  brokerContract('redis', factory);
+
+  describe('redis specifics', () => {
+    it('keeps every key of a channel under the prefix and the channel\u2019s hash tag', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await broker.start(new Recorder());
+      try {
+        const ch = uniqueChannel('layout');
+        await publishTo(broker, ch, 1, { idempotencyKey: 'weird}{key*' });
+        const keys = (await listKeys(redis.url, prefix)).filter((k) => k.includes(ch));
+        expect(keys).toEqual([`${prefix}:{${ch}}:idem:weird}{key*`, `${prefix}:{${ch}}:meta`, `${prefix}:{${ch}}:stream`]);
+      } finally {
+        await broker.close();
+      }
+    });
+
+    it('escapes names so user input never forms its own hash tag or pattern', async () => {
+      const keys = redisChannelKeys('p', 'a{b}*?[c] %');
+      for (const k of Object.values(keys)) {
+        expect(k.startsWith('p:{a%007bb%007d%002a%003f%005bc%005d%0020%0025}:')).toBe(true);
+        expect(k.match(/[{}]/g)).toEqual(['{', '}']);
+      }
+      // Injective: distinct channels never share keys.
+      expect(redisChannelKeys('p', '%007b').meta).not.toBe(redisChannelKeys('p', '{').meta);
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await broker.start(new Recorder());
+      try {
+        const odd = `${uniqueChannel('odd')}{x}`;
+        await publishTo(broker, odd, 1);
+        expect((await broker.history(odd, {})).publications.map((p) => p.data)).toEqual([1]);
+      } finally {
+        await broker.close();
+      }
+    });
+
+    it('rejects a prefix that could form a hash tag or pattern', () => {
+      for (const bad of ['a{b}', 'x*', '', 'has space']) {
+        expect(() => new RedisBroker({ url: redis.url, prefix: bad })).toThrow(TypeError);
+      }
+    });
+
+    it('starts a new epoch when the meta hash is lost, and drops entries of the old one', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await broker.start(new Recorder());
+      const raw = rawClient(redis.url);
+      try {
+        const ch = uniqueChannel('lost');
+        let old = '';
+        for (let i = 0; i < 3; i++) old = (await publishTo(broker, ch, i)).publication.epoch;
+        await raw.del(redisChannelKeys(prefix, ch).meta);
+        const next = await publishTo(broker, ch, 'new');
+        expect(next.publication.epoch).not.toBe(old);
+        expect(next.publication.offset).toBe(1);
+        const h = await broker.history(ch, {});
+        expect(h.publications).toEqual([next.publication]);
+        expect(h.position).toEqual({ epoch: next.publication.epoch, offset: 1 });
+      } finally {
+        raw.disconnect();
+        await broker.close();
+      }
+    });
+
+    it('falls back to EVAL when Redis forgot the scripts', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await broker.start(new Recorder());
+      const raw = rawClient(redis.url);
+      try {
+        const ch = uniqueChannel('noscript');
+        await publishTo(broker, ch, 1);
+        await raw.script('FLUSH');
+        expect((await publishTo(broker, ch, 2)).publication.offset).toBe(2);
+        expect((await broker.history(ch, {})).position.offset).toBe(2);
+      } finally {
+        raw.disconnect();
+        await broker.close();
+      }
+    });
+
+    it('fails fast before start and after close', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await expect(publishTo(broker, uniqueChannel('early'), 1)).rejects.toBeInstanceOf(BrokerUnavailableError);
+      await broker.start(new Recorder());
+      await broker.close();
+      expect(broker.isReady()).toBe(false);
+      await expect(broker.history(uniqueChannel('late'), {})).rejects.toBeInstanceOf(BrokerUnavailableError);
+    });
+
+    it('starts not-ready against an unreachable Redis, and fails fast', async () => {
+      const port = await freePort();
+      const broker = new RedisBroker({ url: `redis://127.0.0.1:${port}`, prefix, startTimeoutMs: 300 });
+      const rec = new Recorder();
+      try {
+        await broker.start(rec);
+        expect(broker.isReady()).toBe(false);
+        const t0 = performance.now();
+        await expect(publishTo(broker, uniqueChannel('down'), 1)).rejects.toBeInstanceOf(BrokerUnavailableError);
+        await expect(broker.history(uniqueChannel('down'), {})).rejects.toBeInstanceOf(BrokerUnavailableError);
+        expect(performance.now() - t0).toBeLessThan(100);
+        // Subscribing while down is deferred, not refused.
+        await broker.subscribe(uniqueChannel('down'));
+        expect(rec.readiness).toEqual([]);
+      } finally {
+        await broker.close();
+      }
+    });
+  });
+});
