@@ -1,0 +1,52 @@
+import type { ErrorCode } from '@signalbox/protocol';
+
+/**
+ * Codes for failures the client detects itself (server errors keep the server's {@link ErrorCode}).
+ */
+export const ClientErrorCode = {
+  /** The socket reported an error (connection refused, DNS failure, TLS...). A close follows. */
+  TRANSPORT_ERROR: 'TRANSPORT_ERROR',
+  /** A frame could not be decoded, or is not a message of the connection's dialect. */
+  INVALID_FRAME: 'INVALID_FRAME',
+  /** A publish (or other request) got no answer in time. */
+  TIMEOUT: 'TIMEOUT',
+  /** The offline queue is full; see `maxQueueSize` and `queueOverflow`. */
+  QUEUE_FULL: 'QUEUE_FULL',
+  /** `disconnect()` was called while the operation was pending. */
+  DISCONNECTED: 'DISCONNECTED',
+  /** The client stopped for good (auth failure, attempts exhausted...); the operation was abandoned. */
+  CLOSED: 'CLOSED',
+  /** `getToken()` threw or returned something that is not a non-empty string. */
+  TOKEN_UNAVAILABLE: 'TOKEN_UNAVAILABLE',
+  /** An event handler threw; `cause` holds what it threw. */
+  HANDLER_ERROR: 'HANDLER_ERROR',
+} as const;
+export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
+
+/** Details carried by an error: the server's `details`, plus `channel`/`requestId` when known. */
+export interface SignalboxErrorDetails {
+  requestId?: string;
+  action?: string;
+  channel?: string;
+  [key: string]: unknown;
+}
+
+/**
+ * Every error the client reports or rejects with: the server's errors (`code` from the protocol's
+ * catalog, e.g. `INVALID_CHANNEL`) and the client's own ({@link ClientErrorCode}).
+ */
+export class SignalboxError extends Error {
+  override readonly name = 'SignalboxError';
+  /** Stable code: a server {@link ErrorCode} or a {@link ClientErrorCode}. */
+  readonly code: ErrorCode | ClientErrorCode;
+  readonly details: SignalboxErrorDetails;
+  /** The id of the request this error answers, when it answers one. */
+  readonly replyTo: string | undefined;
+
+  constructor(code: ErrorCode | ClientErrorCode, message: string, details: SignalboxErrorDetails = {}, replyTo?: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.code = code;
+    this.details = details;
+    this.replyTo = replyTo;
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * The typed event map: the PRP API document's events, the gateway's system events, and the
+ * client's own (`error`, `token_expired`, `$state`). Every server message is normalized to one
+ * shape, {@link ServerMessage}, whichever endpoint dialect it came from.
+ */
+import type { ErrorInfo, PresenceMember, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
+import type { SignalboxError } from './errors.js';
+
+/** A message from the server, in the PRP API document's shape (PRD-035 messages are normalized to it). */
+export interface ServerMessage<T = unknown> {
+  id: string;
+  /** Event type, e.g. `prp.created` or `heartbeat`. */
+  type: string;
+  /** ISO 8601. */
+  timestamp: string;
+  data: T;
+  /** For channel events. */
+  channel?: string;
+  /** For publications: position in the channel's stream. */
+  offset?: number;
+  epoch?: string;
+  /** For replies: the id of the request answered. */
+  replyTo?: string;
+  metadata?: { version: string; source: string };
+}
+
+/** A publication on a channel: a {@link ServerMessage} with its stream position. */
+export interface PublicationMessage<T = unknown> extends ServerMessage<T> {
+  channel: string;
+  offset: number;
+  epoch: string;
+}
+
+// ---- The PRP API document's events -------------------------------------------------------------
+
+export type PrpStatus = 'pending' | 'active' | 'completed' | (string & {});
+export type PrpPriority = 'low' | 'medium' | 'high' | (string & {});
+
+export interface PrpCreatedData {
+  id: string;
+  projectId: string;
+  name: string;
+  description?: string;
+  status: PrpStatus;
+  priority: PrpPriority;
+  createdBy: string;
+  createdAt: string;
+}
+
+export interface PrpUpdatedData {
+  id: string;
+  changes: Record<string, { old: unknown; new: unknown }>;
+  updatedBy: string;
+  updatedAt: string;
+}
+
+export interface PrpStatusChangedData {
+  id: string;
+  previousStatus: PrpStatus;
+  newStatus: PrpStatus;
+  reason?: string;
+  changedBy: string;
+  metrics?: { estimatedHours?: number; actualHours?: number; completionRate?: number };
+}
+
+export interface PrpDeletedData {
+  id: string;
+  projectId: string;
+  deletedBy: string;
+  reason?: string;
+}
+
+export interface AgentAssignedData {
+  agentId: string;
+  prpId: string;
+  priority: PrpPriority;
+  estimatedStartTime?: string;
+}
+
+export interface AgentProgressData {
+  agentId: string;
+  prpId: string;
+  /** Percent, 0-100. */
+  progress: number;
+  currentTask?: string;
+  completedTasks?: string[];
+  remainingTasks?: string[];
+}
+
+/** Publication data of the PRP API document's events, by event type. The default of `SignalboxClient`'s type parameter. */
+export interface PrpEventData {
+  'prp.created': PrpCreatedData;
+  'prp.updated': PrpUpdatedData;
+  'prp.status_changed': PrpStatusChangedData;
+  'prp.deleted': PrpDeletedData;
+  'agent.assigned': AgentAssignedData;
+  'agent.progress': AgentProgressData;
+}
+
+// ---- System events -----------------------------------------------------------------------------
+
+export interface ConnectionEstablishedData { connectionId: string; serverVersion: string; features: string[] }
+export interface HeartbeatData { serverTime: string }
+export interface SubscriptionConfirmedData { subscribedChannels: string[]; channels?: SubscribeOutcome[] }
+export interface UnsubscriptionConfirmedData { unsubscribedChannels: string[] }
+export interface AckData { id: string; channel: string; offset: number; epoch: string; duplicate: boolean }
+export interface TokenRefreshedData { expiresAt: string | null }
+export interface TokenExpiredData { expiredAt: string; graceMs: number }
+export interface PresenceChangeData { channel: string; member: PresenceMember }
+export interface SubscriptionRemovedData { channel: string; code: string; message: string }
+
+/** Messages the gateway sends on its own account, by type. */
+export interface SystemMessages {
+  'connection.established': ServerMessage<ConnectionEstablishedData>;
+  heartbeat: ServerMessage<HeartbeatData>;
+  pong: ServerMessage<undefined>;
+  'subscription.confirmed': ServerMessage<SubscriptionConfirmedData>;
+  'unsubscription.confirmed': ServerMessage<UnsubscriptionConfirmedData>;
+  ack: ServerMessage<AckData>;
+  'token.refreshed': ServerMessage<TokenRefreshedData>;
+  'presence.joined': ServerMessage<PresenceChangeData>;
+  'presence.left': ServerMessage<PresenceChangeData>;
+  'subscription.removed': ServerMessage<SubscriptionRemovedData>;
+}
+
+// ---- Client events -----------------------------------------------------------------------------
+
+/** The client's connection states. */
+export type ClientState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** Why the state changed. */
+export type TransitionReason =
+  /** `connect()` was called. */
+  | 'connect_called'
+  /** `disconnect()` was called. */
+  | 'disconnect_called'
+  /** The server confirmed the connection (`connection.established`). */
+  | 'established'
+  /** The socket closed; `code` is its close code (1006 when it never opened). */
+  | 'transport_closed'
+  /** The socket did not open and authenticate within `connectTimeout`. */
+  | 'connect_timeout'
+  /** Nothing arrived within `pingInterval + pongTimeout`: a half-open connection. */
+  | 'heartbeat_timeout'
+  /** A publication skipped offsets; reconnecting lets recovery fill the gap. */
+  | 'insufficient_state'
+  /** `getToken()` failed; retried with backoff. */
+  | 'token_unavailable'
+  /** The server refused the token (4001) and no different token is available. */
+  | 'auth_failed'
+  /** The token expired (4002) and no different token is available. */
+  | 'token_expired'
+  /** The close code says reconnecting cannot succeed (e.g. 1000, 4008). */
+  | 'server_closed'
+  /** `maxReconnectAttempts` consecutive attempts failed. */
+  | 'max_attempts'
+  /** `reconnect: false` and the connection was lost or could not be made. */
+  | 'reconnect_disabled';
+
+/** One state transition, emitted as `$state`. */
+export interface StateChange {
+  from: ClientState;
+  to: ClientState;
+  reason: TransitionReason;
+  /** The WebSocket close code involved, if any. */
+  code?: number;
+  /** The close reason or error message involved, if any. */
+  message?: string;
+  /** When `to` is `reconnecting`: the attempt about to be made (1-based) and the delay before it, in ms. */
+  attempt?: number;
+  delay?: number;
+}
+
+/** Handlers receive this for `token_expired` (the server's notice that the token passed `exp`). */
+export type TokenExpiredEvent = TokenExpiredData;
+
+/** Events of a subscription: see `Subscription.on`. */
+export interface SubscribedEvent {
+  channel: string;
+  /** The last position seen after this confirmation (undefined if the server reports none). */
+  position?: StreamPosition;
+  /** Present when the subscription asked to recover from a position. */
+  recovered?: boolean;
+  reason?: UnrecoverableReason;
+  /** How many missed publications follow (when recovered). */
+  missed?: number;
+  /** True when this is a resubscription (after a reconnect or a retry). */
+  resubscribed: boolean;
+}
+
+/** Emitted on a subscription when the server could not replay what was missed: reload state. */
+export interface RecoveryFailedEvent {
+  channel: string;
+  reason: UnrecoverableReason | 'unknown';
+  /** The position the stream continues from. */
+  position?: StreamPosition;
+}
+
+export interface UnsubscribedEvent {
+  channel: string;
+  reason: 'unsubscribe_called' | 'removed_by_server' | 'refused';
+  code?: string;
+  message?: string;
+}
+
+export interface SubscriptionEvents<T = unknown> {
+  publication: PublicationMessage<T>;
+  subscribed: SubscribedEvent;
+  recovery_failed: RecoveryFailedEvent;
+  unsubscribed: UnsubscribedEvent;
+  error: SignalboxError;
+}
+
+/**
+ * Everything `client.on(type, handler)` can listen to, typed. `E` maps publication event types to
+ * their data (default: the PRP API document's events). Any other string is accepted too, with an
+ * untyped {@link ServerMessage}.
+ */
+export type ClientEvents<E extends object = PrpEventData> = { [K in keyof E]: PublicationMessage<E[K]> } & SystemMessages & {
+  /** Every message from the server, after deduplication. */
+  '*': ServerMessage;
+  /** Server errors and the client's own; not called twice for one error. */
+  error: SignalboxError;
+  /** The server says the token expired; refresh within `graceMs` or be closed (4002). */
+  token_expired: TokenExpiredEvent;
+  /**
+   * Every state transition. `$` keeps it apart from publication types, which must start with a
+   * letter, so no publisher can impersonate it.
+   */
+  $state: StateChange;
+};
+
+/** The error object of the server's `error` message, as the protocol defines it. */
+export type ServerErrorInfo = ErrorInfo;
