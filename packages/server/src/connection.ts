@@ -5,8 +5,8 @@
  */
 import {
   CloseCode, ErrorCode, decodeJsonFrame, decodeMsgpackFrame, decodePrdCommand, decodePrpCommand, isDecodeError,
-  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type ServerEvent, type StreamPosition,
-  type SubscribeOutcome,
+  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type PresenceMember, type ServerEvent,
+  type StreamPosition, type SubscribeOutcome,
 } from '@signalbox/protocol';
 import { AuthError, type Authenticator, type Credentials } from './auth/jwt.js';
 import { BrokerUnavailableError, type Broker } from './broker/types.js';
@@ -16,6 +16,7 @@ import { encIndex, encodeEvent, type EncIndex } from './frames.js';
 import type { Hub, PreparedSubscription, Subscriber } from './hub.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { PresenceStore } from './presence/types.js';
 import { TokenBucket } from './ratelimit.js';
 import type { Transport } from './transport/types.js';
 import { SERVER_VERSION } from './version.js';
@@ -26,6 +27,7 @@ export interface ConnectionContext {
   broker: Broker;
   namespaces: NamespaceTable;
   auth: Authenticator;
+  presence: PresenceStore;
   metrics: Metrics;
   log: Logger;
   /** Called once when the connection is gone. */
@@ -280,7 +282,10 @@ export class Connection implements Subscriber {
     this.send({ kind: 'subscribed', replyTo: cmd.requestId, channels: [...already, ...prepared.map((p) => p.outcome)] });
     for (const p of prepared) {
       if (this.state !== 'open') break;
-      if (this.subs.has(p.stream.name)) this.ctx.hub.activate(this, p);
+      if (!this.subs.has(p.stream.name)) continue;
+      this.ctx.hub.activate(this, p);
+      const ch = this.subs.get(p.stream.name);
+      if (ch?.namespace.presence && this.subs.has(ch.name)) this.presenceJoin(ch);
     }
   }
 
@@ -293,7 +298,7 @@ export class Connection implements Subscriber {
         this.sendError(r.code, r.message, { requestId: cmd.requestId, action, channel });
         continue;
       }
-      if (this.subs.delete(channel)) this.ctx.hub.abandon(this, channel);
+      this.release(channel);
       done.push(channel);
     }
     this.send({ kind: 'unsubscribed', replyTo: cmd.requestId, channels: done });
@@ -367,7 +372,48 @@ export class Connection implements Subscriber {
       this.sendError(check.code, check.message, details);
       return;
     }
-    this.sendError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${check.channel.namespace.name}'`, details);
+    if (!check.channel.namespace.presence) {
+      this.sendError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${check.channel.namespace.name}'`, details);
+      return;
+    }
+    try {
+      this.send({ kind: 'presence', replyTo: cmd.requestId, channel: cmd.channel, members: await this.ctx.presence.list(cmd.channel) });
+    } catch (err) {
+      this.sendBrokerError(err, details);
+    }
+  }
+
+  // ---- presence ----
+
+  private member(): PresenceMember {
+    return { clientId: this.id, userId: this.creds!.sub, ...(this.creds!.info !== undefined ? { info: this.creds!.info } : {}) };
+  }
+
+  private presenceTtl(): number {
+    return this.ctx.config.heartbeatIntervalMs * 3;
+  }
+
+  /** Records the member and announces it on the channel's stream (so join/leave are ordered and recoverable). */
+  private presenceJoin(ch: ResolvedChannel): void {
+    const member = this.member();
+    this.ctx.presence.add(ch.name, member, this.presenceTtl())
+      .then(() => this.publishPresence(ch, 'presence.joined', member))
+      .catch((err: unknown) => this.ctx.log.warn({ err, channel: ch.name }, 'presence join failed'));
+  }
+
+  private presenceLeave(ch: ResolvedChannel): void {
+    const member = this.member();
+    this.ctx.presence.remove(ch.name, member.clientId)
+      .then(() => this.publishPresence(ch, 'presence.left', member))
+      .catch((err: unknown) => this.ctx.log.warn({ err, channel: ch.name }, 'presence leave failed'));
+  }
+
+  private async publishPresence(ch: ResolvedChannel, type: string, member: PresenceMember): Promise<void> {
+    const ns = ch.namespace;
+    await this.ctx.broker.publish({
+      channel: ch.name, type, data: { member }, publisher: 'presence',
+      history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: 0,
+    });
   }
 
   private async refresh(cmd: Extract<Command, { kind: 'refresh' }>): Promise<void> {
@@ -390,8 +436,7 @@ export class Connection implements Subscriber {
     // Subscriptions the new token no longer grants are removed.
     for (const [name, ch] of this.subs) {
       if (!this.ctx.namespaces.canRead(creds, ch)) {
-        this.subs.delete(name);
-        this.ctx.hub.abandon(this, name);
+        this.release(name);
         this.send({ kind: 'unsubscribed_by_server', channel: name, code: ErrorCode.PERMISSION_DENIED, message: 'The refreshed token does not grant this channel' });
       }
     }
@@ -487,6 +532,11 @@ export class Connection implements Subscriber {
     this.alive = false;
     this.transport.ping();
     this.sendRaw(frame);
+    if (this.state === 'open') {
+      for (const ch of this.subs.values()) {
+        if (ch.namespace.presence) this.ctx.presence.add(ch.name, this.member(), this.presenceTtl()).catch(() => {});
+      }
+    }
   }
 
   /** Destroys the socket at once (end of a drain). */
@@ -515,9 +565,17 @@ export class Connection implements Subscriber {
     this.ctx.onClosed(this);
   }
 
+  /** Leaves one channel: hub, presence. */
+  private release(name: string): void {
+    const ch = this.subs.get(name);
+    if (!ch) return;
+    this.subs.delete(name);
+    this.ctx.hub.abandon(this, name);
+    if (ch.namespace.presence && this.creds) this.presenceLeave(ch);
+  }
+
   private releaseSubscriptions(): void {
-    for (const name of this.subs.keys()) this.ctx.hub.abandon(this, name);
-    this.subs.clear();
+    for (const name of [...this.subs.keys()]) this.release(name);
   }
 }
 

@@ -20,6 +20,8 @@ import { registerApi } from './http/api.js';
 import { Hub } from './hub.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { MemoryPresenceStore } from './presence/memory.js';
+import type { PresenceStore } from './presence/types.js';
 import { ENDPOINTS, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
@@ -27,6 +29,8 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Use this broker instead of the one `config.broker` names (tests, embedding). */
   broker?: Broker;
+  /** Use this presence store instead of the default for `config.broker`. */
+  presence?: PresenceStore;
 }
 
 /** Creates the broker `config.broker` names: the memory broker, or Redis. */
@@ -42,6 +46,7 @@ export class Gateway {
   readonly namespaces: NamespaceTable;
   readonly auth: Authenticator;
   broker!: Broker;
+  presence!: PresenceStore;
   hub!: Hub;
   private app!: FastifyInstance;
   private wss!: WebSocketServer;
@@ -74,14 +79,15 @@ export class Gateway {
       },
     });
     this.metrics.brokerReady.set(this.broker.isReady() ? 1 : 0);
+    this.presence = this.opts.presence ?? new MemoryPresenceStore();
     this.ctx = {
-      config, hub: this.hub, broker: this.broker, namespaces: this.namespaces, auth: this.auth, metrics: this.metrics, log: this.log,
+      config, hub: this.hub, broker: this.broker, namespaces: this.namespaces, auth: this.auth, presence: this.presence, metrics: this.metrics, log: this.log,
       onClosed: (conn) => this.onConnectionClosed(conn),
     };
     this.wss = createWebSocketServer(config.maxMessageBytes * 4);
     this.app = Fastify({ logger: false, bodyLimit: Math.max(1024 * 1024, config.maxMessageBytes), trustProxy: config.trustProxy, forceCloseConnections: true });
     registerApi(this.app, {
-      config, apiKey: config.apiKey, broker: this.broker, hub: this.hub, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
+      config, apiKey: config.apiKey, broker: this.broker, hub: this.hub, presence: this.presence, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
       readiness: () => this.readiness(),
       stats: () => this.stats(),
     });
@@ -222,6 +228,9 @@ export class Gateway {
     }
     await this.app.close().catch((err: unknown) => this.log.warn({ err }, 'http close failed'));
     this.wss.close();
+    // Let presence leaves and other in-flight publishes settle before the broker goes.
+    await new Promise((resolve) => setImmediate(resolve));
+    await this.presence.close().catch((err: unknown) => this.log.warn({ err }, 'presence close failed'));
     await this.broker.close().catch((err: unknown) => this.log.warn({ err }, 'broker close failed'));
     this.log.info('stopped');
   }

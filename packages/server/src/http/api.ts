@@ -11,6 +11,7 @@ import type { GatewayConfig } from '../config.js';
 import type { Hub } from '../hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { PresenceStore } from '../presence/types.js';
 import { generatePublicationId } from '../broker/memory.js';
 
 export interface ApiContext {
@@ -18,6 +19,7 @@ export interface ApiContext {
   apiKey: string | undefined;
   broker: Broker;
   hub: Hub;
+  presence: PresenceStore;
   namespaces: NamespaceTable;
   metrics: Metrics;
   log: Logger;
@@ -140,6 +142,14 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       if (err instanceof BrokerUnavailableError) return sendError(reply, 503, ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`);
       throw err;
     }
+  });
+
+  app.get('/v1/channels/:channel/presence', { preHandler: requireKey }, async (req, reply) => {
+    const { channel } = req.params as { channel: string };
+    const r = ctx.namespaces.resolve(channel);
+    if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel });
+    if (!r.channel.namespace.presence) return sendError(reply, 403, ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${r.channel.namespace.name}'`, { channel });
+    return { channel, members: await ctx.presence.list(channel) };
   });
 
   app.get('/v1/channels', { preHandler: requireKey }, async () => ({ channels: ctx.hub.channelStats() }));

@@ -128,16 +128,17 @@ export class TestClient {
     this.ws.send(data);
   }
 
-  /** Sends a PRP request with a fresh id and awaits its reply (first message with replyTo = id). */
+  /**
+   * Sends a PRP request with a fresh id and awaits its final reply: for `subscribe` the
+   * confirmation (per-channel errors come before it), for anything else the first message with
+   * replyTo = id (which may be an `error`).
+   */
   async request(action: string, payload?: unknown, timeoutMs?: number): Promise<Msg> {
     const id = `req_${++this.seq}`;
     const from = this.messages.length;
     this.send({ id, action, ...(payload !== undefined ? { payload } : {}) });
-    return this.next((m) => m.replyTo === id && m.type !== 'error', timeoutMs, from).catch(async (err) => {
-      const e = this.messages.find((m) => m.replyTo === id);
-      if (e) return e;
-      throw err;
-    });
+    const final = action === 'subscribe' ? (m: Msg) => m.replyTo === id && m.type === 'subscription.confirmed' : (m: Msg) => m.replyTo === id;
+    return this.next(final, timeoutMs, from);
   }
 
   close(code = 1000): Promise<{ code: number; reason: string }> {
