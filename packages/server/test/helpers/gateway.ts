@@ -129,15 +129,16 @@ export class TestClient {
   }
 
   /**
-   * Sends a PRP request with a fresh id and awaits its final reply: for `subscribe` the
-   * confirmation (per-channel errors come before it), for anything else the first message with
-   * replyTo = id (which may be an `error`).
+   * Sends a PRP request with a fresh id and awaits its final reply: for `subscribe`/`unsubscribe`
+   * the confirmation (per-channel errors come before it), for anything else the first message
+   * with replyTo = id (which may be an `error`).
    */
   async request(action: string, payload?: unknown, timeoutMs?: number): Promise<Msg> {
     const id = `req_${++this.seq}`;
     const from = this.messages.length;
     this.send({ id, action, ...(payload !== undefined ? { payload } : {}) });
-    const final = action === 'subscribe' ? (m: Msg) => m.replyTo === id && m.type === 'subscription.confirmed' : (m: Msg) => m.replyTo === id;
+    const batchReply = { subscribe: 'subscription.confirmed', unsubscribe: 'unsubscription.confirmed' }[action];
+    const final = batchReply ? (m: Msg) => m.replyTo === id && m.type === batchReply : (m: Msg) => m.replyTo === id;
     return this.next(final, timeoutMs, from);
   }
 
