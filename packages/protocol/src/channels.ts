@@ -57,6 +57,14 @@ export function isChannelPatternList(value: unknown): value is string[] {
   return (
     Array.isArray(value) &&
     value.length <= 1000 &&
-    value.every((p) => typeof p === 'string' && p.length > 0 && p.length <= MAX_CHANNEL_LENGTH + 1 && !/[\s\u0000-\u001f]/.test(p))
+    value.every((p) => typeof p === 'string' && p.length > 0 && p.length <= MAX_CHANNEL_LENGTH + 1 && !hasSpaceOrControl(p))
   );
+}
+
+function hasSpaceOrControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return true;
+  }
+  return false;
 }
