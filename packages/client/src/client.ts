@@ -811,6 +811,11 @@ export class SignalboxClient<E extends object = PrpEventData> {
 
   #onFrame(frame: string | Uint8Array): void {
     this.#lastFrameAt = Date.now();
+    // The answer to a watchdog ping (or any sign of life): count the quiet time afresh from now.
+    if (this.#pingSentAt !== undefined) {
+      this.#pingSentAt = undefined;
+      this.#armHeartbeat(this.config.pingInterval);
+    }
     let decoded: unknown;
     try {
       if (typeof frame === 'string') decoded = JSON.parse(frame);
