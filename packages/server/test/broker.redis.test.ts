@@ -104,6 +104,31 @@ describeWithRedis('RedisBroker', redis, () => {
       }
     });
 
+    it('survives a throwing handler: later publications are still delivered', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      const rec = new Recorder();
+      let calls = 0;
+      await broker.start({
+        onPublication(pub) {
+          if (++calls === 1) throw new Error('hub bug');
+          rec.onPublication(pub);
+        },
+        onResync: () => {},
+        onReadyChange: () => {
+          throw new Error('hub bug');
+        },
+      });
+      try {
+        const ch = uniqueChannel('throws');
+        await broker.subscribe(ch);
+        await publishTo(broker, ch, 1);
+        await publishTo(broker, ch, 2);
+        expect((await rec.publicationsOf(ch, 1)).map((p) => p.offset)).toEqual([2]);
+      } finally {
+        await broker.close();
+      }
+    });
+
     it('fails fast before start and after close', async () => {
       const broker = new RedisBroker({ url: redis.url, prefix });
       await expect(publishTo(broker, uniqueChannel('early'), 1)).rejects.toBeInstanceOf(BrokerUnavailableError);

@@ -202,8 +202,8 @@ export class RedisBroker implements Broker {
     const bothReady = Promise.all([this.cmd.connect(), this.sub.connect()]);
     // The connect promises reject on the first failed attempt; reconnecting goes on regardless.
     bothReady.catch(() => {});
-    const inTime = await this.waitFor(() => this.ready && this.subReady, this.startTimeoutMs);
-    if (!inTime) {
+    const inTime = await this.waitFor(() => this.closed || (this.ready && this.subReady), this.startTimeoutMs);
+    if (!inTime && !this.closed) {
       this.log.warn(
         { err: (this.lastCmdError ?? this.lastSubError)?.message, timeoutMs: this.startTimeoutMs },
         'redis broker: Redis not reachable at start; reconnecting in the background',
@@ -366,7 +366,7 @@ export class RedisBroker implements Broker {
     this.notifyState();
     if (ready) this.log.info({}, 'redis broker: command connection ready');
     else this.log.warn({ err: this.lastCmdError?.message }, 'redis broker: command connection lost; publish/history unavailable');
-    this.handler?.onReadyChange?.(ready);
+    this.notifyHandler('onReadyChange', (h) => h.onReadyChange?.(ready));
   }
 
   private onSubClose(): void {
@@ -408,9 +408,20 @@ export class RedisBroker implements Broker {
     if (this.needsResync) {
       this.needsResync = false;
       this.log.info({ channels: this.wanted.size }, 'redis broker: pub/sub connection live again; asking the hub to resync');
-      this.handler?.onResync(null);
+      this.notifyHandler('onResync', (h) => h.onResync(null));
     }
     this.notifyState();
+  }
+
+  /** Calls the hub from a connection event: a throwing handler must not become an uncaught exception. */
+  private notifyHandler(what: string, call: (handler: BrokerHandler) => void): void {
+    const handler = this.handler;
+    if (!handler) return;
+    try {
+      call(handler);
+    } catch (err) {
+      this.log.error({ err: errMessage(err) }, `redis broker: ${what} threw`);
+    }
   }
 
   private onMessage(topic: Buffer, message: Buffer): void {

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Publication } from '@signalbox/protocol';
+import { Bytes, type Publication } from '@signalbox/protocol';
 import type { Broker, BrokerHandler, HistoryPolicy, PublishRequest, PublishResult } from '../../src/broker/types.js';
 
 /** What an engine can do beyond the common contract; decides which tests run. */
@@ -374,14 +374,14 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
       it('round-trips 64 KiB of random bytes through publish, history and delivery', async () => {
         const ch = uniqueChannel('binary');
         await broker.subscribe(ch);
-        const blob = new Uint8Array(randomBytes(64 * 1024));
+        const blob = new Bytes(randomBytes(64 * 1024));
         const data = { blob, nested: [{ more: blob.subarray(0, 3) }], text: 'héllo ✓', n: 1.5, nil: null, flag: true };
         const r = await publishTo(broker, ch, data);
         const [delivered] = await rec.publicationsOf(ch, 1);
         const stored = (await broker.history(ch, {})).publications[0]!;
         for (const got of [r.publication, delivered!, stored]) {
           const d = got.data as typeof data;
-          expect(d.blob).toBeInstanceOf(Uint8Array);
+          expect(d.blob).toBeInstanceOf(Bytes);
           expect(Buffer.from(d.blob).equals(Buffer.from(blob))).toBe(true);
           expect(Buffer.from(d.nested[0]!.more).equals(Buffer.from([blob[0]!, blob[1]!, blob[2]!]))).toBe(true);
           expect({ ...d, blob: null, nested: null }).toEqual({ ...data, blob: null, nested: null });
