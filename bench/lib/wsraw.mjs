@@ -8,6 +8,9 @@ import { randomBytes } from 'node:crypto';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const EMPTY = Buffer.alloc(0);
+// One read buffer for every socket of the process (net's `onread`): reads skip the stream
+// machinery and allocate nothing; bytes that must outlive a read (a partial frame) are copied.
+const READ_BUF = Buffer.allocUnsafe(256 * 1024);
 
 export class RawWs {
   /**
@@ -20,7 +23,10 @@ export class RawWs {
     this.frag = null; // fragments of a fragmented message
     this.open = false;
     this.closed = false;
-    const sock = net.connect({ host: o.host, port: o.port, localAddress: o.localAddress });
+    const sock = net.connect({
+      host: o.host, port: o.port, localAddress: o.localAddress,
+      onread: { buffer: READ_BUF, callback: (n, buf) => this.onData(buf.subarray(0, n)) },
+    });
     this.sock = sock;
     sock.setNoDelay(true);
     const key = randomBytes(16).toString('base64');
@@ -29,7 +35,6 @@ export class RawWs {
     for (const [k, v] of Object.entries(o.headers ?? {})) req += `${k}: ${v}\r\n`;
     req += '\r\n';
     sock.on('connect', () => sock.write(req));
-    sock.on('data', (d) => this.onData(d));
     sock.on('error', (err) => {
       this.closed = true;
       o.onError?.(this, err);
@@ -47,7 +52,7 @@ export class RawWs {
     if (!this.open) {
       const h = buf.indexOf(CRLF2);
       if (h < 0) {
-        this.pending = buf;
+        this.pending = Buffer.from(buf);
         return;
       }
       const head = buf.toString('latin1', 0, h);
@@ -60,6 +65,7 @@ export class RawWs {
       this.open = true;
       this.o.onOpen?.(this);
       buf = buf.subarray(h + 4);
+      this.pending = EMPTY;
     }
     let p = 0;
     const n = buf.length;
@@ -107,9 +113,8 @@ export class RawWs {
       }
       p = e;
     }
-    this.pending = p === n ? EMPTY : p === 0 ? buf : buf.subarray(p);
-    // Do not keep a large read buffer alive for a small tail.
-    if (this.pending.length && this.pending.length < 4096 && p > 0) this.pending = Buffer.from(this.pending);
+    // The read buffer is reused by the next read of any socket: keep a copy of a partial frame.
+    this.pending = p === n ? EMPTY : Buffer.from(buf.subarray(p));
   }
 
   /** Sends one masked frame (first byte given: 0x81 text, 0x8a pong, 0x88 close). */
