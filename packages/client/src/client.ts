@@ -295,6 +295,9 @@ export class SignalboxClient<E extends object = PrpEventData> {
     if (this.config.tokenTransport === 'header' && !this.config.WebSocket) {
       throw new TypeError("tokenTransport 'header' needs a WebSocket that can send headers: import from '@signalbox/client/node', or pass `WebSocket` from 'ws'");
     }
+    if (!this.config.WebSocket && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== 'function') {
+      throw new TypeError("No WebSocket implementation here: in Node, import from '@signalbox/client/node' (which uses 'ws'), or pass `WebSocket`");
+    }
     this.#events = new Emitter((err, type) => this.#reportHandlerError(err, `'${type}' handler`));
   }
 
@@ -594,11 +597,8 @@ export class SignalboxClient<E extends object = PrpEventData> {
     } else if (this.config.tokenTransport === 'header' && tok) {
       headers = { Authorization: `Bearer ${tok}` };
     }
-    const Ctor = this.config.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!Ctor) {
-      this.#close('transport_closed', undefined, "No WebSocket implementation: import from '@signalbox/client/node' in Node, or pass `WebSocket`");
-      return;
-    }
+    // Checked in the constructor; read here so a replaced config.WebSocket applies to the next attempt.
+    const Ctor = (this.config.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket)!;
     const id = ++this.#transportSeq;
     try {
       this.#transport = new Transport(id, Ctor, { url, protocols, ...(headers ? { headers } : {}) }, this.#listener);
