@@ -172,7 +172,7 @@ export class Connection implements Subscriber {
       return;
     }
     if (!this.messageBucket.take()) {
-      this.rateLimited('Too many messages', {});
+      this.rateLimited('Too many messages', this.peekRequest(data, isBinary));
       return;
     }
     const frame = isBinary ? decodeMsgpackFrame(data, { maxDepth: cfg.maxJsonDepth }) : decodeJsonFrame(data.toString('utf8'), { maxDepth: cfg.maxJsonDepth });
@@ -204,6 +204,15 @@ export class Connection implements Subscriber {
       .finally(() => {
         this.pending--;
       });
+  }
+
+  /** Best effort: the id and action of a frame that will not be processed, so that its error still names the request. */
+  private peekRequest(data: Buffer, isBinary: boolean): ErrorInfo['details'] {
+    const limits = { maxDepth: this.ctx.config.maxJsonDepth };
+    const frame = isBinary ? decodeMsgpackFrame(data, limits) : decodeJsonFrame(data.toString('utf8'), limits);
+    if (!frame.ok) return {};
+    const cmd = this.dialect === 'prp' ? decodePrpCommand(frame.value) : decodePrdCommand(frame.value);
+    return isDecodeError(cmd) ? { requestId: cmd.requestId, action: cmd.action } : { requestId: cmd.requestId, action: actionName(this.dialect, cmd) };
   }
 
   private async execute(cmd: Command): Promise<void> {
