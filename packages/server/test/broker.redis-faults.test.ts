@@ -42,9 +42,9 @@ describeWithRedisServer('RedisBroker faults (private redis-server)', () => {
     server = null;
   });
 
-  async function startBroker(url: string): Promise<{ broker: RedisBroker; rec: Recorder }> {
+  async function startBroker(url: string, heartbeatMs = 60_000): Promise<{ broker: RedisBroker; rec: Recorder }> {
     const rec = new Recorder();
-    broker = new RedisBroker({ url, prefix: 'faults', commandTimeoutMs: COMMAND_TIMEOUT_MS, reconnectMaxMs: 200 });
+    broker = new RedisBroker({ url, prefix: 'faults', commandTimeoutMs: COMMAND_TIMEOUT_MS, reconnectMaxMs: 200, heartbeatMs });
     await broker.start(rec);
     expect(broker.isReady()).toBe(true);
     return { broker, rec };
@@ -173,5 +173,25 @@ describeWithRedisServer('RedisBroker faults (private redis-server)', () => {
     // The timed-out publish may still have run when Redis woke up (its bytes were already sent):
     // outcome unknown, which is why publishers retry with an idempotency key.
     expect([2, 3]).toContain(next.offset);
+  }, 30_000);
+
+  it('an idle hung Redis is noticed by the heartbeat; the subscription resyncs after SIGCONT', async () => {
+    server = await RedisServerProcess.start({ persistent: false });
+    const { broker: b, rec } = await startBroker(server.url, 100);
+    const ch = uniqueChannel('idle');
+    await b.subscribe(ch);
+    await publishTo(b, ch, 'before');
+    await rec.publicationsOf(ch, 1);
+
+    server.pause();
+    // No command of ours is pending: only the heartbeat can tell.
+    await rec.until(() => rec.readiness.includes(false), 'readiness false from the heartbeat', 5000);
+    await expectFastUnavailable(b, ch);
+
+    server.resume();
+    await rec.until(() => b.isReady() && rec.resyncs.length > 0, 'ready again and a resync', 10_000);
+    expect(rec.resyncs).toEqual([null]);
+    await publishTo(b, ch, 'after');
+    expect((await rec.publicationsOf(ch, 2)).map((p) => p.offset)).toEqual([1, 2]);
   }, 30_000);
 });

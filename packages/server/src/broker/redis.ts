@@ -46,6 +46,12 @@ export interface RedisBrokerOptions {
   streamMetaTtlMs?: number;
   /** How long `start` waits for Redis before resolving anyway (not ready; reconnects in the background). Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * Both connections are PINGed this often, so a silent Redis or a dead network path is noticed
+   * within `heartbeatMs + commandTimeoutMs` even when idle (an idle subscriber connection would
+   * otherwise miss publications until TCP keepalive gives up, minutes later). Default 5000.
+   */
+  heartbeatMs?: number;
   /** Reconnect backoff: first delay and cap, ms (exponential, jittered, forever). Default 50 / 2000. */
   reconnectBaseMs?: number;
   reconnectMaxMs?: number;
@@ -121,6 +127,8 @@ export class RedisBroker implements Broker {
   private readonly commandTimeoutMs: number;
   private readonly metaTtlMs: number;
   private readonly startTimeoutMs: number;
+  private readonly heartbeatMs: number;
+  private heartbeat: NodeJS.Timeout | null = null;
   private readonly log: BrokerLogger;
   /** Commands: scripts, history. */
   private readonly cmd: Redis;
@@ -149,6 +157,7 @@ export class RedisBroker implements Broker {
     this.commandTimeoutMs = positive(opts.commandTimeoutMs, 2000, 'commandTimeoutMs');
     this.metaTtlMs = positive(opts.streamMetaTtlMs, 24 * 3600_000, 'streamMetaTtlMs');
     this.startTimeoutMs = positive(opts.startTimeoutMs, 10_000, 'startTimeoutMs');
+    this.heartbeatMs = positive(opts.heartbeatMs, 5000, 'heartbeatMs');
     const baseMs = positive(opts.reconnectBaseMs, 50, 'reconnectBaseMs');
     const maxMs = positive(opts.reconnectMaxMs, 2000, 'reconnectMaxMs');
     this.log = opts.logger ?? NOOP_LOGGER;
@@ -199,6 +208,8 @@ export class RedisBroker implements Broker {
     if (this.started) throw new Error('RedisBroker already started');
     this.started = true;
     this.handler = handler;
+    this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs);
+    this.heartbeat.unref();
     const bothReady = Promise.all([this.cmd.connect(), this.sub.connect()]);
     // The connect promises reject on the first failed attempt; reconnecting goes on regardless.
     bothReady.catch(() => {});
@@ -308,6 +319,8 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     this.handler = null;
     this.ready = false;
     this.subReady = false;
@@ -318,6 +331,12 @@ export class RedisBroker implements Broker {
     this.cmd.disconnect();
     this.sub.disconnect();
     await Promise.all(ends);
+  }
+
+  private beat(): void {
+    // No reply within commandTimeoutMs makes ioredis drop the socket (socketTimeout): readiness
+    // falls, the subscriber reconnects and resyncs. The PING's own error needs no handling.
+    for (const client of [this.cmd, this.sub]) if (client.status === 'ready') client.ping().catch(() => {});
   }
 
   /** Resolves true once `cond()` holds (re-checked on every state change), false after `timeoutMs`. */

@@ -27,13 +27,18 @@ export async function probeRedis(url: string = REDIS_URL, timeoutMs = 2000): Pro
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
   });
-  client.on('error', () => {});
+  // The connection error (ECONNREFUSED, ENOTFOUND...) arrives as an event; the promise only says "closed".
+  let cause: Error | null = null;
+  client.on('error', (err: Error) => {
+    cause ??= err;
+  });
   try {
     await client.connect();
     const pong = await client.ping();
     return pong === 'PONG' ? { url, available: true } : { url, available: false, reason: `PING answered ${pong}` };
   } catch (err) {
-    return { url, available: false, reason: err instanceof Error ? err.message : String(err) };
+    const reason = (cause as Error | null)?.message ?? (err instanceof Error ? err.message : String(err));
+    return { url, available: false, reason };
   } finally {
     client.disconnect();
   }
