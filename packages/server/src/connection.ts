@@ -478,14 +478,14 @@ export class Connection implements Subscriber {
 
   // ---- outbound ----
 
-  /** Hot path: a pre-encoded publication frame. */
-  deliver(frame: Uint8Array, binary: boolean): void {
+  /** Hot path: a complete publication frame, shared with every subscriber of the same encoding. */
+  deliver(frame: Buffer): void {
     if (this.state !== 'open') return;
     if (this.transport.bufferedAmount > this.ctx.config.outboundBufferBytes) {
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and recover');
       return;
     }
-    this.transport.send(frame, binary);
+    this.transport.sendFrame(frame);
   }
 
   lose(channel: string, why: 'resync' | 'overflow'): void {
@@ -498,9 +498,9 @@ export class Connection implements Subscriber {
     this.transport.send(encodeEvent(ev, this.encIdx), this.binary);
   }
 
-  /** Sends a pre-encoded broadcast frame (heartbeat). */
-  sendRaw(frame: string | Uint8Array): void {
-    if (this.state === 'open') this.transport.send(frame, this.binary);
+  /** Sends a pre-built broadcast frame (heartbeat). */
+  sendRaw(frame: Buffer): void {
+    if (this.state === 'open') this.transport.sendFrame(frame);
   }
 
   sendError(code: ErrorCode, message: string, details: ErrorInfo['details']): void {
@@ -531,7 +531,7 @@ export class Connection implements Subscriber {
   }
 
   /** Heartbeat tick: terminate a peer that answered nothing since the last tick, else ping it. */
-  heartbeat(frame: string | Uint8Array): void {
+  heartbeat(frame: Buffer): void {
     if (this.state === 'closed') return;
     if (!this.alive) {
       this.ctx.log.info({ conn: this.id }, 'heartbeat timeout; terminating');

@@ -1,6 +1,8 @@
 /**
- * Wire frames, encoded once. A publication is serialized at most once per (dialect, encoding)
- * for all subscribers of this node; the frames hang off the publication object itself.
+ * Wire frames, encoded once. A publication is serialized and framed at most once per
+ * (dialect, encoding) for all subscribers of this node: server frames are unmasked, so the
+ * complete WebSocket frame (header + payload) is the same bytes for every socket. The frames hang
+ * off the publication object itself.
  */
 import { encodeMsgpack, prdEvent, prdPublication, prpEvent, prpPublication, type Dialect, type Encoding, type Publication, type ServerEvent } from '@signalbox/protocol';
 
@@ -16,11 +18,49 @@ export function isBinaryEnc(idx: EncIndex): boolean {
 }
 
 const FRAMES = Symbol('signalbox.frames');
-type Framed = Publication & { [FRAMES]?: (Uint8Array | undefined)[]; [DATA_JSON]?: string };
+type Framed = Publication & { [FRAMES]?: (Buffer | undefined)[]; [DATA_JSON]?: string };
 const DATA_JSON = Symbol('signalbox.dataJson');
 
-/** The frame of `pub` for subscribers of encoding `idx`, encoded on first use. */
-export function publicationFrame(pub: Publication, idx: EncIndex): Uint8Array {
+const OP_TEXT = 0x1;
+const OP_BINARY = 0x2;
+
+function headerLength(len: number): number {
+  return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
+
+function writeHeader(buf: Buffer, opcode: number, len: number): number {
+  buf[0] = 0x80 | opcode; // FIN + opcode, no RSV bits (no compression)
+  if (len < 126) {
+    buf[1] = len;
+    return 2;
+  }
+  if (len < 65536) {
+    buf[1] = 126;
+    buf.writeUInt16BE(len, 2);
+    return 4;
+  }
+  buf[1] = 127;
+  buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+  buf.writeUInt32BE(len >>> 0, 6);
+  return 10;
+}
+
+/** A complete unmasked WebSocket data frame (FIN set) carrying `payload`. */
+export function frame(payload: string | Uint8Array, binary: boolean): Buffer {
+  const opcode = binary ? OP_BINARY : OP_TEXT;
+  if (typeof payload === 'string') {
+    const len = Buffer.byteLength(payload, 'utf8');
+    const buf = Buffer.allocUnsafe(headerLength(len) + len);
+    buf.write(payload, writeHeader(buf, opcode, len), 'utf8');
+    return buf;
+  }
+  const buf = Buffer.allocUnsafe(headerLength(payload.length) + payload.length);
+  buf.set(payload, writeHeader(buf, opcode, payload.length));
+  return buf;
+}
+
+/** The complete WebSocket frame of `pub` for subscribers of encoding `idx`, built on first use. */
+export function publicationFrame(pub: Publication, idx: EncIndex): Buffer {
   const p = pub as Framed;
   let frames = p[FRAMES];
   if (frames === undefined) {
@@ -30,8 +70,8 @@ export function publicationFrame(pub: Publication, idx: EncIndex): Uint8Array {
   return frames[idx] ?? (frames[idx] = encodePublication(p, idx));
 }
 
-function encodePublication(p: Framed, idx: EncIndex): Uint8Array {
-  if (idx >= 2) return encodeMsgpack(idx === 2 ? prpPublication(p) : prdPublication(p));
+function encodePublication(p: Framed, idx: EncIndex): Buffer {
+  if (idx >= 2) return frame(encodeMsgpack(idx === 2 ? prpPublication(p) : prdPublication(p)), true);
   // JSON: splice the data's JSON (computed once for both dialects) into a hand-built envelope.
   let data = p[DATA_JSON];
   if (data === undefined) {
@@ -42,7 +82,7 @@ function encodePublication(p: Framed, idx: EncIndex): Uint8Array {
   const s = idx === 0
     ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}}`
     : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}}`;
-  return Buffer.from(s, 'utf8');
+  return frame(s, false);
 }
 
 let msgCounter = 0;
@@ -61,7 +101,7 @@ export function encodeEvent(ev: ServerEvent, idx: EncIndex): string | Uint8Array
   return idx >= 2 ? encodeMsgpack(obj) : JSON.stringify(obj);
 }
 
-/** Encodes one event for every (dialect, encoding), for broadcasts like heartbeats. */
-export function encodeEventForAll(ev: ServerEvent): (string | Uint8Array)[] {
-  return [encodeEvent(ev, 0), encodeEvent(ev, 1), encodeEvent(ev, 2), encodeEvent(ev, 3)];
+/** Frames one event for every (dialect, encoding), for broadcasts like heartbeats. */
+export function frameEventForAll(ev: ServerEvent): Buffer[] {
+  return ([0, 1, 2, 3] as const).map((idx) => frame(encodeEvent(ev, idx), isBinaryEnc(idx)));
 }

@@ -10,15 +10,15 @@
 import type { NamespaceConfig } from './config.js';
 import type { Broker, BrokerHandler, HistoryResult } from './broker/types.js';
 import type { Publication, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
-import { publicationFrame, isBinaryEnc, type EncIndex } from './frames.js';
+import { publicationFrame, type EncIndex } from './frames.js';
 import type { Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 
 /** What the hub needs from a connection. */
 export interface Subscriber {
   readonly encIdx: EncIndex;
-  /** Sends a pre-encoded publication frame. */
-  deliver(frame: Uint8Array, binary: boolean): void;
+  /** Sends a complete pre-built publication frame (shared by every subscriber of the same encoding). */
+  deliver(frame: Buffer): void;
   /** The hub can no longer guarantee this subscriber's stream on `channel`: the connection must reconnect and recover. */
   lose(channel: string, why: 'resync' | 'overflow'): void;
 }
@@ -127,8 +127,7 @@ export class Hub implements BrokerHandler {
     const buffered = stream.catching.get(sub);
     if (buffered === undefined) return; // unsubscribed meanwhile
     stream.catching.delete(sub);
-    const binary = isBinaryEnc(sub.encIdx);
-    for (const pub of p.missed) sub.deliver(publicationFrame(pub, sub.encIdx), binary);
+    for (const pub of p.missed) sub.deliver(publicationFrame(pub, sub.encIdx));
     const epoch = p.outcome.position.epoch;
     let last = p.outcome.position.offset;
     for (const pub of buffered) {
@@ -138,7 +137,7 @@ export class Hub implements BrokerHandler {
         return;
       }
       if (pub.offset <= last) continue;
-      sub.deliver(publicationFrame(pub, sub.encIdx), binary);
+      sub.deliver(publicationFrame(pub, sub.encIdx));
       last = pub.offset;
     }
     if (stream.epoch !== epoch) {
@@ -209,8 +208,7 @@ export class Hub implements BrokerHandler {
       const offset = pub.offset;
       for (const entry of stream.live.values()) {
         if (offset <= entry.watermark) continue;
-        const idx = entry.sub.encIdx;
-        entry.sub.deliver(publicationFrame(pub, idx), idx >= 2);
+        entry.sub.deliver(publicationFrame(pub, entry.sub.encIdx));
         sent++;
       }
       this.metrics.deliveries.labels(stream.ns.name).inc(sent);

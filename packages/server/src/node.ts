@@ -15,14 +15,14 @@ import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import type { GatewayConfig } from './config.js';
 import { Connection, type ConnectionContext } from './connection.js';
-import { encodeEventForAll } from './frames.js';
+import { frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
 import { Hub } from './hub.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { MemoryPresenceStore } from './presence/memory.js';
 import type { PresenceStore } from './presence/types.js';
-import { ENDPOINTS, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
+import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
 export interface GatewayOptions {
@@ -51,6 +51,7 @@ export class Gateway {
   private app!: FastifyInstance;
   private wss!: WebSocketServer;
   private readonly conns = new Set<Connection>();
+  private readonly batcher = new WriteBatcher();
   private readonly perIp = new Map<string, number>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private draining = false;
@@ -145,7 +146,7 @@ export class Gateway {
       if (this.config.maxConnections > 0 && this.conns.size >= this.config.maxConnections) return this.refuse(socket, 503, 'capacity', 'Node at connection capacity', { 'Retry-After': '5' });
       const token = extractToken(req, url);
       const encoding = requestedEncoding(req, url);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, { ip, dialect, encoding, token }));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket as Duplex & { writableLength: number }, { ip, dialect, encoding, token }));
     } catch (err) {
       this.log.error({ err }, 'upgrade failed');
       socket.destroy();
@@ -166,12 +167,12 @@ export class Gateway {
     return req.socket.remoteAddress ?? 'unknown';
   }
 
-  private onOpen(ws: WebSocket, info: { ip: string; dialect: 'prp' | 'prd'; encoding: 'json' | 'msgpack'; token: string | null }): void {
+  private onOpen(ws: WebSocket, socket: Duplex & { writableLength: number }, info: { ip: string; dialect: 'prp' | 'prd'; encoding: 'json' | 'msgpack'; token: string | null }): void {
     if (this.draining) {
       ws.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       return;
     }
-    const conn = new Connection(this.ctx, new WsTransport(ws), { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
+    const conn = new Connection(this.ctx, new WsTransport(ws, socket, this.batcher), { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
     this.conns.add(conn);
     this.perIp.set(info.ip, (this.perIp.get(info.ip) ?? 0) + 1);
     this.metrics.connections.labels(info.dialect, info.encoding).inc();
@@ -195,7 +196,7 @@ export class Gateway {
   }
 
   private heartbeat(): void {
-    const frames = encodeEventForAll({ kind: 'heartbeat', serverTime: new Date().toISOString() });
+    const frames = frameEventForAll({ kind: 'heartbeat', serverTime: new Date().toISOString() });
     for (const conn of this.conns) conn.heartbeat(frames[conn.encIdx]!);
   }
 

@@ -1,10 +1,14 @@
 /** What a Connection needs from its socket. */
 export interface Transport {
-  send(data: string | Uint8Array, binary: boolean): void;
+  /** Queues a complete, pre-built WebSocket frame (see frames.ts). Frames keep their order. */
+  sendFrame(frame: Buffer): void;
+  /** Frames and queues one message. */
+  send(payload: string | Uint8Array, binary: boolean): void;
   ping(): void;
+  /** Flushes queued frames, then starts the closing handshake. */
   close(code: number, reason: string): void;
   /** Destroys the socket without a closing handshake (dead peers). */
   terminate(): void;
-  /** Bytes queued for the socket and not yet handed to the kernel. */
+  /** Bytes queued for the socket and not yet taken by the kernel. */
   readonly bufferedAmount: number;
 }

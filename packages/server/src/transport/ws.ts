@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type Dialect, type Encoding } from '@signalbox/protocol';
+import { frame } from '../frames.js';
 import type { Transport } from './types.js';
 
 export const ENDPOINTS: Record<string, Dialect> = { '/v1/ws/prps': 'prp', '/ws': 'prd' };
@@ -18,11 +19,59 @@ export interface UpgradeRequest {
   ip: string;
 }
 
-export class WsTransport implements Transport {
-  constructor(private readonly ws: WebSocket) {}
+/**
+ * Coalesces every frame bound for one socket within an event-loop turn into one write: frames
+ * queue on their transport, and one `setImmediate` per turn (not per socket) flushes every socket
+ * that has something queued.
+ */
+export class WriteBatcher {
+  private dirty: WsTransport[] = [];
+  private scheduled = false;
 
-  send(data: string | Uint8Array, binary: boolean): void {
-    this.ws.send(data, { binary });
+  mark(t: WsTransport): void {
+    this.dirty.push(t);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushAll);
+    }
+  }
+
+  private readonly flushAll = (): void => {
+    this.scheduled = false;
+    const dirty = this.dirty;
+    this.dirty = [];
+    for (let i = 0; i < dirty.length; i++) dirty[i]!.flush();
+  };
+}
+
+/**
+ * Data frames are written straight to the socket `ws` upgraded (server frames are unmasked and we
+ * run without compression, so the bytes are final); `ws` keeps the receiving side, pings and the
+ * closing handshake. Queued frames are flushed before a close frame, so order is kept.
+ */
+export class WsTransport implements Transport {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(private readonly ws: WebSocket, private readonly socket: Duplex & { writableLength: number }, private readonly batcher: WriteBatcher) {}
+
+  sendFrame(f: Buffer): void {
+    if (this.pending.length === 0) this.batcher.mark(this);
+    this.pending.push(f);
+    this.pendingBytes += f.length;
+  }
+
+  send(payload: string | Uint8Array, binary: boolean): void {
+    this.sendFrame(frame(payload, binary));
+  }
+
+  flush(): void {
+    const n = this.pending.length;
+    if (n === 0) return;
+    const out = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.socket.writable) this.socket.write(out);
   }
 
   ping(): void {
@@ -34,15 +83,18 @@ export class WsTransport implements Transport {
   }
 
   close(code: number, reason: string): void {
+    this.flush();
     this.ws.close(code, reason.slice(0, 120));
   }
 
   terminate(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
     this.ws.terminate();
   }
 
   get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+    return this.pendingBytes + this.socket.writableLength + this.ws.bufferedAmount;
   }
 }
 
