@@ -1,0 +1,67 @@
+/**
+ * Heartbeats over real sockets: the `heartbeat` event, and termination of a peer that stops
+ * answering WebSocket pings (a `ws` client with autoPong disabled) within two intervals.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { TestClient, connectPrp, startGateway, type TestGateway } from './helpers/gateway.js';
+import { expectPrpEnvelope, http } from './helpers/core-util.js';
+
+const INTERVAL = 250;
+
+describe('heartbeat', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ heartbeatIntervalMs: INTERVAL });
+  });
+  afterAll(() => gw.close());
+
+  it('sends a heartbeat event with serverTime every interval', async () => {
+    const client = await connectPrp(gw);
+    const beats = await client.collect((m) => m.type === 'heartbeat', 3, 10_000);
+    for (const hb of beats) {
+      expectPrpEnvelope(hb);
+      expect(typeof hb.data.serverTime).toBe('string');
+      expect(new Date(hb.data.serverTime).toISOString()).toBe(hb.data.serverTime);
+    }
+    expect(new Set(beats.map((b) => b.id)).size).toBe(3);
+    expect(Date.parse(beats[2]!.data.serverTime)).toBeGreaterThan(Date.parse(beats[0]!.data.serverTime));
+    await client.close();
+  });
+
+  it('terminates a client that stops answering pings within two intervals; a healthy one stays', async () => {
+    const token = await gw.token();
+    const healthy = await connectPrp(gw);
+    const silent = new TestClient(`${gw.ws}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` }, autoPong: false });
+    let pings = 0;
+    silent.ws.on('ping', () => pings++);
+    await silent.nextType('connection.established');
+    const closed = await silent.closed;
+    // Terminated (no closing handshake), after at most one unanswered ping: tick 1 pings, tick 2 terminates.
+    expect(closed.code).toBe(1006);
+    expect(pings).toBeGreaterThanOrEqual(1);
+    expect(pings).toBeLessThanOrEqual(1);
+    expect(silent.messages.filter((m) => m.type === 'heartbeat').length).toBeLessThanOrEqual(1);
+    // The healthy client keeps getting heartbeats after the silent one is gone, and the node counts one connection.
+    const from = healthy.messages.length;
+    await healthy.next((m) => m.type === 'heartbeat', 5000, from);
+    await healthy.next((m) => m.type === 'heartbeat', 5000, healthy.messages.length);
+    expect(healthy.ws.readyState).toBe(WebSocket.OPEN);
+    expect((await http(gw, '/v1/stats')).body.connections).toBe(1);
+    await healthy.close();
+  });
+
+  it('a client that sends frames but never pongs is not terminated (any frame proves it is alive)', async () => {
+    const token = await gw.token();
+    const chatty = new TestClient(`${gw.ws}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` }, autoPong: false });
+    await chatty.nextType('connection.established');
+    let n = 0;
+    chatty.ws.on('message', (raw) => {
+      // Answer each heartbeat event with a ping action instead of a pong frame.
+      if ((JSON.parse(raw.toString()) as { type?: string }).type === 'heartbeat') chatty.send({ id: `hb${++n}`, action: 'ping' });
+    });
+    await chatty.collect((m) => m.type === 'heartbeat', 4, 10_000);
+    expect(chatty.ws.readyState).toBe(WebSocket.OPEN);
+    await chatty.close();
+  });
+});
