@@ -36,7 +36,7 @@ end
  *
  * KEYS[1] meta hash {epoch, offset}; KEYS[2] history stream; KEYS[3] idempotency result key.
  * ARGV[1] pub/sub topic; ARGV[2] history size; ARGV[3] history TTL ms (-1 = none);
- * ARGV[4] meta TTL ms (-1 = none); ARGV[5] idempotency window ms (0 = no caching);
+ * ARGV[4] meta TTL ms (-1 = none); ARGV[5] idempotency window ms (0 = no caching, -1 = forever);
  * ARGV[6] epoch seed; ARGV[7] body (MessagePack); ARGV[8] '1' when an idempotency key was given.
  *
  * Returns {duplicate (0|1), message}.
@@ -71,7 +71,10 @@ else
   redis.call('DEL', stream)
 end
 if meta_ttl >= 0 then redis.call('PEXPIRE', meta, meta_ttl) else redis.call('PERSIST', meta) end
-if ARGV[8] == '1' and window > 0 then redis.call('SET', idem, message, 'PX', window) end
+if ARGV[8] == '1' then
+  if window > 0 then redis.call('SET', idem, message, 'PX', window)
+  elseif window < 0 then redis.call('SET', idem, message) end
+end
 redis.call('PUBLISH', ARGV[1], message)
 return {0, message}
 `;

@@ -145,9 +145,11 @@ export class RedisBroker implements Broker {
   private subGeneration = 0;
   /** Pub/sub topic -> channel, for every channel the hub asked for. The truth the connection converges to. */
   private readonly wanted = new Map<string, string>();
+  /** Last connection errors, reported in the one log line per status change. */
   private lastCmdError: Error | null = null;
-  private readonly stateListeners = new Set<() => void>();
   private lastSubError: Error | null = null;
+  /** `waitFor` callbacks, re-checked on every readiness change. */
+  private readonly stateListeners = new Set<() => void>();
 
   constructor(opts: RedisBrokerOptions) {
     this.prefix = opts.prefix ?? 'signalbox';
@@ -246,7 +248,7 @@ export class RedisBroker implements Broker {
       publishScript.run(
         this.cmd,
         [keys.meta, keys.stream, `${keys.idem}${req.idempotencyKey ?? ''}`],
-        [keys.topic, size, histTtl, metaTtl, windowMs === -1 ? -1 : windowMs, newEpochSeed(), body, hasKey ? '1' : '0'],
+        [keys.topic, size, histTtl, metaTtl, windowMs, newEpochSeed(), body, hasKey ? '1' : '0'],
       ),
     );
     if (!Array.isArray(reply) || reply.length !== 2 || !Buffer.isBuffer(reply[1])) throw new Error('redis broker: unexpected publish reply');
