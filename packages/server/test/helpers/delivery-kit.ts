@@ -220,3 +220,28 @@ export class WithholdingBroker implements Broker {
     return this.inner.close();
   }
 }
+
+/**
+ * A MemoryBroker whose history reads take a few milliseconds, like a remote engine's: the
+ * position is read either before or after the delay (alternately), so live publications arrive
+ * while a subscriber is catching up and the hub must merge them at the seam.
+ */
+export class SlowHistoryBroker extends WithholdingBroker {
+  override readonly kind = 'memory-slow-history';
+  private calls = 0;
+
+  constructor(private readonly delayMs = 3) {
+    super();
+  }
+
+  override async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const wait = () => new Promise((r) => setTimeout(r, 1 + (this.calls % this.delayMs)));
+    if (this.calls++ % 2 === 0) {
+      const result = await this.inner.history(channel, query);
+      await wait();
+      return result;
+    }
+    await wait();
+    return this.inner.history(channel, query);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * A subscribe racing a ~1,000 msg/s publisher, 200 times: at the seam between the confirmation
+ * (or the recovered publications) and the live stream there is never a gap or a duplicate.
+ *
+ * Two channels are published to continuously by a WebSocket publisher: `hot` has a long-lived
+ * observer (its stream stays open in the hub), `cold` has none (each round's subscriber opens the
+ * stream afresh). Rounds cycle through {hot, cold} x {plain subscribe, subscribe with `since`}.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
+import { SlowHistoryBroker, awaitOffset, outcomeOf, positionOf, publications, streamViolation, subscribePrp, uniqueId, type Position } from './helpers/delivery-kit.js';
+
+const ROUNDS = 200;
+/** Publications each round's subscriber must see live before it unsubscribes (~25 ms at 1,000/s). */
+const PER_ROUND = 25;
+/** Publisher rate per channel; each timer tick tops the count up to RATE x elapsed time. */
+const RATE = 1000;
+const TICK_MS = 4;
+const MAX_IN_FLIGHT = 100;
+
+const LIMITS = { publishRate: 100_000, publishBurst: 100_000, messageRate: 100_000, messageBurst: 100_000 };
+
+// The memory broker answers history within the same tick; the slow-history variant makes live
+// publications arrive while each subscriber is still catching up (as with Redis).
+describe.each([
+  { engine: 'memory broker', broker: () => undefined },
+  { engine: 'broker with slow history reads', broker: () => new SlowHistoryBroker() },
+])('subscribe racing a 1,000 msg/s publisher ($engine)', ({ broker }) => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway(LIMITS, { broker: broker() });
+  });
+  afterAll(() => gw.close());
+
+  it(`${ROUNDS} rounds, with and without since: first offset is position+1 (or since+1), then consecutive, none twice`, async () => {
+    const hot = uniqueChannel('agent');
+    const cold = uniqueChannel('agent');
+    const observer = await connectPrp(gw);
+    await subscribePrp(observer, hot);
+
+    const publisher = await connectPrp(gw);
+    const sent = { [hot]: 0, [cold]: 0 };
+    let replies = 0;
+    publisher.ws.on('message', () => replies++);
+    const t0 = Date.now();
+    // Pacing only (not synchronisation): a steady publish rate while rounds subscribe, with at most
+    // MAX_IN_FLIGHT unanswered publishes (the gateway bounds a connection's pending requests).
+    const timer = setInterval(() => {
+      const due = Math.floor(((Date.now() - t0) * RATE) / 1000);
+      for (const channel of [hot, cold]) {
+        while (sent[channel]! < due && sent[hot]! + sent[cold]! - replies < MAX_IN_FLIGHT) {
+          publisher.send({ id: uniqueId('race'), action: 'publish', payload: { channel, type: 'race.tick', data: { n: sent[channel]++ } } });
+        }
+      }
+    }, TICK_MS);
+
+    const failures: string[] = [];
+    try {
+      await awaitOffset(observer, hot, 50);
+      for (let round = 0; round < ROUNDS; round++) {
+        const channel = round % 2 === 0 ? hot : cold;
+        const withSince = round % 4 >= 2;
+        const failure = await raceRound(gw, channel, withSince);
+        if (failure) failures.push(`round ${round} (${channel === hot ? 'hot' : 'cold'}, ${withSince ? 'since' : 'plain'}): ${failure}`);
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    const rate = sent[hot]! / ((Date.now() - t0) / 1000);
+    expect(failures).toEqual([]);
+
+    // The observer saw the whole hot stream, gap-free, throughout all rounds.
+    const top = (await positionOf(gw, hot)).offset;
+    await awaitOffset(observer, hot, top);
+    const offsets = publications(observer, hot).map((m) => m.offset);
+    expect(streamViolation(offsets, 1)).toBeNull();
+    // The publisher really ran at about the intended rate while the rounds ran.
+    expect(rate).toBeGreaterThan(0.8 * RATE);
+    expect(publisher.messages.filter((m) => m.type === 'error')).toEqual([]);
+    await Promise.all([observer.close(), publisher.close()]);
+  }, 90_000);
+});
+
+/** One subscriber, one subscribe: returns a description of what went wrong, or null. */
+async function raceRound(gw: TestGateway, channel: string, withSince: boolean): Promise<string | null> {
+  let since: Position | undefined;
+  if (withSince) {
+    const pos = await positionOf(gw, channel);
+    since = { epoch: pos.epoch, offset: Math.max(0, pos.offset - 7) };
+  }
+  const client: TestClient = await connectPrp(gw);
+  try {
+    const confirmation = await subscribePrp(client, channel, since);
+    if (confirmation.type !== 'subscription.confirmed') return `subscribe failed: ${JSON.stringify(confirmation)}`;
+    const outcome: Msg = outcomeOf(confirmation, channel);
+    const confIdx = client.messages.indexOf(confirmation);
+    let first: number;
+    if (since) {
+      if (outcome.recovered !== true) return `not recovered: ${JSON.stringify(outcome)}`;
+      if (outcome.missed !== outcome.position.offset - since.offset) return `missed ${outcome.missed}, expected ${outcome.position.offset - since.offset}`;
+      first = since.offset + 1;
+    } else {
+      if (outcome.recovered !== undefined) return `unexpected recovery fields: ${JSON.stringify(outcome)}`;
+      first = outcome.position.offset + 1;
+    }
+    // Nothing of the channel may precede the confirmation.
+    if (publications(client, channel).some((m) => client.messages.indexOf(m) < confIdx)) return 'publication before the confirmation';
+    await awaitOffset(client, channel, Math.max(first, outcome.position.offset + 1) + PER_ROUND, 5000);
+    // The unsubscribe confirmation follows every publication sent to this subscription.
+    const unsub = await client.request('unsubscribe', { channels: [channel] });
+    if (unsub.type !== 'unsubscription.confirmed') return `unsubscribe failed: ${JSON.stringify(unsub)}`;
+    const end = client.messages.indexOf(unsub);
+    const got = client.messages.slice(confIdx + 1, end).filter((m) => typeof m.offset === 'number' && m.channel === channel);
+    if (got.some((m) => m.epoch !== outcome.position.epoch)) return 'epoch changed mid-round';
+    return streamViolation(got.map((m) => m.offset as number), first);
+  } finally {
+    await client.close();
+  }
+}
