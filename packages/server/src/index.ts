@@ -6,3 +6,6 @@ export { loadConfig, ConfigError, DEFAULT_NAMESPACES, SETTINGS, type GatewayConf
 export { Authenticator, AuthError, mintToken, type Credentials, type MintOptions } from './auth/jwt.js';
 export { Hub, recoveryOutcome } from './hub.js';
 export { SERVER_VERSION } from './version.js';
+export type { PresenceStore } from './presence/types.js';
+export { MemoryPresenceStore } from './presence/memory.js';
+export { RedisPresenceStore } from './presence/redis.js';

@@ -21,6 +21,7 @@ import { Hub } from './hub.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { MemoryPresenceStore } from './presence/memory.js';
+import { RedisPresenceStore } from './presence/redis.js';
 import type { PresenceStore } from './presence/types.js';
 import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
@@ -80,7 +81,9 @@ export class Gateway {
       },
     });
     this.metrics.brokerReady.set(this.broker.isReady() ? 1 : 0);
-    this.presence = this.opts.presence ?? new MemoryPresenceStore();
+    this.presence = this.opts.presence
+      ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix }));
+    await this.presence.start?.();
     this.ctx = {
       config, hub: this.hub, broker: this.broker, namespaces: this.namespaces, auth: this.auth, presence: this.presence, metrics: this.metrics, log: this.log,
       onClosed: (conn) => this.onConnectionClosed(conn),

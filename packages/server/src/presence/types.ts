@@ -6,6 +6,8 @@
 import type { PresenceMember } from '@signalbox/protocol';
 
 export interface PresenceStore {
+  /** Connects, if the store needs to. */
+  start?(): Promise<void>;
   /** Adds or refreshes a member; an entry not refreshed within `ttlMs` disappears (a dead node's members). */
   add(channel: string, member: PresenceMember, ttlMs: number): Promise<void>;
   remove(channel: string, clientId: string): Promise<void>;
