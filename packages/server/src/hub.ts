@@ -61,6 +61,8 @@ export interface HubOptions {
 
 export class Hub implements BrokerHandler {
   private readonly streams = new Map<string, ChannelStream>();
+  /** Broker unsubscribes still in flight, so a re-subscribe to the channel is sent after them. */
+  private readonly unsubscribing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly broker: Broker,
@@ -96,7 +98,8 @@ export class Hub implements BrokerHandler {
   async prepare(sub: Subscriber, channel: string, ns: NamespaceConfig, since?: StreamPosition): Promise<PreparedSubscription> {
     let stream = this.streams.get(channel);
     if (!stream) {
-      stream = new ChannelStream(channel, ns, this.broker.subscribe(channel));
+      const prior = this.unsubscribing.get(channel);
+      stream = new ChannelStream(channel, ns, prior ? prior.then(() => this.broker.subscribe(channel)) : this.broker.subscribe(channel));
       this.streams.set(channel, stream);
       this.metrics.channels.set(this.streams.size);
     }
@@ -161,9 +164,14 @@ export class Hub implements BrokerHandler {
     this.streams.delete(stream.name);
     this.metrics.channels.set(this.streams.size);
     // Wait for the subscribe to settle so the broker sees subscribe/unsubscribe in order.
-    stream.ready
-      .then(() => this.broker.unsubscribe(stream.name))
-      .catch((err: unknown) => this.log.warn({ err, channel: stream.name }, 'broker unsubscribe failed'));
+    const name = stream.name;
+    const done: Promise<void> = stream.ready
+      .then(() => this.broker.unsubscribe(name))
+      .catch((err: unknown) => this.log.warn({ err, channel: name }, 'broker unsubscribe failed'))
+      .finally(() => {
+        if (this.unsubscribing.get(name) === done) this.unsubscribing.delete(name);
+      });
+    this.unsubscribing.set(name, done);
   }
 
   // ---- BrokerHandler ----
