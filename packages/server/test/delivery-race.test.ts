@@ -49,7 +49,9 @@ describe.each([
       const due = Math.floor(((Date.now() - t0) * RATE) / 1000);
       for (const channel of [hot, cold]) {
         while (sent[channel]! < due && sent[hot]! + sent[cold]! - replies < MAX_IN_FLIGHT) {
-          publisher.send({ id: uniqueId('race'), action: 'publish', payload: { channel, type: 'race.tick', data: { n: sent[channel]++ } } });
+          const n = sent[channel]!;
+          sent[channel] = n + 1;
+          publisher.send({ id: uniqueId('race'), action: 'publish', payload: { channel, type: 'race.tick', data: { n } } });
         }
       }
     }, TICK_MS);

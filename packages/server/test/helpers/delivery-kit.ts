@@ -166,7 +166,7 @@ export function quietPeriod(ms = 150): Promise<void> {
  * history), like a pub/sub message lost in transit.
  */
 export class WithholdingBroker implements Broker {
-  readonly kind = 'memory-withholding';
+  readonly kind: string = 'memory-withholding';
   readonly inner: Broker;
   private readonly withheld = new Map<string, () => void>();
 
@@ -227,7 +227,7 @@ export class WithholdingBroker implements Broker {
  * while a subscriber is catching up and the hub must merge them at the seam.
  */
 export class SlowHistoryBroker extends WithholdingBroker {
-  override readonly kind = 'memory-slow-history';
+  override readonly kind: string = 'memory-slow-history';
   private calls = 0;
 
   constructor(private readonly delayMs = 3) {
