@@ -42,6 +42,53 @@ describeWithRedis('RedisBroker', redis, () => {
       }
     });
 
+    it('sets the TTLs: stream = history TTL, meta = max(streamMetaTtlMs, history TTL), idempotency = window', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix, streamMetaTtlMs: 3_600_000 });
+      await broker.start(new Recorder());
+      const raw = rawClient(redis.url);
+      try {
+        const ch = uniqueChannel('ttls');
+        await publishTo(broker, ch, 1, { history: { size: 10, ttlMs: 60_000 }, idempotencyKey: 'k', idempotencyWindowMs: 30_000 });
+        const keys = redisChannelKeys(prefix, ch);
+        const [stream, meta, idem] = await Promise.all([raw.pttl(keys.stream), raw.pttl(keys.meta), raw.pttl(`${keys.idem}k`)]);
+        expect(stream).toBeGreaterThan(55_000);
+        expect(stream).toBeLessThanOrEqual(60_000);
+        expect(meta).toBeGreaterThan(3_500_000);
+        expect(meta).toBeLessThanOrEqual(3_600_000);
+        expect(idem).toBeGreaterThan(25_000);
+        expect(idem).toBeLessThanOrEqual(30_000);
+        // A history TTL longer than the meta TTL stretches the meta TTL: the position never dies before its history.
+        await publishTo(broker, ch, 2, { history: { size: 10, ttlMs: 7_200_000 } });
+        expect(await raw.pttl(keys.meta)).toBeGreaterThan(7_000_000);
+      } finally {
+        raw.disconnect();
+        await broker.close();
+      }
+    });
+
+    it('forgets the position streamMetaTtlMs after the last publication: a new epoch', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix, streamMetaTtlMs: 150 });
+      await broker.start(new Recorder());
+      const raw = rawClient(redis.url);
+      try {
+        const ch = uniqueChannel('meta-ttl');
+        const first = await publishTo(broker, ch, 1, { history: { size: 10, ttlMs: 100 } });
+        const meta = redisChannelKeys(prefix, ch).meta;
+        // Expiry is Redis' clock at work: poll the key, bounded.
+        const deadline = Date.now() + 5000;
+        while ((await raw.exists(meta)) === 1) {
+          if (Date.now() > deadline) throw new Error('meta hash did not expire');
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        const next = await publishTo(broker, ch, 2, { history: { size: 10, ttlMs: 100 } });
+        expect(next.publication.epoch).not.toBe(first.publication.epoch);
+        expect(next.publication.offset).toBe(1);
+      } finally {
+        raw.disconnect();
+        await broker.close();
+      }
+    });
+
     it('escapes names so user input never forms its own hash tag or pattern', async () => {
       const keys = redisChannelKeys('p', 'a{b}*?[c] %');
       for (const k of Object.values(keys)) {
