@@ -1,6 +1,6 @@
 export * from './broker/types.js';
 export { MemoryBroker } from './broker/memory.js';
-export { RedisBroker } from './broker/redis.js';
+export { RedisBroker, type RedisBrokerOptions, type BrokerLogger } from './broker/redis.js';
 export { Gateway, createBroker, type GatewayOptions } from './node.js';
 export { loadConfig, ConfigError, DEFAULT_NAMESPACES, SETTINGS, type GatewayConfig, type NamespaceConfig } from './config.js';
 export { Authenticator, AuthError, mintToken, type Credentials, type MintOptions } from './auth/jwt.js';
