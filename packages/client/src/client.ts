@@ -330,11 +330,13 @@ export class SignalboxClient<E extends object = PrpEventData> {
    *
    * Called while connected it resolves at once, and if `config.token` changed since the connection
    * authenticated, sends it as an in-band refresh (so the reference example's `token_expired`
-   * handler, which sets `config.token` then calls `connect()`, keeps the connection).
+   * handler, which sets `config.token` then calls `connect()`, keeps the connection). Called while
+   * `reconnecting`, it skips the rest of the backoff wait and attempts at once.
    */
   connect(): Promise<void> {
     if (this.#state === 'connected') {
-      if (!this.config.getToken && this.config.token && this.config.token !== this.#currentToken) this.#sendRefresh(this.config.token);
+      const token = this.config.token;
+      if (!this.config.getToken && token && token !== this.#currentToken && !this.#refreshPendingWith(token)) this.#sendRefresh(token);
       return Promise.resolve();
     }
     const promise = new Promise<void>((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
@@ -346,6 +348,10 @@ export class SignalboxClient<E extends object = PrpEventData> {
       this.#refusedToken = undefined;
       this.#nextTokenReason = 'connect';
       this.#emitState(this.#setState('connecting', { reason: 'connect_called' }));
+      this.#attempt();
+    } else if (this.#state === 'reconnecting' && this.#reconnectTimer !== undefined) {
+      // Asked explicitly (a "retry now" button, the browser's `online` event): skip the rest of the backoff wait.
+      this.#reconnectTimer = clear(this.#reconnectTimer);
       this.#attempt();
     }
     return promise;
@@ -798,6 +804,11 @@ export class SignalboxClient<E extends object = PrpEventData> {
     } catch (err) {
       fail(err);
     }
+  }
+
+  #refreshPendingWith(token: string): boolean {
+    for (const r of this.#requests.values()) if (r.kind === 'refresh' && r.token === token) return true;
+    return false;
   }
 
   #sendRefresh(token: string): void {

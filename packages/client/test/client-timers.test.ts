@@ -71,6 +71,17 @@ describe('backoff', () => {
     client.disconnect();
   });
 
+  it('connect() while reconnecting skips the rest of the backoff wait', () => {
+    const { client } = makeClient({ reconnectInterval: 10_000, maxReconnectInterval: 10_000 });
+    void client.connect();
+    FakeSocket.last.serverClose(1006);
+    expect(FakeSocket.instances.length).toBe(1);
+    void client.connect();
+    expect(FakeSocket.instances.length).toBe(2);
+    expect(vi.getTimerCount()).toBe(1); // the new attempt's connect timeout only
+    client.disconnect();
+  });
+
   it('gives up after maxReconnectAttempts when one is set (the reference example sets 10)', async () => {
     const { client, states } = makeClient({ maxReconnectAttempts: 10, reconnectInterval: 10, maxReconnectInterval: 20 });
     const connected = client.connect();
@@ -106,8 +117,10 @@ describe('backoff', () => {
 
 describe('close codes', () => {
   it('decide every documented code the way the catalog says', () => {
+    const byCatalog = { yes: 'reconnect', no: 'stop', 'after-refresh': 'new-token' } as const;
     for (const [code, { reconnect }] of Object.entries(CLOSE_CODE_DESCRIPTIONS)) {
-      const expected = reconnect === 'yes' ? 'reconnect' : reconnect === 'no' && (code === '4001') ? 'new-token' : reconnect === 'no' ? 'stop' : 'new-token';
+      // 4001 is "no" for the same token; the client still reconnects if getToken yields a different one.
+      const expected = code === '4001' ? 'new-token' : byCatalog[reconnect];
       expect(closePolicy(Number(code)), `close code ${code}`).toBe(expected);
     }
     expect(closePolicy(1006)).toBe('reconnect');
