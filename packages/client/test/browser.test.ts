@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { FakeServer } from './helpers/fake-server.js';
+import { startGateway } from './helpers/gateway.js';
 
 const executablePath = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 
@@ -94,6 +95,28 @@ describe.skipIf(!executablePath)('browser bundle', () => {
       expect(states).toEqual(['connecting', 'connected', 'reconnecting', 'connected', 'disconnected']);
     } finally {
       await server.close();
+    }
+  });
+
+  it('works against the real gateway: subprotocol auth, publish with ack, receive', async () => {
+    const gw = await startGateway();
+    try {
+      const result = await page.evaluate(async ({ url, token }) => {
+        type Sb = typeof import('../src/index.js');
+        const { SignalboxClient } = (window as unknown as { sb: Sb }).sb;
+        const client = new SignalboxClient({ url, token });
+        await client.connect();
+        const sub = client.subscribe('agent:agent_001');
+        await new Promise<void>((resolve) => sub.on('subscribed', () => resolve()));
+        const received = new Promise<unknown>((resolve) => client.on('agent.progress', (m) => resolve(m.data)));
+        const ack = await client.publish('agent:agent_001', { agentId: 'agent_001', prpId: 'prp_1', progress: 45 }, { type: 'agent.progress' });
+        const data = await received;
+        client.disconnect();
+        return { offset: ack.offset, data };
+      }, { url: gw.url(), token: await gw.token() });
+      expect(result).toEqual({ offset: 1, data: { agentId: 'agent_001', prpId: 'prp_1', progress: 45 } });
+    } finally {
+      await gw.close();
     }
   });
 });
