@@ -15,6 +15,7 @@ import { startGenerators, connectAll, allGens, stopGenerators } from './lib/gene
 import { ProcSampler, readProc, round } from './lib/proc.mjs';
 import { machineInfo, writeResult, loopbackAddrs } from './lib/machine.mjs';
 import { waitForIdle } from './lib/idle.mjs';
+import { prioritise } from './lib/ipc.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -125,6 +126,7 @@ export async function runCapacity(o) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  prioritise(process.pid);
   runCapacity(capacityOptions(parseArgs())).then(() => process.exit(0), (err) => {
     console.error(err);
     process.exit(1);

@@ -11,6 +11,9 @@ import { fanoutOptions, runFanout } from './fanout.mjs';
 import { runEfficiency } from './efficiency.mjs';
 import { capacityOptions, runCapacity } from './capacity.mjs';
 import { signalboxAvailable } from './lib/targets.mjs';
+import { prioritise } from './lib/ipc.mjs';
+
+prioritise(process.pid);
 
 const a = parseArgs();
 const full = Boolean(a.full);
@@ -18,7 +21,7 @@ const common = {
   ...(a.target ? { target: a.target } : {}),
   runs: a.runs ?? (full ? '3' : '1'),
   duration: a.duration ?? (full ? '5' : '3'),
-  waitIdle: a.waitIdle ?? '20',
+  waitIdle: a.waitIdle ?? '0',
   client: a.client,
 };
 

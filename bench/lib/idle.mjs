@@ -8,7 +8,7 @@ export async function machineBusyPct(ms = 1000) {
   await new Promise((r) => setTimeout(r, ms));
   const b = readMachineCpu();
   if (!a || !b || b.total === a.total) return 0;
-  return (100 * os.cpus().length * (b.busy - a.busy)) / (b.total - a.total);
+  return (100 * os.cpus().length * (b.task - a.task)) / (b.total - a.total);
 }
 
 /** Waits (up to maxWaitMs) until the machine is below `thresholdPct` busy. Returns the last reading. */

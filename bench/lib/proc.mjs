@@ -20,19 +20,29 @@ export function readProc(pid) {
     const status = readFileSync(`/proc/${pid}/status`, 'latin1');
     const m = /VmRSS:\s+(\d+) kB/.exec(status);
     const rssBytes = m ? Number(m[1]) * 1024 : 0;
-    return { t: performance.now(), cpuSec, rssBytes };
+    // schedstat: on-CPU ns, run-queue wait ns (main thread): how long it was runnable but starved.
+    let waitNs = 0;
+    try {
+      waitNs = Number(readFileSync(`/proc/${pid}/schedstat`, 'latin1').split(' ')[1]) || 0;
+    } catch {
+      /* no schedstat */
+    }
+    return { t: performance.now(), cpuSec, rssBytes, waitNs };
   } catch {
     return null;
   }
 }
 
-/** Whole-machine CPU jiffies from /proc/stat: busy and total (all cores). */
+/**
+ * Whole-machine CPU jiffies from /proc/stat: busy (all but idle/iowait), task time (user, nice,
+ * system: what processes are charged with) and irq+softirq (loopback TCP work largely lands here).
+ */
 export function readMachineCpu() {
   try {
     const f = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
     const idle = f[3] + (f[4] ?? 0);
-    const total = f.reduce((a, b) => a + b, 0);
-    return { busy: total - idle, total };
+    return { busy: total - idle, task: f[0] + f[1] + f[2], irq: (f[5] ?? 0) + (f[6] ?? 0), steal: f[7] ?? 0, total };
   } catch {
     return null;
   }
@@ -66,11 +76,16 @@ export class ProcSampler {
   machine(perPid) {
     const a = this.machine0;
     const b = this.machine1;
-    if (!a || !b || b.total === a.total) return { machineCpuPct: null, otherCpuPct: null };
-    const cores = os.cpus().length;
-    const busyPct = (100 * cores * (b.busy - a.busy)) / (b.total - a.total);
+    if (!a || !b || b.total === a.total) return { machineCpuPct: null, otherCpuPct: null, irqCpuPct: null, stealCpuPct: null };
+    const k = (100 * os.cpus().length) / (b.total - a.total);
     const ours = perPid.reduce((acc, p) => acc + (p.cpuPct ?? 0), 0);
-    return { machineCpuPct: round(busyPct, 1), otherCpuPct: round(Math.max(0, busyPct - ours), 1) };
+    return {
+      machineCpuPct: round(k * (b.busy - a.busy), 1),
+      // Task time of everything else on the machine (other processes, the coordinator).
+      otherCpuPct: round(Math.max(0, k * (b.task - a.task) - ours), 1),
+      irqCpuPct: round(k * (b.irq - a.irq), 1),
+      stealCpuPct: round(k * (b.steal - a.steal), 1),
+    };
   }
 
   stop() {
@@ -88,6 +103,7 @@ export class ProcSampler {
         wallSec: round(wall, 3),
         cpuSec: round(cpuSec, 3),
         cpuPct: round((100 * cpuSec) / wall, 1),
+        runqWaitPct: round((100 * (b.waitNs - a.waitNs)) / 1e9 / wall, 1),
         rssBytes: b.rssBytes,
         peakRssBytes: Math.max(this.peak[i], b.rssBytes),
       };

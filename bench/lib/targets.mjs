@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { forkReady } from './ipc.mjs';
+import { forkReady, prioritise } from './ipc.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '../..');
@@ -117,6 +117,7 @@ async function startSignalbox(o) {
       ...(o.env ?? {}),
     };
     const child = spawn(process.execPath, [SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    prioritise(child.pid);
     procs.push(child);
     ports.push(port);
   }
