@@ -1,0 +1,152 @@
+/**
+ * The CLI as a real process (`node packages/server/dist/cli.js`): the dev-mode banner prints a
+ * token and an API key that work; a bad setting stops the start with one line naming it; SIGTERM
+ * drains (clients get 1012) and exits; `signalbox token` mints a token with exactly the asked grants.
+ */
+import { describe, expect, it, type TestContext } from 'vitest';
+import { decodeJwt } from 'jose';
+import { CloseCode, ErrorCode } from '@signalbox/protocol';
+import { mintToken } from '../src/index.js';
+import { TEST_SECRET, TestClient, connectPrp, startGateway } from './helpers/gateway.js';
+import { runCli, runCliToEnd, type CliProcess } from './helpers/core-process.js';
+
+/** `signalbox serve` on a port the OS picks (the banner names it); killed when the test ends. */
+async function serve(ctx: TestContext, env: Record<string, string>): Promise<{ proc: CliProcess; port: number }> {
+  const proc = runCli(['serve'], { SIGNALBOX_PORT: '0', SIGNALBOX_LOG_LEVEL: 'warn', ...env });
+  ctx.onTestFinished(async () => {
+    proc.kill('SIGKILL');
+    await proc.exited;
+  });
+  const m = await proc.waitForStdout(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+  return { proc, port: Number(m[1]) };
+}
+
+// Each test starts its own process; they are independent, so run them side by side.
+describe.concurrent('signalbox serve', () => {
+  it('dev mode: prints a token that works and an API key that publishes', async (ctx) => {
+    const { proc, port } = await serve(ctx, {});
+    const banner = await proc.waitForStdout(/Dev token[^\n]*:\n\s+(\S+)\n\s+API key \(generated\):\n\s+(\S+)/);
+    const [, token, apiKey] = banner as unknown as [string, string, string];
+    expect(proc.stdout()).toContain('DEV MODE');
+    expect(decodeJwt(token)).toMatchObject({ sub: 'dev', channels: ['*'] });
+    const client = new TestClient(`ws://127.0.0.1:${port}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` } });
+    await client.nextType('connection.established');
+    expect((await client.request('subscribe', { channels: ['project:proj_123456'] })).data.subscribedChannels).toEqual(['project:proj_123456']);
+    const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: 'project:proj_123456', type: 'prp.created', data: { id: 'prp_789012' } }),
+    });
+    expect(res.status).toBe(200);
+    expect(await client.nextType('prp.created')).toMatchObject({ channel: 'project:proj_123456', data: { id: 'prp_789012' } });
+    // The dev secret is random per run: a token signed with anything else is refused.
+    const stranger = new TestClient(`ws://127.0.0.1:${port}/v1/ws/prps`, { headers: { authorization: `Bearer ${await startlessToken()}` } });
+    expect((await stranger.closed).code).toBe(CloseCode.AUTH_FAILED);
+    proc.kill('SIGTERM');
+    expect((await client.closed).code).toBe(CloseCode.SERVICE_RESTART);
+    expect((await proc.exited).code).toBe(0);
+  });
+
+  it('with a secret: no dev banner, and the API answers 401 without SIGNALBOX_API_KEY', async (ctx) => {
+    const { proc, port } = await serve(ctx, { SIGNALBOX_JWT_SECRET: TEST_SECRET });
+    expect(proc.stdout()).not.toContain('DEV MODE');
+    const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(401);
+    proc.kill('SIGTERM');
+    expect((await proc.exited).code).toBe(0);
+  });
+
+  it.each([
+    [{ SIGNALBOX_PORT: 'abc' }, 'SIGNALBOX_PORT'],
+    [{ SIGNALBOX_PORT: '70000' }, 'SIGNALBOX_PORT'],
+    [{ SIGNALBOX_HEARTBEAT_INTERVAL: 'often' }, 'SIGNALBOX_HEARTBEAT_INTERVAL'],
+    [{ SIGNALBOX_JWT_SECRET: 'short-secret' }, 'SIGNALBOX_JWT_SECRET'],
+    [{ SIGNALBOX_BROKER: 'mongodb://x' }, 'SIGNALBOX_BROKER'],
+    [{ SIGNALBOX_JWT_ALGORITHMS: 'none' }, 'SIGNALBOX_JWT_ALGORITHMS'],
+  ])('a bad setting %o exits non-zero with one line naming %s', async (env, name) => {
+    const r = await runCliToEnd(['serve'], { SIGNALBOX_LOG_LEVEL: 'warn', ...env });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(name);
+    // A secret value is never echoed.
+    if (env.SIGNALBOX_JWT_SECRET) expect(r.stderr).not.toContain(env.SIGNALBOX_JWT_SECRET);
+  });
+
+  it('an unknown flag exits non-zero with one line', async () => {
+    const r = await runCliToEnd(['serve', '--no-such-flag'], {});
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('no-such-flag');
+  });
+
+  it('SIGTERM: a connected client gets 1012 and the process exits after draining', async (ctx) => {
+    const { proc, port } = await serve(ctx, { SIGNALBOX_JWT_SECRET: TEST_SECRET, SIGNALBOX_DRAIN_TIMEOUT: '1s' });
+    const token = await mintToken(TEST_SECRET, { sub: 'usr_1', channels: ['*'], ttlSeconds: 600 });
+    const client = new TestClient(`ws://127.0.0.1:${port}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` } });
+    await client.nextType('connection.established');
+    await client.request('subscribe', { channels: ['project:proj_123456'] });
+    proc.kill('SIGTERM');
+    expect((await client.closed).code).toBe(CloseCode.SERVICE_RESTART);
+    // Exit code 0 is the drain path; the fallback hard exit (drain timeout + 3 s) would exit 1.
+    expect(await proc.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('SIGTERM with a client that never closes: the process still exits via the drain timeout', async (ctx) => {
+    const { proc, port } = await serve(ctx, { SIGNALBOX_JWT_SECRET: TEST_SECRET, SIGNALBOX_DRAIN_TIMEOUT: '1s' });
+    const token = await mintToken(TEST_SECRET, { sub: 'usr_1', channels: ['*'], ttlSeconds: 600 });
+    const stuck = new TestClient(`ws://127.0.0.1:${port}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` } });
+    await stuck.nextType('connection.established');
+    stuck.ws.pause();
+    proc.kill('SIGTERM');
+    expect(await proc.exited).toEqual({ code: 0, signal: null });
+    stuck.ws.resume();
+    expect((await stuck.closed).code).toBe(CloseCode.SERVICE_RESTART);
+  });
+});
+
+/** A well-formed token signed with a secret no gateway here uses. */
+async function startlessToken(): Promise<string> {
+  return mintToken('some-other-secret-0123456789', { sub: 'dev', channels: ['*'], ttlSeconds: 600 });
+}
+
+describe.concurrent('signalbox token', () => {
+  it('mints a token the gateway accepts with exactly the asked grants', async () => {
+    const r = await runCliToEnd(['token', '--sub', 'usr_1', '--channels', 'project:*,agent:agent_001', '--ttl', '1h'], { SIGNALBOX_JWT_SECRET: TEST_SECRET });
+    expect(r.code).toBe(0);
+    const token = r.stdout.trim();
+    expect(token.split('.')).toHaveLength(3);
+    const payload = decodeJwt(token);
+    expect(payload.sub).toBe('usr_1');
+    expect(payload.channels).toEqual(['project:*', 'agent:agent_001']);
+    expect(payload.exp! - payload.iat!).toBe(3600);
+    const gw = await startGateway();
+    try {
+      const client = await connectPrp(gw, { token });
+      const from = client.messages.length;
+      client.send({ id: 'g1', action: 'subscribe', payload: { channels: ['project:proj_123456', 'agent:agent_001', 'agent:agent_002', 'prp:prp_789012', 'user:usr_1', 'session:s1'] } });
+      const confirmed = await client.next((m) => m.type === 'subscription.confirmed' && m.replyTo === 'g1', 5000, from);
+      expect(confirmed.data.subscribedChannels).toEqual(['project:proj_123456', 'agent:agent_001', 'user:usr_1']);
+      const refused = client.messages.slice(from).filter((m) => m.type === 'error').map((m) => [m.data.details.channel, m.data.code]);
+      expect(refused).toEqual([
+        ['agent:agent_002', ErrorCode.PERMISSION_DENIED],
+        ['prp:prp_789012', ErrorCode.PERMISSION_DENIED],
+        ['session:s1', ErrorCode.PERMISSION_DENIED],
+      ]);
+      expect((await client.request('publish', { channel: 'agent:agent_001', type: 'agent.progress', data: { progress: 45 } })).type).toBe('ack');
+      await client.close();
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('without a secret exits non-zero with one line naming SIGNALBOX_JWT_SECRET', async () => {
+    const r = await runCliToEnd(['token', '--sub', 'usr_1'], {});
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('SIGNALBOX_JWT_SECRET');
+  });
+});
