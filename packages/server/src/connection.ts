@@ -363,7 +363,7 @@ export class Connection implements Subscriber {
           return;
         }
         if (cmd.since.offset < hist.position.offset && hist.earliestOffset > cmd.since.offset + 1) {
-          const reason = hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind';
+          const reason = check.channel.namespace.historySize === 0 ? 'no_history' : hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind';
           this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Publications after this position are no longer retained', { ...details, reason, position: hist.position, earliestOffset: hist.earliestOffset });
           return;
         }

@@ -133,7 +133,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       if (since) {
         const reason = since.epoch !== hist.position.epoch ? 'epoch_changed'
           : since.offset > hist.position.offset ? 'position_ahead'
-          : since.offset < hist.position.offset && hist.earliestOffset > since.offset + 1 ? (hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind')
+          : since.offset < hist.position.offset && hist.earliestOffset > since.offset + 1 ? (r.channel.namespace.historySize === 0 ? 'no_history' : hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind')
           : null;
         if (reason) return sendError(reply, 409, ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, { channel, reason, position: hist.position, earliestOffset: hist.earliestOffset });
       }
