@@ -123,11 +123,13 @@ export class Subscription<T = unknown> {
   /** @internal Whether a publication is new, already seen, or leaves a hole. Advances the position when new. */
   _admit(pub: PublicationMessage): Admission {
     const pos = this.#position;
-    if (pos && pos.epoch === pub.epoch) {
+    if (pos) {
+      // A new epoch mid-stream means the stream was reset under us: offsets cannot be compared, so
+      // treat it as a gap. The resubscribe then reports it (recovered: false, epoch_changed).
+      if (pos.epoch !== pub.epoch) return 'gap';
       if (pub.offset <= pos.offset) return 'duplicate';
       if (pub.offset > pos.offset + 1) return 'gap';
     }
-    // A new epoch (or no position yet) cannot be compared: the confirmation already told us about the change.
     this.#position = { epoch: pub.epoch, offset: pub.offset };
     return 'deliver';
   }
