@@ -156,7 +156,10 @@ describe('PRP API document examples', () => {
     };
     client.on('*', (m) => {
       all.push(m);
-      for (const w of waiters.splice(0)) (w.pred(m) ? w.resolve(m) : waiters.push(w));
+      for (const w of waiters.splice(0)) {
+        if (w.pred(m)) w.resolve(m);
+        else waiters.push(w);
+      }
     });
     client.on('prp.created', (m) => created.push(m));
     client.on('agent.progress', (m) => progress.push(m));

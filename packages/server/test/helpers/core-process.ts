@@ -14,6 +14,7 @@ export interface CliProcess {
   stderr(): string;
   /** Resolves with the first match of `re` in stdout (already printed or future). */
   waitForStdout(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** The process has exited and its output has been read to the end. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): void;
 }
@@ -44,7 +45,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
     }
   });
   child.stderr!.on('data', (chunk: string) => (err += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': after 'exit' the stdio pipes may still hold unread output.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   return {
     child,
     stdout: () => out,
@@ -53,7 +55,7 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
-    waitForStdout(re, timeoutMs = 15_000) {
+    waitForStdout(re, timeoutMs = 60_000) {
       const m = re.exec(out);
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
@@ -74,8 +76,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
 }
 
 /** Runs a CLI command to completion. */
-export async function runCliToEnd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCliToEnd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   const p = runCli(args, env);
-  const { code } = await p.exited;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
+  const { code, signal } = await p.exited;
+  return { code, signal, stdout: p.stdout(), stderr: p.stderr() };
 }
