@@ -77,7 +77,7 @@ export interface ClientConfig {
   maxReconnectAttempts: number;
   /** The attempt counter resets only once a connection has stayed up this long, ms. Default 10000. */
   stableConnectionAfter: number;
-  /** Open + authenticate within this, ms, or the attempt is abandoned. Default 10000. */
+  /** getToken + open + authenticate within this, ms, or the attempt is abandoned. Default 10000. */
   connectTimeout: number;
   /** After this long without any frame, ms, send a `ping`. 0 disables the watchdog. Default 30000 (the gateway's heartbeat is 25000). */
   pingInterval: number;
@@ -549,6 +549,12 @@ export class SignalboxClient<E extends object = PrpEventData> {
   #attempt(): void {
     const seq = ++this.#attemptSeq;
     const reason = this.#nextTokenReason;
+    // The timeout covers getToken() too: a token endpoint that hangs must not stall the client forever.
+    this.#connectTimer = clear(this.#connectTimer);
+    this.#connectTimer = setTimeout(() => {
+      this.#connectTimer = undefined;
+      this.#abandon('connect_timeout', `Not connected within ${this.config.connectTimeout} ms`);
+    }, this.config.connectTimeout);
     let source: string | Promise<string> | undefined;
     try {
       source = this.config.getToken ? this.config.getToken({ reason }) : this.config.token;
@@ -615,10 +621,6 @@ export class SignalboxClient<E extends object = PrpEventData> {
     }
     this.#dialect = dialect;
     this.#currentToken = tok;
-    this.#connectTimer = setTimeout(() => {
-      this.#connectTimer = undefined;
-      this.#abandon('connect_timeout', `No connection.established within ${this.config.connectTimeout} ms`);
-    }, this.config.connectTimeout);
   }
 
   /** Callbacks from transports; anything from a transport that is not the current one is ignored. */
@@ -655,8 +657,8 @@ export class SignalboxClient<E extends object = PrpEventData> {
     const wasConnected = this.#state === 'connected';
     const closedToken = this.#currentToken;
     this.#teardown();
-    // A failed attempt, or a node going away, moves on to the next URL.
-    if (!wasConnected || code === 1001 || code === 1012) this.#urlIndex++;
+    // A failed attempt, or a node going away, moves on to the next URL (not a getToken failure: no URL was tried).
+    if ((!wasConnected && reason !== 'token_unavailable') || code === 1001 || code === 1012) this.#urlIndex++;
     const info = { ...(code === undefined ? {} : { code }), ...(message ? { message } : {}) };
     const policy = fromSocket && code !== undefined && reason === 'transport_closed' ? closePolicy(code) : 'reconnect';
     if (policy === 'stop') {

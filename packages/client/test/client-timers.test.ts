@@ -193,6 +193,19 @@ describe('close codes', () => {
     client.disconnect();
   });
 
+  it('connectTimeout covers a getToken() that never answers', async () => {
+    let calls = 0;
+    const { client, states } = makeClient({ connectTimeout: 2000, getToken: () => { calls++; return new Promise<string>(() => {}); } });
+    void client.connect();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(states.at(-1)).toMatchObject({ to: 'reconnecting', reason: 'connect_timeout' });
+    await vi.advanceTimersByTimeAsync(states.at(-1)!.delay!);
+    expect(calls).toBe(2);
+    expect(FakeSocket.instances.length).toBe(0);
+    client.disconnect();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('abandons an attempt that does not complete within connectTimeout', () => {
     const { client, states } = makeClient({ connectTimeout: 3000 });
     void client.connect();
