@@ -18,7 +18,10 @@ import { machineInfo, writeResult, loopbackAddrs } from './lib/machine.mjs';
 import { waitForIdle } from './lib/idle.mjs';
 import { prioritise } from './lib/ipc.mjs';
 
-export const DEFAULT_RATES = [10e3, 20e3, 50e3, 100e3, 150e3, 200e3, 300e3, 400e3, 500e3, 650e3, 800e3, 1e6, 1.25e6, 1.5e6, 2e6, 2.5e6, 3e6];
+export const DEFAULT_RATES = [
+  10e3, 20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 85e3, 100e3, 125e3, 150e3, 200e3, 250e3, 300e3, 400e3, 500e3,
+  650e3, 800e3, 1e6, 1.25e6, 1.5e6, 2e6, 2.5e6, 3e6,
+];
 
 export function fanoutOptions(a) {
   const conns = num(a.subs ?? a.conns, 1000);
@@ -132,11 +135,23 @@ function saturated(s) {
   return s.delivered < 0.85 * s.offered || s.p99Ms === null || s.p99Ms > 2000 || s.closedDuring > 0;
 }
 
-/** Highest delivered rate among steps with p99 < 50 ms and zero loss (the issue's criterion). */
+/**
+ * The issue's criterion: the highest delivered rate among steps with p99 < 50 ms and zero loss,
+ * counting only steps where the server kept up with the offered load (delivered >= 95 % of
+ * offered). Without that, a peer whose in-process publisher is slowed by its own saturated event
+ * loop would get credit for a rate it only reached by publishing less.
+ */
 export function bestRate(steps, p99Limit = 50) {
   let best = 0;
-  for (const s of steps) if (s.p99Ms !== null && s.p99Ms < p99Limit && s.lost === 0 && s.delivered > best) best = s.delivered;
+  for (const s of steps) {
+    if (s.p99Ms !== null && s.p99Ms < p99Limit && s.lost === 0 && s.delivered >= 0.95 * s.offered && s.delivered > best) best = s.delivered;
+  }
   return best;
+}
+
+/** The highest delivered rate of any step, whatever its latency: the saturation throughput. */
+export function peakRate(steps) {
+  return Math.max(0, ...steps.map((s) => s.delivered));
 }
 
 async function runTarget(name, o, run) {
@@ -181,6 +196,7 @@ async function runTarget(name, o, run) {
       if (o.stopOnSaturation && saturated(s)) break;
     }
     result.best = bestRate(result.steps);
+    result.peak = peakRate(result.steps);
     log(`[${name} run ${run}] highest delivered rate with p99 < 50 ms and zero loss: ${fmt(result.best)}/s`);
   } catch (err) {
     result.error = String(err.stack ?? err);
@@ -213,6 +229,7 @@ export function summarise(runs, o) {
       errors: rs.filter((r) => r.error).length,
       bestDelivered: best,
       bestMedian: median(best),
+      peakDelivered: rs.filter((r) => !r.error).map((r) => r.peak),
       p99At20k: at20k,
       cpuUsPerDelivery: eff,
     };
