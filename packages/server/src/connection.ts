@@ -133,7 +133,10 @@ export class Connection implements Subscriber {
   private failAuth(err: AuthError): void {
     this.preauth = [];
     this.sendError(err.code, err.message, {});
-    this.close(err.code === ErrorCode.TOKEN_EXPIRED ? CloseCode.TOKEN_EXPIRED : CloseCode.AUTH_FAILED, err.code === ErrorCode.TOKEN_EXPIRED ? 'token expired' : 'auth failed');
+    if (err.code === ErrorCode.TOKEN_EXPIRED) this.close(CloseCode.TOKEN_EXPIRED, 'token expired');
+    // Not a verdict on the token (e.g. the key set is down): 4004 tells the client to retry, 4001 would make it give up.
+    else if (err.retryable) this.close(CloseCode.AUTH_TIMEOUT, 'token verification unavailable');
+    else this.close(CloseCode.AUTH_FAILED, 'auth failed');
   }
 
   private clearAuthTimer(): void {

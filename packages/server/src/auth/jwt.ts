@@ -22,11 +22,21 @@ export interface Credentials {
 }
 
 export class AuthError extends Error {
-  constructor(readonly code: typeof ErrorCode.AUTH_FAILED | typeof ErrorCode.TOKEN_EXPIRED, message: string) {
+  /** The token was not judged (its key set could not be read): the client should retry later, same token. */
+  readonly retryable: boolean;
+
+  constructor(readonly code: typeof ErrorCode.AUTH_FAILED | typeof ErrorCode.TOKEN_EXPIRED, message: string, opts: { retryable?: boolean } = {}) {
     super(message);
     this.name = 'AuthError';
+    this.retryable = opts.retryable ?? false;
   }
 }
+
+/** The JWKS could not be fetched or parsed: says nothing about the token. */
+class KeySetUnavailableError extends Error {}
+
+/** jose codes of a failed key-set fetch (HTTP error, bad JSON, timeout, not a key set); other JOSE errors judge the token. */
+const KEY_SET_FETCH_FAILURES = new Set(['ERR_JOSE_GENERIC', 'ERR_JWKS_TIMEOUT', 'ERR_JWKS_INVALID']);
 
 type KeySource = Uint8Array | KeyObject | JWTVerifyGetKey;
 
@@ -41,7 +51,15 @@ export class Authenticator {
     this.issuer = cfg.jwtIssuer;
     this.audience = cfg.jwtAudience;
     if (cfg.jwksUrl) {
-      this.key = createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: cfg.handshakeTimeoutMs, cooldownDuration: 30_000 });
+      const remote = createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: cfg.handshakeTimeoutMs, cooldownDuration: 30_000 });
+      this.key = async (header, token) => {
+        try {
+          return await remote(header, token);
+        } catch (err) {
+          if (err instanceof joseErrors.JOSEError && !KEY_SET_FETCH_FAILURES.has(err.code)) throw err;
+          throw new KeySetUnavailableError(err instanceof Error ? err.message : String(err), { cause: err });
+        }
+      };
     } else if (cfg.jwtPublicKey) {
       const pem = cfg.jwtPublicKey.includes('-----BEGIN') ? cfg.jwtPublicKey : readPem(cfg.jwtPublicKey);
       try {
@@ -98,12 +116,13 @@ function readPem(path: string): string {
 }
 
 function toAuthError(err: unknown): AuthError {
+  if (err instanceof KeySetUnavailableError) return new AuthError(ErrorCode.AUTH_FAILED, 'Key set unavailable; retry later', { retryable: true });
   if (err instanceof joseErrors.JWTExpired) return new AuthError(ErrorCode.TOKEN_EXPIRED, 'Token expired');
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return new AuthError(ErrorCode.AUTH_FAILED, 'Token algorithm not allowed');
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new AuthError(ErrorCode.AUTH_FAILED, 'Token signature verification failed');
   if (err instanceof joseErrors.JWTClaimValidationFailed) return new AuthError(ErrorCode.AUTH_FAILED, `Token claim invalid: ${err.claim}`);
   if (err instanceof joseErrors.JWKSNoMatchingKey) return new AuthError(ErrorCode.AUTH_FAILED, 'No matching key for token');
-  if (err instanceof joseErrors.JWKSTimeout) return new AuthError(ErrorCode.AUTH_FAILED, 'Key set unavailable (timeout)');
+  if (err instanceof joseErrors.JWKSTimeout) return new AuthError(ErrorCode.AUTH_FAILED, 'Key set unavailable (timeout)', { retryable: true });
   if (err instanceof joseErrors.JOSEError) return new AuthError(ErrorCode.AUTH_FAILED, 'Malformed token');
   return new AuthError(ErrorCode.AUTH_FAILED, 'Token verification failed');
 }
