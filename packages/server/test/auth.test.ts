@@ -4,6 +4,8 @@
  * (HS256, RS256 public key, JWKS), and frames sent before verification completes.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { TestClient, startGateway, uniqueChannel, type Msg, type TestGateway } from './helpers/gateway.js';
@@ -250,6 +252,35 @@ describe('auth with a JWKS URL', () => {
     } finally {
       await gw.close();
       await slow.close();
+    }
+  });
+
+  it('a key set that cannot be reached or answers an error closes with 4004 (retry later), not 4001 (token refused)', async () => {
+    // The token may well be valid: telling the client it was refused (4001) would stop its reconnects for good.
+    const down = await startJwksServer(pair.publicKey, kid);
+    const deadUrl = down.url;
+    await down.close();
+    const broken = createServer((_req, res) => {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('upstream failure');
+    });
+    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
+    const brokenUrl = `http://127.0.0.1:${(broken.address() as AddressInfo).port}/jwks.json`;
+    try {
+      for (const url of [deadUrl, brokenUrl]) {
+        const gw = await startGateway({ jwtSecret: undefined, jwksUrl: url, jwtAlgorithms: ['RS256'] });
+        try {
+          const client = connectVia(gw, 'header', await signAsym(claims(), pair.privateKey, 'RS256', kid));
+          const closed = await client.closed;
+          expect(closed.code, url).toBe(CloseCode.AUTH_TIMEOUT);
+          expect(client.messages).toHaveLength(1);
+          expect(client.messages[0]).toMatchObject({ type: 'error', data: { code: ErrorCode.AUTH_FAILED } });
+        } finally {
+          await gw.close();
+        }
+      }
+    } finally {
+      await new Promise<void>((resolve) => broken.close(() => resolve()));
     }
   });
 
