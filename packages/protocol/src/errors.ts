@@ -65,7 +65,7 @@ export const CloseCode = {
   AUTH_FAILED: 4001,
   /** The token expired and was not refreshed in time: get a new token, then reconnect. */
   TOKEN_EXPIRED: 4002,
-  /** Authentication did not complete within the handshake timeout. */
+  /** Token verification could not complete (timed out, or the key set was unavailable): the token was not judged; reconnect. */
   AUTH_TIMEOUT: 4004,
   /** Too many malformed or invalid messages: the client is misbehaving. */
   PROTOCOL_VIOLATION: 4008,
@@ -86,7 +86,7 @@ export const CLOSE_CODE_DESCRIPTIONS: Record<number, { name: string; reason: str
   1012: { name: 'SERVICE_RESTART', reason: 'Server restarting or draining; reconnect and recover', reconnect: 'yes' },
   4001: { name: 'AUTH_FAILED', reason: 'Token missing or invalid', reconnect: 'no' },
   4002: { name: 'TOKEN_EXPIRED', reason: 'Token expired and was not refreshed within the grace period', reconnect: 'after-refresh' },
-  4004: { name: 'AUTH_TIMEOUT', reason: 'Token verification did not complete in time', reconnect: 'yes' },
+  4004: { name: 'AUTH_TIMEOUT', reason: 'Token verification could not complete (timeout, or key set unavailable)', reconnect: 'yes' },
   4008: { name: 'PROTOCOL_VIOLATION', reason: 'Too many invalid messages', reconnect: 'no' },
   4010: { name: 'SLOW_CONSUMER', reason: 'Outbound buffer overflow; reconnect and recover', reconnect: 'yes' },
   4011: { name: 'RESYNC_REQUIRED', reason: 'Channel stream lost on this node; reconnect and recover', reconnect: 'yes' },
