@@ -333,5 +333,10 @@ describe('subscribing again to a held channel', () => {
     await quietPeriod(client, 150);
     expect(client.messages.filter((m) => m.type === 'prp.created')).toHaveLength(1);
     await client.close();
+    // Once the node has seen the close, nothing is left counted.
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && (await http(gw, '/v1/stats')).body.connections !== 0);
+    expect((await http(gw, '/v1/stats')).body).toMatchObject({ connections: 0, channels: 0, subscriptions: 0 });
+    expect(metricValue(await scrapeMetrics(gw), 'signalbox_subscriptions', { namespace: 'project' })).toBe(0);
   });
 });

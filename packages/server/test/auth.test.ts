@@ -100,6 +100,7 @@ describe('auth with an HS256 secret', () => {
     { name: 'a token without sub', token: () => signHmac(claims({ sub: undefined })), code: ErrorCode.AUTH_FAILED, close: CloseCode.AUTH_FAILED },
     { name: 'an empty sub', token: () => signHmac(claims({ sub: '' })), code: ErrorCode.AUTH_FAILED, close: CloseCode.AUTH_FAILED },
     { name: 'a malformed channels claim', token: () => signHmac(claims({ channels: 'project:*' })), code: ErrorCode.AUTH_FAILED, close: CloseCode.AUTH_FAILED },
+    { name: 'an oversized token', token: () => signHmac(claims({ pad: 'x'.repeat(9000) })), code: ErrorCode.AUTH_FAILED, close: CloseCode.AUTH_FAILED },
     { name: 'a token not yet valid (nbf in the future)', token: () => signHmac(claims({ nbf: nowSeconds() + 600 })), code: ErrorCode.AUTH_FAILED, close: CloseCode.AUTH_FAILED },
   ];
   const matrix = refusals.flatMap((r) => (['header', 'query', 'subprotocol'] as Via[]).map((via) => ({ ...r, via })));

@@ -177,6 +177,44 @@ describe('refused before the upgrade', () => {
     }
   });
 
+  it('Origin allow-list with * admits any origin', async () => {
+    const gw = await startGateway({ allowedOrigins: ['*'] });
+    try {
+      const url = `${gw.ws}/v1/ws/prps?token=${await gw.token()}`;
+      expect((await upgradeStatus(url, { origin: 'https://anything.example' })).status).toBe(101);
+      expect((await upgradeStatus(url)).status).toBe(101);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('the per-IP cap ignores X-Forwarded-For unless trustProxy is on', async () => {
+    const spoofable = await startGateway({ maxConnectionsPerIp: 1 });
+    try {
+      const url = `${spoofable.ws}/v1/ws/prps?token=${await spoofable.token()}`;
+      const a = new TestClient(url, { headers: { 'x-forwarded-for': '203.0.113.1' } });
+      await a.nextType('connection.established');
+      // Another claimed address does not buy another slot: the socket address counts.
+      expect((await upgradeStatus(url, { 'x-forwarded-for': '203.0.113.2' })).status).toBe(429);
+      await a.close();
+    } finally {
+      await spoofable.close();
+    }
+    const proxied = await startGateway({ maxConnectionsPerIp: 1, trustProxy: true });
+    try {
+      const url = `${proxied.ws}/v1/ws/prps?token=${await proxied.token()}`;
+      const a = new TestClient(url, { headers: { 'x-forwarded-for': '203.0.113.1, 10.0.0.1' } });
+      const b = new TestClient(url, { headers: { 'x-forwarded-for': '203.0.113.2' } });
+      await a.nextType('connection.established');
+      await b.nextType('connection.established');
+      expect((await upgradeStatus(url, { 'x-forwarded-for': '203.0.113.1' })).status).toBe(429);
+      await a.close();
+      await b.close();
+    } finally {
+      await proxied.close();
+    }
+  });
+
   it('an unknown path is 404 before the upgrade', async () => {
     const gw = await startGateway();
     try {
