@@ -33,9 +33,12 @@ export interface PublicationMessage<T = unknown> extends ServerMessage<T> {
 
 // ---- The PRP API document's events -------------------------------------------------------------
 
+/** A PRP's status; the document's values, open to others. */
 export type PrpStatus = 'pending' | 'active' | 'completed' | (string & {});
+/** A PRP's or an assignment's priority. */
 export type PrpPriority = 'low' | 'medium' | 'high' | (string & {});
 
+/** `prp.created`: a new PRP. */
 export interface PrpCreatedData {
   id: string;
   projectId: string;
@@ -47,6 +50,7 @@ export interface PrpCreatedData {
   createdAt: string;
 }
 
+/** `prp.updated`: fields changed, each with its old and new value. */
 export interface PrpUpdatedData {
   id: string;
   changes: Record<string, { old: unknown; new: unknown }>;
@@ -54,6 +58,7 @@ export interface PrpUpdatedData {
   updatedAt: string;
 }
 
+/** `prp.status_changed`: the status moved. */
 export interface PrpStatusChangedData {
   id: string;
   previousStatus: PrpStatus;
@@ -63,6 +68,7 @@ export interface PrpStatusChangedData {
   metrics?: { estimatedHours?: number; actualHours?: number; completionRate?: number };
 }
 
+/** `prp.deleted`. */
 export interface PrpDeletedData {
   id: string;
   projectId: string;
@@ -70,6 +76,7 @@ export interface PrpDeletedData {
   reason?: string;
 }
 
+/** `agent.assigned`: an agent took a PRP. */
 export interface AgentAssignedData {
   agentId: string;
   prpId: string;
@@ -77,6 +84,7 @@ export interface AgentAssignedData {
   estimatedStartTime?: string;
 }
 
+/** `agent.progress`: an agent reports progress on a PRP. */
 export interface AgentProgressData {
   agentId: string;
   prpId: string;
@@ -99,14 +107,23 @@ export interface PrpEventData {
 
 // ---- System events -----------------------------------------------------------------------------
 
+/** `connection.established`: sent once authenticated. */
 export interface ConnectionEstablishedData { connectionId: string; serverVersion: string; features: string[] }
+/** `heartbeat`: the gateway's periodic sign of life. */
 export interface HeartbeatData { serverTime: string }
+/** `subscription.confirmed`: the channels now live, with their positions and recovery outcome. */
 export interface SubscriptionConfirmedData { subscribedChannels: string[]; channels?: SubscribeOutcome[] }
+/** `unsubscription.confirmed`. */
 export interface UnsubscriptionConfirmedData { unsubscribedChannels: string[] }
+/** `ack` of a publish: where the publication landed; `duplicate` when its id was seen before. */
 export interface AckData { id: string; channel: string; offset: number; epoch: string; duplicate: boolean }
+/** `token.refreshed`: the in-band refresh was accepted. */
 export interface TokenRefreshedData { expiresAt: string | null }
+/** `token_expired`: refresh within `graceMs` or be closed with 4002. */
 export interface TokenExpiredData { expiredAt: string; graceMs: number }
+/** `presence.joined` / `presence.left`. */
 export interface PresenceChangeData { channel: string; member: PresenceMember }
+/** `subscription.removed`: the gateway ended a subscription (e.g. access revoked). */
 export interface SubscriptionRemovedData { channel: string; code: string; message: string }
 
 /** Messages the gateway sends on its own account, by type. */
@@ -196,6 +213,7 @@ export interface RecoveryFailedEvent {
   position?: StreamPosition;
 }
 
+/** Emitted on a subscription when it ends. */
 export interface UnsubscribedEvent {
   channel: string;
   reason: 'unsubscribe_called' | 'removed_by_server' | 'refused';
@@ -203,6 +221,7 @@ export interface UnsubscribedEvent {
   message?: string;
 }
 
+/** Events of a `Subscription`, by name. */
 export interface SubscriptionEvents<T = unknown> {
   publication: PublicationMessage<T>;
   subscribed: SubscribedEvent;
