@@ -45,7 +45,7 @@ function fanoutTables(d) {
       const col = (k) => st.map((x) => x[k]);
       s += `| ${fmt(rate)} | ${st.length} | ${range(col('delivered'), fmt)} | ${range(col('p50Ms'))} | ${range(col('p95Ms'))} | ${range(col('p99Ms'))} | ` +
         `${range(col('maxMs'))} | ${col('lost').reduce((a, b) => a + b, 0)} | ${range(col('serverCpuPct'))} | ${range(col('serverRssMiB'))} | ` +
-        `${range(col('genCpuPct'))} | ${range(col('otherCpuPct'))}${st.some((x) => x.contended) ? ' ⚠' : ''} |\n`;
+        `${range(col('genCpuPct'))} | ${range(col('otherCpuPct'))} |\n`;
     }
   }
   return s;
