@@ -75,6 +75,7 @@ async function serve(args: string[]): Promise<number> {
   const lines = [
     `Signalbox ${SERVER_VERSION} listening on http://${host}:${port} (broker: ${gateway.broker.kind})`,
     `  WebSocket (PRP API): ws://${host}:${port}/v1/ws/prps    PRD-035: ws://${host}:${port}/ws`,
+    `  Console: http://${host}:${port}/console`,
   ];
   if (dev) {
     const devToken = await mintToken(config.jwtSecret!, { sub: 'dev', channels: ['*'], ttlSeconds: 24 * 3600 });

@@ -3,6 +3,7 @@
  * `Authorization: Bearer <SIGNALBOX_API_KEY>`. Errors: `{error: {code, message, details?}}`.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode, isValidEventType, isValidMessageId, prpPublication, type StreamPosition } from '@signalbox/protocol';
 import { BrokerUnavailableError, type Broker, type PublishResult } from '../broker/types.js';
@@ -55,6 +56,17 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return sendError(reply, 500, ErrorCode.INTERNAL_ERROR, 'Internal error');
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, ErrorCode.INVALID_ACTION, `No route ${req.method} ${req.url.split('?')[0]}`));
+
+  // The web console: one static page (apps/console), talking to this API and the WebSocket endpoint.
+  const consolePage = loadConsole();
+  app.get('/console', async (_req, reply) => {
+    if (!consolePage) return sendError(reply, 404, ErrorCode.INVALID_ACTION, 'The console is not installed (apps/console/index.html not found)');
+    return reply
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'")
+      .header('x-frame-options', 'DENY')
+      .send(consolePage);
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -154,4 +166,13 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/v1/channels', { preHandler: requireKey }, async () => ({ channels: ctx.hub.channelStats() }));
   app.get('/v1/stats', { preHandler: requireKey }, async () => ctx.stats());
+}
+
+function loadConsole(): string | null {
+  try {
+    // Same depth from src/http and dist/http: packages/server/{src,dist}/http -> repo root.
+    return readFileSync(new URL('../../../../apps/console/index.html', import.meta.url), 'utf8');
+  } catch {
+    return null;
+  }
 }
