@@ -107,6 +107,37 @@ describe('stream position', () => {
   });
 });
 
+describe('refusals', () => {
+  it('a transient refusal (UNAVAILABLE) keeps the subscription and retries it with backoff', () => {
+    vi.useFakeTimers();
+    const { client, socket } = setup();
+    const [ok, flaky] = client.subscribe(['agent:a', 'agent:b']);
+    const req = socket.frames('subscribe').at(-1)!;
+    const errors: string[] = [];
+    flaky!.on('error', (e) => { errors.push(e.code); });
+    socket.receive({ id: 'e', type: 'error', timestamp: '', replyTo: req.id, data: { code: 'UNAVAILABLE', message: 'broker down', details: { channel: 'agent:b' } } });
+    socket.receive({ id: 'c', type: 'subscription.confirmed', timestamp: '', replyTo: req.id, data: { subscribedChannels: ['agent:a'], channels: [{ channel: 'agent:a', position: { epoch: 'e', offset: 0 } }] } });
+    expect(ok!.state).toBe('subscribed');
+    expect(flaky!.state).toBe('subscribing');
+    expect(errors).toEqual(['UNAVAILABLE']);
+    vi.advanceTimersByTime(1000); // at most 2 x reconnectInterval (500) for the first retry
+    expect(socket.frames('subscribe').at(-1)!.payload).toEqual({ channels: ['agent:b'] });
+    client.disconnect();
+    expect(vi.getTimerCount()).toBe(0);
+    vi.useRealTimers();
+  });
+
+  it('an error for the whole request (no channel named) refuses each of its channels', () => {
+    const { client, socket } = setup();
+    const subs = client.subscribe(['agent:a', 'agent:b']);
+    const req = socket.frames('subscribe').at(-1)!;
+    socket.receive({ id: 'e', type: 'error', timestamp: '', replyTo: req.id, data: { code: 'SUBSCRIPTION_LIMIT', message: 'too many', details: {} } });
+    expect(subs.map((s) => s.state)).toEqual(['unsubscribed', 'unsubscribed']);
+    expect(client.subscriptions()).toEqual([]);
+    client.disconnect();
+  });
+});
+
 describe('handlers', () => {
   it('a throwing handler is reported as HANDLER_ERROR and does not stop the others', () => {
     const { client, socket, errors } = setup();
