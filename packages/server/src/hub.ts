@@ -34,8 +34,11 @@ class ChannelStream {
   readonly catching = new Map<Subscriber, Publication[]>();
   epoch: string | null = null;
   lastOffset = 0;
-  /** Publications that arrived while the stream was being re-read after a gap. */
-  resyncQueue: Publication[] | null = null;
+  /**
+   * Publications that arrived while the stream was being re-read after a gap, or (a new stream)
+   * before its first position read: with no known offset yet, a gap could not be seen.
+   */
+  resyncQueue: Publication[] | null = [];
   ready: Promise<void>;
 
   constructor(readonly name: string, readonly ns: NamespaceConfig, ready: Promise<void>) {
@@ -111,6 +114,14 @@ export class Hub implements BrokerHandler {
       if (stream.epoch === null) {
         stream.epoch = hist.position.epoch;
         stream.lastOffset = hist.position.offset;
+        // What arrived before this first position read is checked against it now (gaps included).
+        const queued = stream.resyncQueue ?? [];
+        stream.resyncQueue = null;
+        for (const p of queued) {
+          const pending = stream.resyncQueue as Publication[] | null;
+          if (pending !== null) pending.push(p);
+          else this.accept(stream, p);
+        }
       }
       const { outcome, missed } = recoveryOutcome(channel, ns, hist, since);
       if (since) this.metrics.recoveries.labels(ns.name, outcome.recovered ? 'recovered' : outcome.reason ?? 'unrecovered').inc();
