@@ -4,7 +4,7 @@
  * WebSocket publishers reach every subscriber (both endpoints) in offset order; acks come only once
  * the publication is in history; every channel event names its channel and position.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { TestClient, connectPrd, connectPrp, startGateway, uniqueChannel, type Msg, type TestGateway } from './helpers/gateway.js';
 import {
   awaitOffset, historyHttp, namespace, namespacesWith, outcomeOf, prdRequest, publications, publishManyHttp, publishWs,
@@ -36,7 +36,7 @@ describe('reconnect with the last position: exactly the missed publications, the
     // `stream` keeps more than 1,000 so live publications racing the resubscribe stay recoverable.
     gw = await startGateway({ namespaces: namespacesWith(namespace('stream', { historySize: 5000 })) });
   });
-  afterAll(() => gw.close());
+  afterAll(() => gw?.close());
 
   for (const dialect of ['prp', 'prp-msgpack', 'prd'] as const) {
     it(`${dialect}: 1,000 missed publications (history holds exactly 1,000), then live traffic, none twice`, async () => {
@@ -66,7 +66,7 @@ describe('reconnect with the last position: exactly the missed publications, the
       expect(got.slice(1000).map((m) => m.id)).toEqual(live.map((r) => r.id));
       expect(new Set(got.map((m) => m.epoch))).toEqual(new Set([last.epoch]));
       await again.close();
-    });
+    }, 90_000);
   }
 
   it('publisher running throughout the disconnect and the resubscribe: no gap, no duplicate at the seam', async () => {
@@ -78,10 +78,15 @@ describe('reconnect with the last position: exactly the missed publications, the
     const publisher = (async () => {
       while (!stop) {
         const r = await gw.publish({ channel, type: 'test.event', data: { n: published } });
-        expect(r.status).toBe(200);
+        if (r.status !== 200) throw new Error(`publish failed: ${r.status} ${JSON.stringify(r.body)}`);
         published++;
       }
     })();
+    // Stops the publisher however the test ends (it must not outlive the gateway).
+    onTestFinished(async () => {
+      stop = true;
+      await publisher.catch(() => undefined);
+    });
     await awaitOffset(first, channel, 100);
     const got1 = publications(first, channel);
     const last: Position = { epoch: got1.at(-1)!.epoch, offset: got1.at(-1)!.offset };
@@ -103,7 +108,7 @@ describe('reconnect with the last position: exactly the missed publications, the
     expect(streamViolation(offsets, last.offset + 1)).toBeNull();
     expect(offsets.at(-1)).toBe(top);
     await again.close();
-  });
+  }, 90_000);
 });
 
 describe('ordering, acks and channel events', () => {
@@ -111,7 +116,7 @@ describe('ordering, acks and channel events', () => {
   beforeAll(async () => {
     gw = await startGateway({ publishRate: 10_000, publishBurst: 10_000, messageRate: 10_000, messageBurst: 10_000 });
   });
-  afterAll(() => gw.close());
+  afterAll(() => gw?.close());
 
   it('HTTP and WebSocket publishers interleaved: every subscriber on both endpoints gets offset order', async () => {
     const channel = uniqueChannel('agent');
@@ -150,7 +155,7 @@ describe('ordering, acks and channel events', () => {
       }
     }
     await Promise.all([...subs, wsPrp, wsPrd].map((c) => c.close()));
-  });
+  }, 60_000);
 
   it('an ack (WS and HTTP) carries id, channel, offset, epoch, and the publication is already in history', async () => {
     const channel = uniqueChannel('agent');

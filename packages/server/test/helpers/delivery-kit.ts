@@ -169,9 +169,23 @@ export class WithholdingBroker implements Broker {
   readonly kind: string = 'memory-withholding';
   readonly inner: Broker;
   private readonly withheld = new Map<string, () => void>();
+  private readonly holds = new Map<string, { taken: () => void; released: Promise<void> }>();
 
   constructor(inner: Broker = new MemoryBroker()) {
     this.inner = inner;
+  }
+
+  /**
+   * Makes the next history read of `channel` take its snapshot at once but answer only when
+   * `release()` is called (a slow engine round trip, under the test's control).
+   */
+  holdHistory(channel: string): { taken: Promise<void>; release: () => void } {
+    let taken!: () => void;
+    let release!: () => void;
+    const takenP = new Promise<void>((r) => (taken = r));
+    const released = new Promise<void>((r) => (release = r));
+    this.holds.set(channel, { taken, released });
+    return { taken: takenP, release };
   }
 
   /** Resolves when the publication was withheld. */
@@ -200,8 +214,14 @@ export class WithholdingBroker implements Broker {
     return this.inner.publish(req);
   }
 
-  history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
-    return this.inner.history(channel, query);
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const hold = this.holds.get(channel);
+    if (!hold) return this.inner.history(channel, query);
+    this.holds.delete(channel);
+    const result = await this.inner.history(channel, query);
+    hold.taken();
+    await hold.released;
+    return result;
   }
 
   subscribe(channel: string): Promise<void> {
