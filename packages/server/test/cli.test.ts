@@ -57,7 +57,7 @@ describe.concurrent('signalbox serve', { timeout: 90_000 }, () => {
     expect((await proc.exited).code).toBe(0);
   });
 
-  it.each([
+  it.each<[Record<string, string>, string]>([
     [{ SIGNALBOX_PORT: 'abc' }, 'SIGNALBOX_PORT'],
     [{ SIGNALBOX_PORT: '70000' }, 'SIGNALBOX_PORT'],
     [{ SIGNALBOX_HEARTBEAT_INTERVAL: 'often' }, 'SIGNALBOX_HEARTBEAT_INTERVAL'],

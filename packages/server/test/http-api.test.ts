@@ -111,7 +111,8 @@ describe('HTTP API', () => {
 
     it('401 without a key, with a wrong key, or with another scheme', async () => {
       const body = { channel: 'project:p', type: 'x', data: 1 };
-      for (const headers of [{}, { authorization: 'Bearer wrong-key-0123456789' }, { authorization: 'Bearer ' }, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }, { authorization: 'Bearer test-api-key-012345678' }]) {
+      const variants: Record<string, string>[] = [{}, { authorization: 'Bearer wrong-key-0123456789' }, { authorization: 'Bearer ' }, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }, { authorization: 'Bearer test-api-key-012345678' }];
+      for (const headers of variants) {
         const res = await http(gw, '/v1/publish', { body, apiKey: null, headers });
         expect(res.status, JSON.stringify(headers)).toBe(401);
         expect(res.body.error.code).toBe(ErrorCode.AUTH_FAILED);
