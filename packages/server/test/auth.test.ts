@@ -152,7 +152,7 @@ describe('auth with issuer and audience pinned', () => {
   });
 });
 
-describe('auth with an RS256 public key', () => {
+describe('auth with an RS256 public key', { timeout: 60_000 }, () => {
   let gw: TestGateway;
   let pair: RsaPair;
   let stranger: RsaPair;
@@ -165,7 +165,7 @@ describe('auth with an RS256 public key', () => {
 
   it('accepts an RS256 token signed by the matching private key', async () => {
     const client = connectVia(gw, 'header', await signAsym(claims(), pair.privateKey));
-    await client.nextType('connection.established');
+    await client.nextType('connection.established', 30_000);
     await client.close();
   });
 
@@ -184,7 +184,8 @@ describe('auth with an RS256 public key', () => {
   });
 });
 
-describe('auth with a JWKS URL', () => {
+// Key-set fetches and RSA verification can be slow on a loaded machine: generous limits.
+describe('auth with a JWKS URL', { timeout: 60_000 }, () => {
   let pair: RsaPair;
   let jwks: JwksServer;
   const kid = `k_${randomBytes(4).toString('hex')}`;
@@ -198,7 +199,7 @@ describe('auth with a JWKS URL', () => {
     const gw = await startGateway({ jwtSecret: undefined, jwksUrl: jwks.url, jwtAlgorithms: ['RS256'] });
     try {
       const ok = connectVia(gw, 'header', await signAsym(claims(), pair.privateKey, 'RS256', kid));
-      await ok.nextType('connection.established');
+      await ok.nextType('connection.established', 30_000);
       expect(jwks.hits).toBeGreaterThanOrEqual(1);
       await ok.close();
       const stranger = rsaPair();
@@ -224,7 +225,7 @@ describe('auth with a JWKS URL', () => {
       client.send({ id: 's3', action: 'ping' });
       client.send({ id: 's4', action: 'unsubscribe', payload: { channels: [channel] } });
       client.send({ id: 's5', action: 'ping' });
-      await client.next((m) => m.replyTo === 's5', 10_000);
+      await client.next((m) => m.replyTo === 's5', 30_000);
       expect(client.messages[0]!.type).toBe('connection.established');
       const replies = client.messages.filter((m) => m.replyTo).map((m) => `${m.type}:${m.replyTo}`);
       expect(replies).toEqual(['subscription.confirmed:s1', 'ack:s2', 'pong:s3', 'unsubscription.confirmed:s4', 'pong:s5']);
