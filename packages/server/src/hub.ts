@@ -140,7 +140,6 @@ export class Hub implements BrokerHandler {
     const stream = p.stream;
     const buffered = stream.catching.get(sub);
     if (buffered === undefined) return; // unsubscribed meanwhile
-    stream.catching.delete(sub);
     for (const pub of p.missed) sub.deliver(publicationFrame(pub, sub.encIdx));
     const epoch = p.outcome.position.epoch;
     let last = p.outcome.position.offset;
@@ -154,6 +153,9 @@ export class Hub implements BrokerHandler {
       sub.deliver(publicationFrame(pub, sub.encIdx));
       last = pub.offset;
     }
+    // A delivery can close the connection (slow consumer), which abandons this subscription.
+    if (stream.catching.get(sub) !== buffered) return;
+    stream.catching.delete(sub);
     if (stream.epoch !== epoch) {
       sub.lose(stream.name, 'resync');
       return;
