@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode, type Publication } from '@signalbox/protocol';
 import { recoveryOutcome, type HistoryResult } from '../src/index.js';
-import { connectPrd, connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
+import { TEST_API_KEY, connectPrd, connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import {
   WithholdingBroker, awaitOffset, historyHttp, namespace, namespacesWith, outcomeOf, pollUntil, positionOf, prdRequest,
   publications, publishManyHttp, quietPeriod, streamViolation, subscribePrp, type Position,
@@ -248,6 +248,35 @@ describe('recoveryOutcome (unit table)', () => {
       else expect(outcome.missed).toBeUndefined();
     });
   }
+});
+
+describe('a subscriber closed while its recovery is being sent', () => {
+  it('is not left behind in the channel (subscriber count, console stats)', async () => {
+    // A small outbound buffer: recovering 60 publications of 1 KiB overflows it (4010).
+    const gw = await startGateway({ outboundBufferBytes: 16 * 1024 });
+    try {
+      const channel = uniqueChannel('project');
+      const reader = await connectPrp(gw);
+      const conf = outcomeOf(await subscribePrp(reader, channel), channel);
+      for (let i = 0; i < 60; i++) await gw.publish({ channel, type: 'test.event', data: { pad: 'x'.repeat(1024), i } });
+      await awaitOffset(reader, channel, 60);
+
+      const recovering = await connectPrp(gw);
+      recovering.send({ id: 'r1', action: 'subscribe', payload: { channels: [{ channel, since: { epoch: conf.position.epoch, offset: 0 } }] } });
+      expect((await recovering.closed).code).toBe(CloseCode.SLOW_CONSUMER);
+
+      const stats = async () => {
+        const res = await fetch(`${gw.http}/v1/channels`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
+        return ((await res.json()) as { channels: { channel: string; subscribers: number }[] }).channels.find((c) => c.channel === channel);
+      };
+      expect(await stats()).toMatchObject({ subscribers: 1 });
+      await reader.close();
+      // Once the last real subscriber leaves, the node stops carrying the channel.
+      await pollUntil(async () => ((await stats()) === undefined ? true : undefined), 'the channel to be dropped', 5000);
+    } finally {
+      await gw.close();
+    }
+  });
 });
 
 describe('hub gap repair: a publication lost between broker and hub', () => {
