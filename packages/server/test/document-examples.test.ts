@@ -65,7 +65,7 @@ const EVENTS: { id: string; type: string; channel: string; data: unknown }[] = [
 describe('PRP API document examples', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startGateway({ heartbeatIntervalMs: 1000 });
+    gw = await startGateway({ heartbeatIntervalMs: 3000 });
   });
   afterAll(() => gw.close());
 
