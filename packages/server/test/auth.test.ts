@@ -15,6 +15,10 @@ import {
 
 type Via = 'header' | 'query' | 'subprotocol';
 
+// Two RSA key pairs for the whole file, made once at load: key generation is CPU-heavy on a loaded machine.
+const KEY_A = rsaPair();
+const KEY_B = rsaPair();
+
 function connectVia(gw: TestGateway, via: Via, token: string | null, path = '/v1/ws/prps'): TestClient {
   const base = `${gw.ws}${path}`;
   if (token === null) return new TestClient(base);
@@ -46,7 +50,7 @@ describe('auth with an HS256 secret', () => {
   let other: RsaPair;
   beforeAll(async () => {
     gw = await startGateway();
-    other = rsaPair();
+    other = KEY_B;
   });
   afterAll(() => gw.close());
 
@@ -157,8 +161,8 @@ describe('auth with an RS256 public key', { timeout: 60_000 }, () => {
   let pair: RsaPair;
   let stranger: RsaPair;
   beforeAll(async () => {
-    pair = rsaPair();
-    stranger = rsaPair();
+    pair = KEY_A;
+    stranger = KEY_B;
     gw = await startGateway({ jwtSecret: undefined, jwtPublicKey: pair.publicPem, jwtAlgorithms: ['RS256'] });
   });
   afterAll(() => gw.close());
@@ -190,7 +194,7 @@ describe('auth with a JWKS URL', { timeout: 60_000 }, () => {
   let jwks: JwksServer;
   const kid = `k_${randomBytes(4).toString('hex')}`;
   beforeAll(async () => {
-    pair = rsaPair();
+    pair = KEY_A;
     jwks = await startJwksServer(pair.publicKey, kid);
   });
   afterAll(() => jwks.close());
@@ -202,7 +206,7 @@ describe('auth with a JWKS URL', { timeout: 60_000 }, () => {
       await ok.nextType('connection.established', 30_000);
       expect(jwks.hits).toBeGreaterThanOrEqual(1);
       await ok.close();
-      const stranger = rsaPair();
+      const stranger = KEY_B;
       await expectRefused(connectVia(gw, 'header', await signAsym(claims(), stranger.privateKey, 'RS256', kid)), ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED);
       await expectRefused(connectVia(gw, 'header', await signAsym(claims(), pair.privateKey, 'RS256', 'unknown-kid')), ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED);
       await expectRefused(connectVia(gw, 'header', await signHmac(claims())), ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED);
