@@ -48,21 +48,10 @@ describe.concurrent('signalbox serve', { timeout: 90_000 }, () => {
     expect((await proc.exited).code).toBe(0);
   });
 
-  it('with a secret: no dev banner, and the API answers 401 without SIGNALBOX_API_KEY', async (ctx) => {
-    const { proc, port } = await serve(ctx, { SIGNALBOX_JWT_SECRET: TEST_SECRET });
-    expect(proc.stdout()).not.toContain('DEV MODE');
-    const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-    expect(res.status).toBe(401);
-    proc.kill('SIGTERM');
-    expect((await proc.exited).code).toBe(0);
-  });
-
   it.each<[Record<string, string>, string]>([
     [{ SIGNALBOX_PORT: 'abc' }, 'SIGNALBOX_PORT'],
-    [{ SIGNALBOX_PORT: '70000' }, 'SIGNALBOX_PORT'],
     [{ SIGNALBOX_HEARTBEAT_INTERVAL: 'often' }, 'SIGNALBOX_HEARTBEAT_INTERVAL'],
     [{ SIGNALBOX_JWT_SECRET: 'short-secret' }, 'SIGNALBOX_JWT_SECRET'],
-    [{ SIGNALBOX_BROKER: 'mongodb://x' }, 'SIGNALBOX_BROKER'],
     [{ SIGNALBOX_JWT_ALGORITHMS: 'none' }, 'SIGNALBOX_JWT_ALGORITHMS'],
   ])('a bad setting %o exits non-zero with one line naming %s', async (env, name) => {
     const r = await runCliToEnd(['serve'], { SIGNALBOX_LOG_LEVEL: 'warn', ...env });
@@ -81,8 +70,11 @@ describe.concurrent('signalbox serve', { timeout: 90_000 }, () => {
     expect(r.stderr).toContain('no-such-flag');
   });
 
-  it('SIGTERM: a connected client gets 1012 and the process exits after draining', async (ctx) => {
+  it('with a secret (no dev banner, API 401 without SIGNALBOX_API_KEY), SIGTERM: a connected client gets 1012 and the process exits after draining', async (ctx) => {
     const { proc, port } = await serve(ctx, { SIGNALBOX_JWT_SECRET: TEST_SECRET, SIGNALBOX_DRAIN_TIMEOUT: '1s' });
+    expect(proc.stdout()).not.toContain('DEV MODE');
+    const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(401);
     const token = await mintToken(TEST_SECRET, { sub: 'usr_1', channels: ['*'], ttlSeconds: 600 });
     const client = new TestClient(`ws://127.0.0.1:${port}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` } });
     await client.nextType('connection.established');
