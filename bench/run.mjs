@@ -4,7 +4,7 @@
 // small capacity check. `--full` runs what docs/benchmarks.md reports (3 runs, 5 s steps, 19k capacity).
 //
 //   node bench/run.mjs                 # quick: 1 run each, ~3-5 minutes
-//   node bench/run.mjs --full          # 3 runs each, fan-out + efficiency + capacity 19k (~25 minutes)
+//   node bench/run.mjs --full          # 3 runs each, fan-out + efficiency + capacity 19k (~40 minutes)
 //   node bench/run.mjs --target ws-coalesce,socketio --runs 2
 import { parseArgs } from './lib/args.mjs';
 import { fanoutOptions, runFanout } from './fanout.mjs';
