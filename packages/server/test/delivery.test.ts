@@ -56,7 +56,7 @@ describe('reconnect with the last position: exactly the missed publications, the
       expect(outcome).toMatchObject({ recovered: true, missed: 1000, position: { epoch: last.epoch, offset: 1001 } });
       // Live traffic once the subscription is live.
       const live = await publishManyHttp(gw, channel, 50, 4, 'live');
-      await awaitOffset(again, channel, 1051);
+      await awaitOffset(again, channel, 1051, 60_000);
       // Nothing more may arrive (a duplicate would come right after): a bounded negative check.
       await quietPeriod();
       const got = publications(again, channel);
@@ -97,12 +97,12 @@ describe('reconnect with the last position: exactly the missed publications, the
     const outcome = await subscribePrp(again, channel, last).then((c) => outcomeOf(c, channel));
     expect(outcome.recovered).toBe(true);
     expect(outcome.missed).toBe(outcome.position.offset - last.offset);
-    const target = outcome.position.offset + 200;
-    await awaitOffset(again, channel, target);
+    // Let the running publisher add some more after the seam, then stop it.
+    await awaitOffset(again, channel, outcome.position.offset + 50, 60_000);
     stop = true;
     await publisher;
     const top = (await historyHttp(gw, channel, { limit: 0 })).body.position.offset as number;
-    await awaitOffset(again, channel, top);
+    await awaitOffset(again, channel, top, 60_000);
     await quietPeriod(); // nothing after the top (a duplicate would show here)
     const offsets = publications(again, channel).map((m) => m.offset);
     expect(streamViolation(offsets, last.offset + 1)).toBeNull();
