@@ -67,7 +67,7 @@ const signalbox = {
       return false;
     }
     if (m.type === 'subscription.confirmed') return ++conn.acked >= Math.ceil(conn.channels.length / 1000);
-    if (m.type === 'error') throw new Error(`subscribe refused: ${text.slice(0, 200)}`);
+    if (m.type === 'error') throw new Error(`subscribe refused: ${m.data?.code ?? ''} ${String(m.data?.message ?? '').slice(0, 80)}`);
     if (m.type === 'heartbeat') return false;
     throw new Error(`unexpected setup frame: ${text.slice(0, 200)}`);
   },

@@ -15,6 +15,26 @@ export const SIGNALBOX_CLI = path.join(repoRoot, 'packages/server/dist/cli.js');
 export const TARGETS = ['signalbox', 'ws-coalesce', 'ws-naive', 'socketio'];
 export const PEERS = ['ws-coalesce', 'ws-naive', 'socketio'];
 
+// Server processes started by this coordinator: killed if the coordinator exits or is interrupted
+// before it stops them (gateways are spawned without IPC, so they would otherwise outlive it).
+const live = new Set();
+process.on('exit', () => {
+  for (const c of live) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+
+function track(child) {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -41,6 +61,7 @@ export async function startTarget(name, o = {}) {
   const child = await forkReady(path.join(repoRoot, 'bench/servers', `${name}.mjs`), {
     env: { BENCH_PORT: '0', BENCH_HEARTBEAT_MS: String(o.heartbeatMs ?? 0) },
   });
+  track(child);
   return {
     name,
     host: '127.0.0.1',
@@ -118,6 +139,7 @@ async function startSignalbox(o) {
     };
     const child = spawn(process.execPath, [SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
     prioritise(child.pid);
+    track(child);
     procs.push(child);
     ports.push(port);
   }
