@@ -3,10 +3,13 @@
  * re-subscribe), unsubscribe, publish, history, presence, refresh, ping; channel grammar and
  * namespace authorization.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
 import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import { claims, http, metricValue, quietPeriod, scrapeMetrics, signHmac } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 /** Sends a request with a chosen id and awaits its final reply; returns it with every error that answered the same id. */
 async function req(client: TestClient, id: string, action: string, payload?: unknown): Promise<{ reply: Msg; errors: Msg[] }> {

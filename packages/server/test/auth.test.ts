@@ -6,12 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { TestClient, startGateway, uniqueChannel, type Msg, type TestGateway } from './helpers/gateway.js';
 import {
   claims, enc, nowSeconds, rsaPair, signAsym, signHmac, startJwksServer, unsecuredJwt, type JwksServer, type RsaPair,
 } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 type Via = 'header' | 'query' | 'subprotocol';
 

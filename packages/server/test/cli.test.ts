@@ -3,12 +3,15 @@
  * token and an API key that work; a bad setting stops the start with one line naming it; SIGTERM
  * drains (clients get 1012) and exits; `signalbox token` mints a token with exactly the asked grants.
  */
-import { describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it, type TestContext, vi } from 'vitest';
 import { decodeJwt } from 'jose';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { mintToken } from '../src/index.js';
 import { TEST_SECRET, TestClient, connectPrp, startGateway } from './helpers/gateway.js';
 import { runCli, runCliToEnd, type CliProcess } from './helpers/core-process.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 /** `signalbox serve` on a port the OS picks (the banner names it); killed when the test ends. */
 async function serve(ctx: TestContext, env: Record<string, string>): Promise<{ proc: CliProcess; port: number }> {

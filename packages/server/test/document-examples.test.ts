@@ -4,11 +4,14 @@
  * examples are published and arrive with the documented `data`; and the document's reference
  * TypeScript client (ported with type fixes only) works against the gateway.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { ErrorCode } from '@signalbox/protocol';
 import { TestClient, connectPrp, startGateway, type Msg, type TestGateway } from './helpers/gateway.js';
 import { expectPrpEnvelope, http } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 /** The document's example client messages, verbatim. */
 const SUBSCRIBE = `{

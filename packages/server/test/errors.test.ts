@@ -4,11 +4,14 @@
  * and UNAVAILABLE from a broker that cannot be reached. Every error names the request it answers.
  */
 import { createServer } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { RedisBroker } from '../src/index.js';
 import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import { http } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 function nested(depth: number): unknown {
   let v: unknown = 1;

@@ -6,10 +6,13 @@
  * lifetimes are short; on a loaded machine a short token can expire before it is even verified,
  * in which case the connect is retried with a longer one (see connectExpiring).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { TestClient, connectPrp, startGateway, type TestGateway } from './helpers/gateway.js';
 import { claims, expectPrpEnvelope, nowSeconds, signHmac } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 /** Connects with a token that expires soon (2 s or a little more); returns the client and the token's `exp`. */
 async function connectExpiring(gw: TestGateway): Promise<{ client: TestClient; exp: number }> {

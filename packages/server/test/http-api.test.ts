@@ -2,10 +2,13 @@
  * The HTTP API over a real socket: publish (single and multi-channel, idempotency, every kind of
  * bad input, API-key auth), history, stats, health, readiness and Prometheus metrics.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
 import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { http, metricValue, scrapeMetrics } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 describe('HTTP API', () => {
   let gw: TestGateway;

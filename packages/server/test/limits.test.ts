@@ -3,11 +3,14 @@
  * abuse), subscriptions per connection and per channel (SUBSCRIPTION_LIMIT), and what is refused
  * before the upgrade: per-IP cap (429), node capacity (503), Origin (403), unknown path (404).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { DEFAULT_NAMESPACES } from '../src/index.js';
 import { TestClient, connectPrp, startGateway, uniqueChannel, type Msg, type TestGateway } from './helpers/gateway.js';
 import { http, upgradeStatus } from './helpers/core-util.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 async function errorsFor(client: TestClient, id: string, final: (m: Msg) => boolean): Promise<{ reply: Msg; errors: Msg[] }> {
   const reply = await client.next((m) => m.replyTo === id && final(m));

@@ -3,9 +3,12 @@
  * publishing is closed with 4010 (slow consumer) once its outbound buffer overflows; the other
  * subscribers of the channel get everything.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode } from '@signalbox/protocol';
 import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
+
+// Starting gateways can take long on a starved CI machine; a hang still fails, just later.
+vi.setConfig({ hookTimeout: 120_000 });
 
 describe('slow consumer', () => {
   let gw: TestGateway;
