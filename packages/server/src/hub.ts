@@ -39,6 +39,12 @@ class ChannelStream {
    * before its first position read: with no known offset yet, a gap could not be seen.
    */
   resyncQueue: Publication[] | null = [];
+  /** A re-read is waiting for a slot or running. */
+  resyncScheduled = false;
+  /** Consecutive failed re-reads (broker unavailable), for the retry backoff. */
+  resyncAttempts = 0;
+  /** The broker reported a possible loss while a re-read was under way. */
+  resyncAgain = false;
   ready: Promise<void>;
 
   constructor(readonly name: string, readonly ns: NamespaceConfig, ready: Promise<void>) {
@@ -57,6 +63,9 @@ export interface PreparedSubscription {
   missed: Publication[];
 }
 
+/** Stream re-reads in flight at once (each is one history read). */
+const MAX_CONCURRENT_RESYNCS = 64;
+
 export interface HubOptions {
   /** Most publications buffered for one catching-up subscriber before it is treated as a slow consumer. */
   maxCatchUpBuffer: number;
@@ -64,6 +73,9 @@ export interface HubOptions {
 
 export class Hub implements BrokerHandler {
   private readonly streams = new Map<string, ChannelStream>();
+  private readonly resyncWaiting: ChannelStream[] = [];
+  private resyncHead = 0;
+  private resyncRunning = 0;
   /** Broker unsubscribes still in flight, so a re-subscribe to the channel is sent after them. */
   private readonly unsubscribing = new Map<string, Promise<void>>();
 
@@ -201,7 +213,12 @@ export class Hub implements BrokerHandler {
 
   onResync(channels: string[] | null): void {
     const targets = channels === null ? [...this.streams.values()] : channels.map((c) => this.streams.get(c)).filter((s) => s !== undefined);
-    for (const stream of targets) if (stream.epoch !== null && stream.resyncQueue === null) this.resync(stream);
+    for (const stream of targets) {
+      if (stream.epoch === null) continue;
+      // A re-read already under way may have started before the loss: read again after it.
+      if (stream.resyncScheduled) stream.resyncAgain = true;
+      else this.resync(stream);
+    }
   }
 
   /** Passes a publication on if it is the next in the stream; detects duplicates, gaps and epoch changes. */
@@ -244,47 +261,97 @@ export class Hub implements BrokerHandler {
     }
   }
 
-  /** Re-reads the stream from the last offset passed on and delivers what was missed, in order. */
+  /**
+   * Re-reads the stream from the last offset passed on and delivers what was missed, in order.
+   * Publications arriving meanwhile wait in `resyncQueue`. Re-reads run at most
+   * MAX_CONCURRENT_RESYNCS at a time (a broker reconnect asks for every channel at once), and one
+   * that fails because the broker is unavailable is retried with backoff rather than giving up
+   * on the subscribers: only a gap that history can no longer fill ends their streams.
+   */
   private resync(stream: ChannelStream): void {
     if (stream.resyncQueue === null) stream.resyncQueue = [];
+    if (stream.resyncScheduled) return;
+    stream.resyncScheduled = true;
+    this.resyncWaiting.push(stream);
+    this.pumpResyncs();
+  }
+
+  private pumpResyncs(): void {
+    while (this.resyncRunning < MAX_CONCURRENT_RESYNCS && this.resyncHead < this.resyncWaiting.length) {
+      const stream = this.resyncWaiting[this.resyncHead++]!;
+      if (this.streams.get(stream.name) !== stream) {
+        stream.resyncScheduled = false;
+        continue;
+      }
+      this.resyncRunning++;
+      void this.readGap(stream).finally(() => {
+        this.resyncRunning--;
+        this.pumpResyncs();
+      });
+    }
+    if (this.resyncHead === this.resyncWaiting.length) {
+      this.resyncWaiting.length = 0;
+      this.resyncHead = 0;
+    } else if (this.resyncHead > 1024 && this.resyncHead * 2 > this.resyncWaiting.length) {
+      this.resyncWaiting.splice(0, this.resyncHead);
+      this.resyncHead = 0;
+    }
+  }
+
+  private async readGap(stream: ChannelStream): Promise<void> {
     const from: StreamPosition = { epoch: stream.epoch!, offset: stream.lastOffset };
     const limit = stream.ns.historySize > 0 ? stream.ns.historySize : 0;
-    this.broker.history(stream.name, { since: from, limit }).then(
-      (hist) => {
-        const queue = stream.resyncQueue ?? [];
+    let hist: HistoryResult;
+    try {
+      hist = await this.broker.history(stream.name, { since: from, limit });
+    } catch (err) {
+      stream.resyncScheduled = false;
+      this.metrics.resyncs.labels('failed').inc();
+      if (this.streams.get(stream.name) !== stream) return;
+      const queued = stream.resyncQueue ?? [];
+      if (queued.length >= this.opts.maxCatchUpBuffer) {
+        // Too much arrived meanwhile to hold on to: the subscribers recover from history instead.
         stream.resyncQueue = null;
-        if (this.streams.get(stream.name) !== stream) return;
-        const missing = hist.publications.filter((p) => p.offset > from.offset);
-        const complete = hist.position.epoch === from.epoch && (hist.position.offset === from.offset || missing[0]?.offset === from.offset + 1);
-        if (!complete) {
-          this.metrics.resyncs.labels('lost').inc();
-          this.lost(stream, `cannot re-read ${stream.name} from offset ${from.offset}`);
-          stream.epoch = hist.position.epoch;
-          stream.lastOffset = hist.position.offset;
-        } else {
-          this.metrics.resyncs.labels('repaired').inc();
-          for (const p of missing) this.accept(stream, p);
-        }
-        // accept() may start another resync, which queues the rest.
-        for (const p of queue) {
-          const pending = stream.resyncQueue as Publication[] | null;
-          if (pending !== null) pending.push(p);
-          else this.accept(stream, p);
-        }
-      },
-      (err: unknown) => {
-        const queue = stream.resyncQueue ?? [];
-        stream.resyncQueue = null;
-        this.metrics.resyncs.labels('failed').inc();
-        this.log.warn({ err, channel: stream.name }, 'stream resync failed');
-        this.lost(stream, 'history unavailable during resync');
-        const lastQueued = queue[queue.length - 1];
-        if (lastQueued) {
-          stream.epoch = lastQueued.epoch;
-          stream.lastOffset = lastQueued.offset;
-        } else stream.epoch = null;
-      },
-    );
+        this.lost(stream, 'history unavailable during resync, and too much arrived meanwhile');
+        const last = queued[queued.length - 1]!;
+        stream.epoch = last.epoch;
+        stream.lastOffset = last.offset;
+        return;
+      }
+      const attempt = ++stream.resyncAttempts;
+      const delay = Math.round(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2));
+      if (attempt === 1) this.log.warn({ err, channel: stream.name }, 'stream resync failed; retrying');
+      setTimeout(() => {
+        if (this.streams.get(stream.name) === stream && stream.resyncQueue !== null) this.resync(stream);
+      }, delay).unref();
+      return;
+    }
+    stream.resyncScheduled = false;
+    stream.resyncAttempts = 0;
+    const queue = stream.resyncQueue ?? [];
+    stream.resyncQueue = null;
+    if (this.streams.get(stream.name) !== stream) return;
+    const missing = hist.publications.filter((p) => p.offset > from.offset);
+    const complete = hist.position.epoch === from.epoch && (hist.position.offset === from.offset || missing[0]?.offset === from.offset + 1);
+    if (!complete) {
+      this.metrics.resyncs.labels('lost').inc();
+      this.lost(stream, `cannot re-read ${stream.name} from offset ${from.offset}`);
+      stream.epoch = hist.position.epoch;
+      stream.lastOffset = hist.position.offset;
+    } else {
+      this.metrics.resyncs.labels('repaired').inc();
+      for (const p of missing) this.accept(stream, p);
+    }
+    // accept() may start another resync, which queues the rest.
+    for (const p of queue) {
+      const pending = stream.resyncQueue as Publication[] | null;
+      if (pending !== null) pending.push(p);
+      else this.accept(stream, p);
+    }
+    if (stream.resyncAgain) {
+      stream.resyncAgain = false;
+      this.resync(stream);
+    }
   }
 
   /** Every subscriber of the stream must reconnect and recover: this node lost track of it. */
