@@ -26,6 +26,9 @@ import type { PresenceStore } from './presence/types.js';
 import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
+/** The heartbeat interval is split into this many ticks, each visiting a slice of the connections. */
+const HEARTBEAT_SLICES = 8;
+
 export interface GatewayOptions {
   logger?: Logger;
   /** Use this broker instead of the one `config.broker` names (tests, embedding). */
@@ -52,6 +55,10 @@ export class Gateway {
   private app!: FastifyInstance;
   private wss!: WebSocketServer;
   private readonly conns = new Set<Connection>();
+  /** Connections split into slices; each heartbeat tick visits one slice (spreads pings over the interval). */
+  private readonly hbSlices: Set<Connection>[] = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
+  private hbTick = 0;
+  private hbNext = 0;
   private readonly batcher = new WriteBatcher();
   private readonly perIp = new Map<string, number>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -100,7 +107,7 @@ export class Gateway {
     server.requestTimeout = Math.max(config.handshakeTimeoutMs, 30_000);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     await this.app.listen({ host: config.host, port: config.port });
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), config.heartbeatIntervalMs);
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), config.heartbeatIntervalMs / HEARTBEAT_SLICES);
     this.heartbeatTimer.unref();
     const addr = this.address;
     this.log.info({ host: addr.host, port: addr.port, broker: this.broker.kind, version: SERVER_VERSION }, 'gateway listening');
@@ -177,6 +184,7 @@ export class Gateway {
     }
     const conn = new Connection(this.ctx, new WsTransport(ws, socket, this.batcher), { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
     this.conns.add(conn);
+    this.hbSlices[this.hbNext++ % HEARTBEAT_SLICES]!.add(conn);
     this.perIp.set(info.ip, (this.perIp.get(info.ip) ?? 0) + 1);
     this.metrics.connections.labels(info.dialect, info.encoding).inc();
     this.metrics.connectionsOpened.labels(info.dialect).inc();
@@ -191,6 +199,7 @@ export class Gateway {
 
   private onConnectionClosed(conn: Connection): void {
     if (!this.conns.delete(conn)) return;
+    for (const slice of this.hbSlices) if (slice.delete(conn)) break;
     const n = (this.perIp.get(conn.ip) ?? 1) - 1;
     if (n <= 0) this.perIp.delete(conn.ip);
     else this.perIp.set(conn.ip, n);
@@ -198,9 +207,12 @@ export class Gateway {
     if (this.conns.size === 0 && this.allClosed) this.allClosed();
   }
 
+  /** One slice per tick: every connection is visited once per heartbeat interval. */
   private heartbeat(): void {
+    const slice = this.hbSlices[this.hbTick++ % HEARTBEAT_SLICES]!;
+    if (slice.size === 0) return;
     const frames = frameEventForAll({ kind: 'heartbeat', serverTime: new Date().toISOString() });
-    for (const conn of this.conns) conn.heartbeat(frames[conn.encIdx]!);
+    for (const conn of slice) conn.heartbeat(frames[conn.encIdx]!);
   }
 
   /**

@@ -12,6 +12,9 @@ import type { Transport } from './types.js';
 
 export const ENDPOINTS: Record<string, Dialect> = { '/v1/ws/prps': 'prp', '/ws': 'prd' };
 
+/** An unmasked ping frame with no payload (FIN + opcode 0x9, length 0). */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
+
 export interface UpgradeRequest {
   dialect: Dialect;
   encoding: Encoding;
@@ -74,12 +77,9 @@ export class WsTransport implements Transport {
     if (this.socket.writable) this.socket.write(out);
   }
 
+  /** Queues a ping with the other frames of this turn (one write); `ws` still receives the pong. */
   ping(): void {
-    try {
-      this.ws.ping();
-    } catch {
-      // socket already closing
-    }
+    this.sendFrame(PING_FRAME);
   }
 
   close(code: number, reason: string): void {
