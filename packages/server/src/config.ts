@@ -40,6 +40,7 @@ export interface GatewayConfig {
   allowedOrigins: string[];
   broker: string;
   redisPrefix: string;
+  redisTimeoutMs: number;
   heartbeatIntervalMs: number;
   drainTimeoutMs: number;
   handshakeTimeoutMs: number;
@@ -94,6 +95,7 @@ export const SETTINGS: SettingSpec[] = [
   S('allowedOrigins', 'allowed-origins', 'SIGNALBOX_ALLOWED_ORIGINS', 'list', [], 'Comma-separated Origin allow-list for WebSocket upgrades; empty allows any. `*` allows any.'),
   S('broker', 'broker', 'SIGNALBOX_BROKER', 'string', 'memory', '`memory` (single node, embedded) or a Redis URL `redis://host:port` (several nodes).'),
   S('redisPrefix', 'redis-prefix', 'SIGNALBOX_REDIS_PREFIX', 'string', 'signalbox', 'Prefix of every Redis key and topic.'),
+  S('redisTimeoutMs', 'redis-timeout', 'SIGNALBOX_REDIS_TIMEOUT', 'duration', 5000, 'A Redis command without a reply for this long fails (UNAVAILABLE) and the connection is re-made: a hung Redis is detected, not waited on.', { min: 100 }),
   S('heartbeatIntervalMs', 'heartbeat-interval', 'SIGNALBOX_HEARTBEAT_INTERVAL', 'duration', 25_000, 'Heartbeat event + WebSocket ping interval; a client silent for two intervals is terminated.', { min: 100 }),
   S('drainTimeoutMs', 'drain-timeout', 'SIGNALBOX_DRAIN_TIMEOUT', 'duration', 10_000, 'On SIGTERM/SIGINT, how long to wait for clients to close before exiting.', { min: 0 }),
   S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request and for token verification.', { min: 100 }),

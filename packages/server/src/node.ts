@@ -41,7 +41,7 @@ export interface GatewayOptions {
 export async function createBroker(config: GatewayConfig, log: Logger): Promise<Broker> {
   if (config.broker === 'memory') return new MemoryBroker();
   const { RedisBroker } = await import('./broker/redis.js');
-  return new RedisBroker({ url: config.broker, prefix: config.redisPrefix, logger: log });
+  return new RedisBroker({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs, logger: log });
 }
 
 export class Gateway {
@@ -89,7 +89,7 @@ export class Gateway {
     });
     this.metrics.brokerReady.set(this.broker.isReady() ? 1 : 0);
     this.presence = this.opts.presence
-      ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix }));
+      ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs }));
     await this.presence.start?.();
     this.ctx = {
       config, hub: this.hub, broker: this.broker, namespaces: this.namespaces, auth: this.auth, presence: this.presence, metrics: this.metrics, log: this.log,
