@@ -30,24 +30,27 @@ export function parseChannel(name: unknown): ParsedChannel | null {
  */
 export class ChannelPatterns {
   readonly all: boolean;
-  private readonly exact: Set<string>;
-  private readonly prefixes: string[];
+  /** Null when empty: one of these lives on every connection. */
+  private readonly exact: Set<string> | null;
+  private readonly prefixes: string[] | null;
 
   constructor(patterns: readonly string[]) {
-    this.exact = new Set();
-    this.prefixes = [];
     let all = false;
+    let exact: Set<string> | null = null;
+    let prefixes: string[] | null = null;
     for (const p of patterns) {
       if (p === '*') all = true;
-      else if (p.endsWith('*')) this.prefixes.push(p.slice(0, -1));
-      else this.exact.add(p);
+      else if (p.endsWith('*')) (prefixes ??= []).push(p.slice(0, -1));
+      else (exact ??= new Set()).add(p);
     }
     this.all = all;
+    this.exact = all ? null : exact;
+    this.prefixes = all ? null : prefixes;
   }
 
   matches(channel: string): boolean {
-    if (this.all || this.exact.has(channel)) return true;
-    for (const prefix of this.prefixes) if (channel.startsWith(prefix)) return true;
+    if (this.all || (this.exact !== null && this.exact.has(channel))) return true;
+    if (this.prefixes !== null) for (const prefix of this.prefixes) if (channel.startsWith(prefix)) return true;
     return false;
   }
 }

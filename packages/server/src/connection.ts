@@ -58,16 +58,17 @@ export class Connection implements Subscriber {
   private creds: Credentials | null = null;
   /** Channels held (live or being prepared). */
   private readonly subs = new Map<string, ResolvedChannel>();
-  private preauth: { data: Buffer; isBinary: boolean }[] = [];
+  /** Frames received before the token is verified; null afterwards. */
+  private preauth: { data: Buffer; isBinary: boolean }[] | null = [];
   private chain: Promise<void> = Promise.resolve();
   private pending = 0;
   private readonly messageBucket: TokenBucket;
   private readonly publishBucket: TokenBucket;
   private readonly subscribeBucket: TokenBucket;
-  /** Invalid messages tolerated before the socket is closed (4008). */
-  private readonly violationBucket = new TokenBucket(1, 20);
-  /** Rate-limit hits tolerated before the socket is closed (4029). */
-  private readonly rateStrikeBucket = new TokenBucket(2, 100);
+  /** Invalid messages tolerated before the socket is closed (4008); created on the first one. */
+  private violationBucket: TokenBucket | null = null;
+  /** Rate-limit hits tolerated before the socket is closed (4029); created on the first one. */
+  private rateStrikeBucket: TokenBucket | null = null;
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
@@ -118,8 +119,8 @@ export class Connection implements Subscriber {
         this.state = 'open';
         this.scheduleExpiry();
         this.send({ kind: 'established', connectionId: this.id, serverVersion: SERVER_VERSION, features: FEATURES });
-        const queued = this.preauth;
-        this.preauth = [];
+        const queued = this.preauth ?? [];
+        this.preauth = null;
         for (const f of queued) this.process(f.data, f.isBinary);
       },
       (err: unknown) => {
@@ -131,7 +132,7 @@ export class Connection implements Subscriber {
   }
 
   private failAuth(err: AuthError): void {
-    this.preauth = [];
+    this.preauth = null;
     this.sendError(err.code, err.message, {});
     if (err.code === ErrorCode.TOKEN_EXPIRED) this.close(CloseCode.TOKEN_EXPIRED, 'token expired');
     // Not a verdict on the token (e.g. the key set is down): 4004 tells the client to retry, 4001 would make it give up.
@@ -151,6 +152,7 @@ export class Connection implements Subscriber {
     this.alive = true;
     this.ctx.metrics.messagesIn.labels(this.dialect).inc();
     if (this.state === 'authenticating') {
+      if (this.preauth === null) return;
       if (this.preauth.length >= MAX_PREAUTH_FRAMES) {
         this.close(CloseCode.PROTOCOL_VIOLATION, 'too many messages before authentication');
         return;
@@ -457,16 +459,26 @@ export class Connection implements Subscriber {
 
   // ---- token expiry ----
 
+  /**
+   * Arms the expiry timer when `exp` is within two heartbeat intervals; a later expiry is left to
+   * the heartbeat visits (which call this again), so idle connections with long-lived tokens hold
+   * no timer.
+   */
   private scheduleExpiry(): void {
     this.clearExpiryTimers();
+    this.armExpiryIfNear();
+  }
+
+  private armExpiryIfNear(): void {
     const exp = this.creds?.expiresAt;
-    if (exp == null) return;
+    if (exp == null || this.expiryTimer !== null || this.graceTimer !== null) return;
     const delay = exp - Date.now();
-    // setTimeout holds at most ~24.8 days; a longer-lived token is re-checked then.
-    this.expiryTimer = setTimeout(() => (Date.now() >= exp ? this.onExpired(exp) : this.scheduleExpiry()), Math.min(Math.max(delay, 0), 2 ** 31 - 1));
+    if (delay > 2 * this.ctx.config.heartbeatIntervalMs) return;
+    this.expiryTimer = setTimeout(() => this.onExpired(exp), Math.max(delay, 0));
   }
 
   private onExpired(exp: number): void {
+    this.expiryTimer = null;
     if (this.state !== 'open') return;
     const grace = this.ctx.config.tokenExpiryGraceMs;
     this.send({ kind: 'token_expired', expiredAt: new Date(exp).toISOString(), graceMs: grace });
@@ -525,11 +537,13 @@ export class Connection implements Subscriber {
   /** An invalid message: answered, and counted towards the protocol-violation close. */
   private violation(code: ErrorCode, message: string, details: ErrorInfo['details']): void {
     this.sendError(code, message, details);
+    this.violationBucket ??= new TokenBucket(1, 20);
     if (!this.violationBucket.take()) this.close(CloseCode.PROTOCOL_VIOLATION, 'too many invalid messages');
   }
 
   private rateLimited(message: string, details: ErrorInfo['details']): void {
     this.sendError(ErrorCode.RATE_LIMITED, message, details);
+    this.rateStrikeBucket ??= new TokenBucket(2, 100);
     if (!this.rateStrikeBucket.take()) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly');
   }
 
@@ -544,6 +558,7 @@ export class Connection implements Subscriber {
     this.alive = false;
     this.transport.ping();
     this.sendRaw(frame);
+    this.armExpiryIfNear();
     if (this.state === 'open') {
       for (const ch of this.subs.values()) {
         if (ch.namespace.presence) this.ctx.presence.add(ch.name, this.member(), this.presenceTtl()).catch(() => {});
@@ -565,13 +580,17 @@ export class Connection implements Subscriber {
     this.releaseSubscriptions();
   }
 
+  onSocketError(err: Error): void {
+    this.ctx.log.debug({ err, conn: this.id }, 'socket error');
+  }
+
   /** The socket is gone (closed by either side, or terminated). */
   onTransportClosed(code: number): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.clearAuthTimer();
     this.clearExpiryTimers();
-    this.preauth = [];
+    this.preauth = null;
     this.releaseSubscriptions();
     this.ctx.metrics.connectionsClosed.labels(String(code)).inc();
     this.ctx.onClosed(this);

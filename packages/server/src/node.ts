@@ -26,6 +26,23 @@ import type { PresenceStore } from './presence/types.js';
 import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
+const CONNECTION = Symbol('signalbox.connection');
+type SocketWithConnection = WebSocket & { [CONNECTION]: Connection };
+
+const connectionOf = (ws: WebSocket): Connection => (ws as SocketWithConnection)[CONNECTION];
+function onSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  connectionOf(this).onFrame(data, isBinary);
+}
+function onSocketPong(this: WebSocket): void {
+  connectionOf(this).alive = true;
+}
+function onSocketError(this: WebSocket, err: Error): void {
+  connectionOf(this).onSocketError(err);
+}
+function onSocketClose(this: WebSocket, code: number): void {
+  connectionOf(this).onTransportClosed(code);
+}
+
 /** The heartbeat interval is split into this many ticks, each visiting a slice of the connections. */
 const HEARTBEAT_SLICES = 8;
 
@@ -188,12 +205,12 @@ export class Gateway {
     this.perIp.set(info.ip, (this.perIp.get(info.ip) ?? 0) + 1);
     this.metrics.connections.labels(info.dialect, info.encoding).inc();
     this.metrics.connectionsOpened.labels(info.dialect).inc();
-    ws.on('message', (data, isBinary) => conn.onFrame(data as Buffer, isBinary));
-    ws.on('pong', () => {
-      conn.alive = true;
-    });
-    ws.on('error', (err) => this.log.debug({ err, conn: conn.id }, 'socket error'));
-    ws.on('close', (code) => conn.onTransportClosed(code));
+    // Shared listeners (no closures per connection): the connection hangs off the socket.
+    (ws as SocketWithConnection)[CONNECTION] = conn;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('error', onSocketError);
+    ws.on('close', onSocketClose);
     conn.authenticate(info.token);
   }
 
