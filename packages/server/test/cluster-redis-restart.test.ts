@@ -5,7 +5,8 @@
  *
  * - While Redis is down: every node's `/readyz` is 503, an HTTP publish answers 503 UNAVAILABLE
  *   (while Redis is still down, so it did not wait for it), a WebSocket publish gets an `error`
- *   UNAVAILABLE.
+ *   UNAVAILABLE, a subscribe to a channel the node does not carry yet is refused UNAVAILABLE (and
+ *   goes through, retried by the SDK, once Redis is back).
  * - After the restart, the same node processes are ready again (no node restart).
  * - Data kept: every subscriber has every acknowledged message exactly once, in order.
  * - Data lost: every subscriber is told `recovered: false` (epoch_changed), and nothing it misses
@@ -81,6 +82,20 @@ describeWithRedisServer('cluster: Redis restarted while publishing', () => {
       }
       const wsError = await wsPublisher.publish(wsChannel, { during: true }).then(() => null, (err: SignalboxError) => err);
       expect(wsError?.code).toBe('UNAVAILABLE');
+      // A subscribe to a channel no one on the node carries needs Redis: refused UNAVAILABLE (the SDK retries it).
+      const lateChannel = `project:late_${tag}`;
+      const late = new SignalboxClient({ url: all[1]!.wsUrl(), token: await clusterToken('usr_late'), reconnectInterval: 100, maxReconnectInterval: 1000 });
+      late.on('error', () => {});
+      clients.push(late);
+      const lateSub = late.subscribe(lateChannel);
+      const lateRefused = new Promise<SignalboxError>((resolve) => lateSub.on('error', resolve));
+      const lateSubscribed = new Promise<void>((resolve) => lateSub.on('subscribed', () => resolve()));
+      const lateGot: number[] = [];
+      lateSub.on('publication', (m) => {
+        lateGot.push(m.offset);
+      });
+      await late.connect();
+      expect((await lateRefused).code).toBe('UNAVAILABLE');
       // The publisher kept trying during the outage (same ids).
       await waitUntil('the publisher to hit the outage', () => publisher!.failureCount > 0, 60_000);
       await redis.restart(keepData);
@@ -91,6 +106,11 @@ describeWithRedisServer('cluster: Redis restarted while publishing', () => {
       expect(all.every((n) => n.alive)).toBe(true);
       await publisher.done;
       expect((await wsPublisher.publish(wsChannel, { after: true })).duplicate).toBe(false);
+      // The refused subscribe went through once Redis was back, and is live.
+      await lateSubscribed;
+      const lateAck = await all[0]!.publish({ channel: lateChannel, data: { late: true } });
+      expect(lateAck.status).toBe(200);
+      await waitUntil('the late subscriber to get its publication', () => lateGot.includes(lateAck.body.offset as number), 60_000);
 
       const order = publisher.streamOrder();
       expect(order).toHaveLength(COUNT);

@@ -54,14 +54,16 @@ describeWithRedis('cluster: three gateway processes on one Redis', probe, () => 
     // Spread: subscriber i started on node i % 3.
     const perNode = await Promise.all(nodes.map(async (n) => (await n.stats()).connections));
     expect(perNode.reduce((a, b) => a + b, 0)).toBe(SUBSCRIBERS);
-    for (const c of perNode) expect(c).toBeGreaterThanOrEqual(SUBSCRIBERS / 3 - 20);
+    // (A client whose first attempt timed out on a loaded machine moved on to the next URL.)
+    for (const c of perNode) expect(c).toBeGreaterThanOrEqual(SUBSCRIBERS / 6);
 
     const victim = nodes[0]!;
-    const victimSubs = subscribers.filter((_, i) => i % 3 === 0);
     // A window of publishes in flight keeps the rate on a loaded machine; offsets give the order.
     const all = nodes;
     publisher = new HttpPublisher(() => all.filter((n) => n.alive), channel, COUNT, idPrefix, { rate: 200, window: 8 });
     await publisher.waitAcked(KILL_AFTER, 180_000);
+    const victimClients = (await victim.stats()).connections;
+    const resubscribesBefore = subscribers.map((s) => s.resubscribes.length);
     await victim.kill('SIGKILL');
     await publisher.done;
 
@@ -80,12 +82,12 @@ describeWithRedis('cluster: three gateway processes on one Redis', probe, () => 
     expect(checkAll(subscribers, (s) => checkRecord(s.events, order, 'exact'))).toEqual([]);
     for (const s of subscribers) expect(s.pubCount).toBe(COUNT);
 
-    // The victim's clients did move: each lost its connection, resubscribed elsewhere and recovered.
-    for (const s of victimSubs) {
-      expect(s.connectionLosses, s.label).toBeGreaterThanOrEqual(1);
-      expect(s.resubscribes.length, s.label).toBeGreaterThanOrEqual(1);
-      expect(s.resubscribes.every((r) => r.recovered === true), `${s.label}: ${JSON.stringify(s.resubscribes)}`).toBe(true);
-    }
+    // The victim's clients did move: each resubscribed elsewhere after the kill, and every
+    // resubscribe (theirs, and any other a loaded machine caused) recovered.
+    expect(victimClients).toBeGreaterThanOrEqual(SUBSCRIBERS / 6);
+    const moved = subscribers.filter((s, i) => s.resubscribes.length > resubscribesBefore[i]!).length;
+    expect(moved).toBeGreaterThanOrEqual(victimClients);
+    for (const s of subscribers) expect(s.resubscribes.every((r) => r.recovered === true), `${s.label}: ${JSON.stringify(s.resubscribes)}`).toBe(true);
     const survivors = nodes.filter((n) => n.alive);
     expect(survivors).toHaveLength(2);
     await waitUntil('all subscribers connected to the two survivors', async () => {
