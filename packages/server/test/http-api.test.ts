@@ -214,7 +214,7 @@ describe('GET /metrics', () => {
     // Every sample line parses as `name{labels} value`.
     for (const line of text.split('\n')) {
       if (line === '' || line.startsWith('#')) continue;
-      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? [-+0-9.eEInfa]+$/);
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? ([-+0-9.eE]+|NaN|[+-]?Inf)$/);
     }
   });
 

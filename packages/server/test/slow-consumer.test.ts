@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode } from '@signalbox/protocol';
-import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
+import { connectPrp, startGateway, TEST_API_KEY, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
@@ -13,11 +13,12 @@ vi.setConfig({ hookTimeout: 120_000 });
 describe('slow consumer', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startGateway({ outboundBufferBytes: 64 * 1024 });
+    gw = await startGateway({ outboundBufferBytes: 64 * 1024, slowConsumerGraceMs: 300 });
   });
   afterAll(() => gw.close());
 
-  it('a subscriber that stops reading is closed with 4010; a reading subscriber gets every publication', async () => {
+  // 4 MB through HTTP and two sockets: slow on a loaded machine.
+  it('a subscriber that stops reading is closed with 4010; a reading subscriber gets every publication', { timeout: 120_000 }, async () => {
     const channel = uniqueChannel('project');
     const slow = await connectPrp(gw);
     const fast = await connectPrp(gw);
@@ -30,9 +31,19 @@ describe('slow consumer', () => {
       const res = await gw.publish({ channel, type: 'chunk', data: { i, chunk } });
       expect(res.status).toBe(200);
     }
-    const got = await fast.collect((m) => m.type === 'chunk', N, 60_000);
+    const got = await fast.collect((m) => m.type === 'chunk', N, 100_000);
     expect(got.map((m) => m.offset)).toEqual(Array.from({ length: N }, (_, i) => i + 1));
-    // The slow reader resumes: it reads what was sent before the overflow, then the 4010 close.
+    // The reader stays stalled past the grace period: the server starts closing it, which drops its
+    // subscription at once (the close handshake completes only once it reads again). Only then does
+    // it resume: it reads what was sent before the overflow, then the 4010 close.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const res = await fetch(`${gw.http}/v1/channels`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
+      const { channels } = (await res.json()) as { channels: { channel: string; subscribers: number }[] };
+      if (channels.find((c) => c.channel === channel)?.subscribers === 1) break;
+      if (Date.now() > deadline) throw new Error('the stalled subscriber was not closed as a slow consumer');
+      await new Promise((r) => setTimeout(r, 50)); // polling the server's channel table for the close
+    }
     slow.ws.resume();
     const closed = await slow.closed;
     expect(closed.code).toBe(CloseCode.SLOW_CONSUMER);
