@@ -58,6 +58,7 @@ export interface GatewayConfig {
   messageBurst: number;
   maxPendingRequests: number;
   outboundBufferBytes: number;
+  slowConsumerGraceMs: number;
   idempotencyWindowMs: number;
   logLevel: string;
   trustProxy: boolean;
@@ -100,7 +101,7 @@ export const SETTINGS: SettingSpec[] = [
   S('drainTimeoutMs', 'drain-timeout', 'SIGNALBOX_DRAIN_TIMEOUT', 'duration', 10_000, 'On SIGTERM/SIGINT, how long to wait for clients to close before exiting.', { min: 0 }),
   S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request and for token verification.', { min: 100 }),
   S('tokenExpiryGraceMs', 'token-expiry-grace', 'SIGNALBOX_TOKEN_EXPIRY_GRACE', 'duration', 30_000, 'After `token_expired`, how long a client has to `refresh` before it is closed (4002).', { min: 0 }),
-  S('maxMessageBytes', 'max-message-size', 'SIGNALBOX_MAX_MESSAGE_SIZE', 'bytes', 65_536, 'Largest client frame processed; larger ones get MESSAGE_TOO_LARGE (above 4x: the socket is closed with 1009).', { min: 256 }),
+  S('maxMessageBytes', 'max-message-size', 'SIGNALBOX_MAX_MESSAGE_SIZE', 'bytes', 131_072, 'Largest client frame processed; larger ones get MESSAGE_TOO_LARGE (above 4x: the socket is closed with 1009).', { min: 256 }),
   S('maxJsonDepth', 'max-json-depth', 'SIGNALBOX_MAX_JSON_DEPTH', 'int', 32, 'Deepest nesting of arrays/objects accepted in a client message.', { min: 2, max: 1000 }),
   S('maxSubscriptionsPerConnection', 'max-subscriptions', 'SIGNALBOX_MAX_SUBSCRIPTIONS', 'int', 200, 'Subscriptions one connection may hold (SUBSCRIPTION_LIMIT).', { min: 1 }),
   S('maxConnectionsPerIp', 'max-connections-per-ip', 'SIGNALBOX_MAX_CONNECTIONS_PER_IP', 'int', 1000, 'Concurrent WebSocket connections from one IP (0 = unlimited); over it: HTTP 429 before the upgrade.', { min: 0 }),
@@ -112,7 +113,8 @@ export const SETTINGS: SettingSpec[] = [
   S('messageRate', 'message-rate', 'SIGNALBOX_MESSAGE_RATE', 'int', 200, 'Client frames per second per connection, of any kind.', { min: 1 }),
   S('messageBurst', 'message-burst', 'SIGNALBOX_MESSAGE_BURST', 'int', 400, 'Client frame burst per connection.', { min: 1 }),
   S('maxPendingRequests', 'max-pending-requests', 'SIGNALBOX_MAX_PENDING_REQUESTS', 'int', 256, 'Requests of one connection queued while earlier ones complete; beyond: RATE_LIMITED.', { min: 1 }),
-  S('outboundBufferBytes', 'outbound-buffer', 'SIGNALBOX_OUTBOUND_BUFFER', 'bytes', 4 * 1024 * 1024, 'Per-connection outbound buffer; a client that stays above it is closed with 4010 (slow consumer).', { min: 1024 }),
+  S('outboundBufferBytes', 'outbound-buffer', 'SIGNALBOX_OUTBOUND_BUFFER', 'bytes', 4 * 1024 * 1024, 'Per-connection outbound buffer; a client that stays above it longer than the grace period, or reaches 4x it, is closed with 4010 (slow consumer).', { min: 1024 }),
+  S('slowConsumerGraceMs', 'slow-consumer-grace', 'SIGNALBOX_SLOW_CONSUMER_GRACE', 'duration', 5000, 'How long a connection may stay above its outbound buffer (e.g. while a large recovery drains) before it is closed with 4010.', { min: 0 }),
   S('idempotencyWindowMs', 'idempotency-window', 'SIGNALBOX_IDEMPOTENCY_WINDOW', 'duration', 120_000, 'How long a publish id is remembered for deduplication.', { min: 0 }),
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
   S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Take the client IP from X-Forwarded-For (behind a load balancer).'),

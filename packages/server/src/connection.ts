@@ -10,6 +10,7 @@ import {
 } from '@signalbox/protocol';
 import { AuthError, type Authenticator, type Credentials } from './auth/jwt.js';
 import { BrokerUnavailableError, type Broker } from './broker/types.js';
+import { scopedIdempotencyKey } from './broker/memory.js';
 import type { NamespaceTable, ResolvedChannel } from './channels/namespaces.js';
 import type { GatewayConfig } from './config.js';
 import { encIndex, encodeEvent, type EncIndex } from './frames.js';
@@ -74,6 +75,9 @@ export class Connection implements Subscriber {
   private graceTimer: NodeJS.Timeout | null = null;
   /** Cleared on each heartbeat tick, set by any pong or frame. */
   alive = true;
+  /** Since when the outbound buffer has been over its limit (ms), or 0. */
+  private overSince = 0;
+  private overTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly ctx: ConnectionContext, private readonly transport: Transport, info: ConnectionInfo) {
     this.id = info.id;
@@ -337,7 +341,8 @@ export class Connection implements Subscriber {
     const started = performance.now();
     try {
       const r = await this.ctx.broker.publish({
-        channel: cmd.channel, type: cmd.type, data: cmd.data, idempotencyKey: cmd.requestId, publisher: this.creds!.sub,
+        channel: cmd.channel, type: cmd.type, data: cmd.data, publisher: this.creds!.sub, id: cmd.requestId,
+        idempotencyKey: cmd.requestId === undefined ? undefined : scopedIdempotencyKey(this.creds!.sub, cmd.requestId),
         history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: this.ctx.config.idempotencyWindowMs,
       });
       this.ctx.metrics.publishDuration.labels('client').observe((performance.now() - started) / 1000);
@@ -494,13 +499,48 @@ export class Connection implements Subscriber {
   // ---- outbound ----
 
   /** Hot path: a complete publication frame, shared with every subscriber of the same encoding. */
-  deliver(frame: Buffer): void {
+  deliver(frame: Buffer, catchUp = false): void {
     if (this.state !== 'open') return;
-    if (this.transport.bufferedAmount > this.ctx.config.outboundBufferBytes) {
-      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and recover');
+    if (catchUp) {
+      this.transport.sendFrame(frame);
       return;
     }
+    const buffered = this.transport.bufferedAmount;
+    if (buffered > this.ctx.config.outboundBufferBytes) {
+      if (!this.overBuffer(buffered)) return;
+    } else if (this.overSince !== 0) {
+      this.overSince = 0;
+      if (this.overTimer) clearTimeout(this.overTimer);
+      this.overTimer = null;
+    }
     this.transport.sendFrame(frame);
+  }
+
+  /**
+   * Above the outbound buffer: tolerated for `slowConsumerGraceMs` (a large recovery burst that
+   * the client drains), up to a hard cap of 4x the buffer. Returns false when the connection was
+   * closed as a slow consumer (4010); it recovers on reconnect.
+   */
+  private overBuffer(buffered: number): boolean {
+    const cfg = this.ctx.config;
+    const now = Date.now();
+    if (this.overSince === 0) {
+      this.overSince = now;
+      // Decide at the end of the grace period even if nothing more is delivered by then.
+      this.overTimer = setTimeout(() => this.checkBuffer(), cfg.slowConsumerGraceMs + 1);
+    }
+    if (buffered > cfg.outboundBufferBytes * 4 || now - this.overSince > cfg.slowConsumerGraceMs) {
+      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and recover');
+      return false;
+    }
+    return true;
+  }
+
+  private checkBuffer(): void {
+    this.overTimer = null;
+    if (this.state !== 'open' || this.overSince === 0) return;
+    if (this.transport.bufferedAmount > this.ctx.config.outboundBufferBytes) this.overBuffer(this.transport.bufferedAmount);
+    else this.overSince = 0;
   }
 
   lose(channel: string, why: 'resync' | 'overflow'): void {
@@ -590,6 +630,7 @@ export class Connection implements Subscriber {
     this.state = 'closed';
     this.clearAuthTimer();
     this.clearExpiryTimers();
+    if (this.overTimer) clearTimeout(this.overTimer);
     this.preauth = null;
     this.releaseSubscriptions();
     this.ctx.metrics.connectionsClosed.labels(String(code)).inc();

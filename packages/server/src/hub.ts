@@ -17,8 +17,12 @@ import type { Logger } from './logger.js';
 /** What the hub needs from a connection. */
 export interface Subscriber {
   readonly encIdx: EncIndex;
-  /** Sends a complete pre-built publication frame (shared by every subscriber of the same encoding). */
-  deliver(frame: Buffer): void;
+  /**
+   * Sends a complete pre-built publication frame (shared by every subscriber of the same encoding).
+   * `catchUp` marks the burst of a recovery: bounded by the namespace's history, it is not held
+   * against the outbound buffer limit (the live stream after it is).
+   */
+  deliver(frame: Buffer, catchUp?: boolean): void;
   /** The hub can no longer guarantee this subscriber's stream on `channel`: the connection must reconnect and recover. */
   lose(channel: string, why: 'resync' | 'overflow'): void;
 }
@@ -152,7 +156,7 @@ export class Hub implements BrokerHandler {
     const stream = p.stream;
     const buffered = stream.catching.get(sub);
     if (buffered === undefined) return; // unsubscribed meanwhile
-    for (const pub of p.missed) sub.deliver(publicationFrame(pub, sub.encIdx));
+    for (const pub of p.missed) sub.deliver(publicationFrame(pub, sub.encIdx), true);
     const epoch = p.outcome.position.epoch;
     let last = p.outcome.position.offset;
     for (const pub of buffered) {
@@ -162,7 +166,7 @@ export class Hub implements BrokerHandler {
         return;
       }
       if (pub.offset <= last) continue;
-      sub.deliver(publicationFrame(pub, sub.encIdx));
+      sub.deliver(publicationFrame(pub, sub.encIdx), true);
       last = pub.offset;
     }
     // A delivery can close the connection (slow consumer), which abandons this subscription.

@@ -26,7 +26,7 @@ describe('slow consumer', () => {
     await fast.request('subscribe', { channels: [channel] });
     slow.ws.pause();
     const chunk = 'x'.repeat(40 * 1024);
-    const N = 100; // 4 MB: far beyond the socket buffers of a reader that does not read
+    const N = 200; // 8 MB: beyond the socket buffers of a reader that does not read, and the 4x hard cap
     for (let i = 1; i <= N; i++) {
       const res = await gw.publish({ channel, type: 'chunk', data: { i, chunk } });
       expect(res.status).toBe(200);

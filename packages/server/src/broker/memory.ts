@@ -74,7 +74,7 @@ export class MemoryBroker implements Broker {
     const stream = this.liveStream(req.channel, now, true)!;
     stream.offset += 1;
     const pub: Publication = {
-      id: req.idempotencyKey ?? generatePublicationId(),
+      id: req.id ?? req.idempotencyKey ?? generatePublicationId(),
       channel: req.channel,
       type: req.type,
       data: req.data,
@@ -172,6 +172,15 @@ function resizeRing(stream: Stream, size: number): void {
 
 function idemKey(channel: string, key: string): string {
   return `${channel}\u0000${key}`;
+}
+
+/**
+ * An idempotency key scoped to its publisher (a token subject, or `api`), so that two publishers
+ * reusing simple ids like "1" on one channel never suppress each other. Length-prefixed, hence
+ * injective.
+ */
+export function scopedIdempotencyKey(publisher: string, id: string): string {
+  return `${publisher.length}:${publisher}:${id}`;
 }
 
 export function newEpoch(): string {

@@ -238,7 +238,7 @@ export class RedisBroker implements Broker {
     const windowMs = ttlArg(req.idempotencyWindowMs);
     const hasKey = req.idempotencyKey !== undefined;
     const body = encodeMsgpack({
-      id: req.idempotencyKey ?? generatePublicationId(),
+      id: req.id ?? req.idempotencyKey ?? generatePublicationId(),
       channel: req.channel,
       type: req.type,
       data: req.data,

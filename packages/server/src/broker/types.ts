@@ -16,6 +16,8 @@ export interface PublishRequest {
   channel: string;
   type: string;
   data: unknown;
+  /** Publication id subscribers see; defaults to `idempotencyKey`, else one is generated. */
+  id?: string;
   /** Idempotency key: a publish repeated with the same key within `idempotencyWindowMs` publishes nothing new. */
   idempotencyKey?: string;
   /** `api`, or the publishing client's subject. */

@@ -13,7 +13,7 @@ import type { Hub } from '../hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { PresenceStore } from '../presence/types.js';
-import { generatePublicationId } from '../broker/memory.js';
+import { generatePublicationId, scopedIdempotencyKey } from '../broker/memory.js';
 
 export interface ApiContext {
   config: GatewayConfig;
@@ -109,7 +109,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     let results: PublishResult[];
     try {
       results = await Promise.all(channels.map((ch) => ctx.broker.publish({
-        channel: ch.name, type, data: body.data, idempotencyKey: id, publisher: 'api',
+        channel: ch.name, type, data: body.data, id, idempotencyKey: id === undefined ? undefined : scopedIdempotencyKey('api', id), publisher: 'api',
         history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs: ctx.config.idempotencyWindowMs,
       })));
     } catch (err) {
