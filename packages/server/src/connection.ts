@@ -14,7 +14,7 @@ import { scopedIdempotencyKey } from './broker/memory.js';
 import type { NamespaceTable, ResolvedChannel } from './channels/namespaces.js';
 import type { GatewayConfig } from './config.js';
 import { encIndex, encodeEvent, type EncIndex } from './frames.js';
-import type { Hub, PreparedSubscription, Subscriber } from './hub.js';
+import { historyGap, type Hub, type PreparedSubscription, type Subscriber } from './hub.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { PresenceStore } from './presence/types.js';
@@ -363,20 +363,10 @@ export class Connection implements Subscriber {
     }
     try {
       const hist = await this.ctx.broker.history(cmd.channel, { since: cmd.since, limit: cmd.limit ?? Math.min(100, check.channel.namespace.historySize) });
-      if (cmd.since) {
-        if (cmd.since.epoch !== hist.position.epoch) {
-          this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Stream epoch changed: history before it is gone', { ...details, reason: 'epoch_changed', position: hist.position });
-          return;
-        }
-        if (cmd.since.offset > hist.position.offset) {
-          this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Position is ahead of the stream', { ...details, reason: 'position_ahead', position: hist.position });
-          return;
-        }
-        if (cmd.since.offset < hist.position.offset && hist.earliestOffset > cmd.since.offset + 1) {
-          const reason = check.channel.namespace.historySize === 0 ? 'no_history' : hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind';
-          this.sendError(ErrorCode.UNRECOVERABLE_POSITION, 'Publications after this position are no longer retained', { ...details, reason, position: hist.position, earliestOffset: hist.earliestOffset });
-          return;
-        }
+      const gap = cmd.since ? historyGap(check.channel.namespace, hist, cmd.since) : null;
+      if (gap) {
+        this.sendError(ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${gap}`, { ...details, reason: gap, position: hist.position, earliestOffset: hist.earliestOffset });
+        return;
       }
       this.send({ kind: 'history', replyTo: cmd.requestId, channel: cmd.channel, publications: hist.publications, position: hist.position });
     } catch (err) {

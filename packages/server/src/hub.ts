@@ -366,6 +366,19 @@ export class Hub implements BrokerHandler {
   }
 }
 
+/**
+ * Why a history read forward from `since` cannot be served exactly, or null when it can (the
+ * publication right after `since` is still retained, or there is none yet).
+ */
+export function historyGap(ns: NamespaceConfig, hist: HistoryResult, since: StreamPosition): UnrecoverableReason | null {
+  if (since.epoch !== hist.position.epoch) return 'epoch_changed';
+  if (since.offset > hist.position.offset) return 'position_ahead';
+  if (since.offset < hist.position.offset && hist.earliestOffset > since.offset + 1) {
+    return ns.historySize === 0 ? 'no_history' : hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind';
+  }
+  return null;
+}
+
 /** Decides what a subscribe with `since` can be given: exactly the missed publications, or an explicit reason why not. */
 export function recoveryOutcome(
   channel: string,

@@ -9,7 +9,7 @@ import { ErrorCode, isValidEventType, isValidMessageId, prpPublication, type Str
 import { BrokerUnavailableError, type Broker, type PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
 import type { GatewayConfig } from '../config.js';
-import type { Hub } from '../hub.js';
+import { historyGap, type Hub } from '../hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { PresenceStore } from '../presence/types.js';
@@ -142,13 +142,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
     try {
       const hist = await ctx.broker.history(channel, { since, limit: limit ?? Math.min(100, r.channel.namespace.historySize) });
-      if (since) {
-        const reason = since.epoch !== hist.position.epoch ? 'epoch_changed'
-          : since.offset > hist.position.offset ? 'position_ahead'
-          : since.offset < hist.position.offset && hist.earliestOffset > since.offset + 1 ? (r.channel.namespace.historySize === 0 ? 'no_history' : hist.earliestOffset > hist.position.offset ? 'history_expired' : 'too_far_behind')
-          : null;
-        if (reason) return sendError(reply, 409, ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, { channel, reason, position: hist.position, earliestOffset: hist.earliestOffset });
-      }
+      const reason = since ? historyGap(r.channel.namespace, hist, since) : null;
+      if (reason) return sendError(reply, 409, ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, { channel, reason, position: hist.position, earliestOffset: hist.earliestOffset });
       return { channel, position: hist.position, earliestOffset: hist.earliestOffset, publications: hist.publications.map(prpPublication) };
     } catch (err) {
       if (err instanceof BrokerUnavailableError) return sendError(reply, 503, ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`);
