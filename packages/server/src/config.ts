@@ -117,7 +117,7 @@ export const SETTINGS: SettingSpec[] = [
   S('slowConsumerGraceMs', 'slow-consumer-grace', 'SIGNALBOX_SLOW_CONSUMER_GRACE', 'duration', 5000, 'How long a connection may stay above its outbound buffer (e.g. while a large recovery drains) before it is closed with 4010.', { min: 0 }),
   S('idempotencyWindowMs', 'idempotency-window', 'SIGNALBOX_IDEMPOTENCY_WINDOW', 'duration', 120_000, 'How long a publish id is remembered for deduplication.', { min: 0 }),
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
-  S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Take the client IP from X-Forwarded-For (behind a load balancer).'),
+  S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Behind one load balancer: take the client IP (for the per-IP cap) from the last X-Forwarded-For entry, the one the balancer appended.'),
 ];
 
 const H = 3600_000;

@@ -187,9 +187,10 @@ export class Gateway {
 
   private clientIp(req: IncomingMessage): string {
     if (this.config.trustProxy) {
+      // The rightmost entry is the one our proxy appended; anything left of it the client could forge.
       const xff = req.headers['x-forwarded-for'];
-      const first = (Array.isArray(xff) ? xff[0] : xff)?.split(',')[0]?.trim();
-      if (first) return first;
+      const last = (Array.isArray(xff) ? xff.join(',') : xff)?.split(',').pop()?.trim();
+      if (last) return last;
     }
     return req.socket.remoteAddress ?? 'unknown';
   }

@@ -206,13 +206,19 @@ describe('refused before the upgrade', () => {
     const proxied = await startGateway({ maxConnectionsPerIp: 1, trustProxy: true });
     try {
       const url = `${proxied.ws}/v1/ws/prps?token=${await proxied.token()}`;
-      const a = new TestClient(url, { headers: { 'x-forwarded-for': '203.0.113.1, 10.0.0.1' } });
+      // The rightmost entry is the address the proxy appended; entries left of it are the client's own claim.
+      const a = new TestClient(url, { headers: { 'x-forwarded-for': '198.51.100.7, 203.0.113.1' } });
       const b = new TestClient(url, { headers: { 'x-forwarded-for': '203.0.113.2' } });
       await a.nextType('connection.established');
       await b.nextType('connection.established');
       expect((await upgradeStatus(url, { 'x-forwarded-for': '203.0.113.1' })).status).toBe(429);
+      // A forged left part does not dodge the cap, nor is it counted against anyone.
+      expect((await upgradeStatus(url, { 'x-forwarded-for': '203.0.113.9, 203.0.113.2' })).status).toBe(429);
+      const c = new TestClient(url, { headers: { 'x-forwarded-for': '203.0.113.1, 203.0.113.3' } });
+      await c.nextType('connection.established');
       await a.close();
       await b.close();
+      await c.close();
     } finally {
       await proxied.close();
     }
