@@ -173,7 +173,7 @@ export class Gateway {
       if (this.config.maxConnections > 0 && this.conns.size >= this.config.maxConnections) return this.refuse(socket, 503, 'capacity', 'Node at connection capacity', { 'Retry-After': '5' });
       const token = extractToken(req, url);
       const encoding = requestedEncoding(req, url);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket as Duplex & { writableLength: number }, { ip, dialect, encoding, token }));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket, { ip, dialect, encoding, token }));
     } catch (err) {
       this.log.error({ err }, 'upgrade failed');
       socket.destroy();
@@ -195,7 +195,7 @@ export class Gateway {
     return req.socket.remoteAddress ?? 'unknown';
   }
 
-  private onOpen(ws: WebSocket, socket: Duplex & { writableLength: number }, info: { ip: string; dialect: 'prp' | 'prd'; encoding: 'json' | 'msgpack'; token: string | null }): void {
+  private onOpen(ws: WebSocket, socket: Duplex, info: { ip: string; dialect: 'prp' | 'prd'; encoding: 'json' | 'msgpack'; token: string | null }): void {
     if (this.draining) {
       ws.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       return;

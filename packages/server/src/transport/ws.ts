@@ -56,7 +56,7 @@ export class WsTransport implements Transport {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
-  constructor(private readonly ws: WebSocket, private readonly socket: Duplex & { writableLength: number }, private readonly batcher: WriteBatcher) {}
+  constructor(private readonly ws: WebSocket, private readonly socket: Duplex, private readonly batcher: WriteBatcher) {}
 
   sendFrame(f: Buffer): void {
     if (this.pending.length === 0) this.batcher.mark(this);
@@ -93,8 +93,9 @@ export class WsTransport implements Transport {
     this.ws.terminate();
   }
 
+  /** Frames queued this turn, plus what the socket (and ws, for its control frames) still holds. */
   get bufferedAmount(): number {
-    return this.pendingBytes + this.socket.writableLength + this.ws.bufferedAmount;
+    return this.pendingBytes + this.ws.bufferedAmount;
   }
 }
 
