@@ -577,7 +577,10 @@ export class Connection implements Subscriber {
     if (!this.rateStrikeBucket.take()) this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly');
   }
 
-  /** Heartbeat tick: terminate a peer that answered nothing since the last tick, else ping it. */
+  /**
+   * Heartbeat tick: terminate a peer that answered nothing since the last tick, else send it
+   * `frame`, a WebSocket ping followed by the heartbeat event (one shared buffer).
+   */
   heartbeat(frame: Buffer): void {
     if (this.state === 'closed') return;
     if (!this.alive) {
@@ -586,7 +589,6 @@ export class Connection implements Subscriber {
       return;
     }
     this.alive = false;
-    this.transport.ping();
     this.sendRaw(frame);
     this.armExpiryIfNear();
     if (this.state === 'open') {

@@ -59,6 +59,19 @@ export function frame(payload: string | Uint8Array, binary: boolean): Buffer {
   return buf;
 }
 
+/**
+ * Drops the frames cached on a publication once its live fan-out is done: publications stay in
+ * the memory broker's history, and their encodings would otherwise double what history holds.
+ * A later recovery re-encodes on demand.
+ */
+export function releaseFrames(pub: Publication): void {
+  const frames = (pub as Framed)[FRAMES];
+  if (frames !== undefined) frames[0] = frames[1] = frames[2] = frames[3] = undefined;
+}
+
+/** An unmasked ping frame with no payload (FIN + opcode 0x9, length 0). */
+export const PING_FRAME = Buffer.from([0x89, 0x00]);
+
 /** The complete WebSocket frame of `pub` for subscribers of encoding `idx`, built on first use. */
 export function publicationFrame(pub: Publication, idx: EncIndex): Buffer {
   const p = pub as Framed;
@@ -101,7 +114,10 @@ export function encodeEvent(ev: ServerEvent, idx: EncIndex): string | Uint8Array
   return idx >= 2 ? encodeMsgpack(obj) : JSON.stringify(obj);
 }
 
-/** Frames one event for every (dialect, encoding), for broadcasts like heartbeats. */
-export function frameEventForAll(ev: ServerEvent): Buffer[] {
-  return ([0, 1, 2, 3] as const).map((idx) => frame(encodeEvent(ev, idx), isBinaryEnc(idx)));
+/** Frames one event for every (dialect, encoding), for broadcasts like heartbeats; `prefix` (e.g. a ping) goes first. */
+export function frameEventForAll(ev: ServerEvent, prefix?: Buffer): Buffer[] {
+  return ([0, 1, 2, 3] as const).map((idx) => {
+    const f = frame(encodeEvent(ev, idx), isBinaryEnc(idx));
+    return prefix ? Buffer.concat([prefix, f]) : f;
+  });
 }

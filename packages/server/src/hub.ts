@@ -10,7 +10,7 @@
 import type { NamespaceConfig } from './config.js';
 import type { Broker, BrokerHandler, HistoryResult } from './broker/types.js';
 import type { Publication, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
-import { publicationFrame, type EncIndex } from './frames.js';
+import { publicationFrame, releaseFrames, type EncIndex } from './frames.js';
 import type { Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 
@@ -262,7 +262,7 @@ export class Hub implements BrokerHandler {
           sub.lose(stream.name, 'overflow');
         } else buffer.push(pub);
       }
-    }
+    } else releaseFrames(pub);
   }
 
   /**

@@ -15,7 +15,7 @@ import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import type { GatewayConfig } from './config.js';
 import { Connection, type ConnectionContext } from './connection.js';
-import { frameEventForAll } from './frames.js';
+import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
 import { Hub } from './hub.js';
 import { createLogger, type Logger } from './logger.js';
@@ -229,7 +229,8 @@ export class Gateway {
   private heartbeat(): void {
     const slice = this.hbSlices[this.hbTick++ % HEARTBEAT_SLICES]!;
     if (slice.size === 0) return;
-    const frames = frameEventForAll({ kind: 'heartbeat', serverTime: new Date().toISOString() });
+    // Ping + heartbeat event as one shared buffer per encoding: every socket writes the same bytes.
+    const frames = frameEventForAll({ kind: 'heartbeat', serverTime: new Date().toISOString() }, PING_FRAME);
     for (const conn of slice) conn.heartbeat(frames[conn.encIdx]!);
   }
 

@@ -7,13 +7,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type Dialect, type Encoding } from '@signalbox/protocol';
-import { frame } from '../frames.js';
+import { frame, PING_FRAME } from '../frames.js';
 import type { Transport } from './types.js';
 
 export const ENDPOINTS: Record<string, Dialect> = { '/v1/ws/prps': 'prp', '/ws': 'prd' };
-
-/** An unmasked ping frame with no payload (FIN + opcode 0x9, length 0). */
-const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 export interface UpgradeRequest {
   dialect: Dialect;
