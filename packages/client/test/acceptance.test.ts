@@ -32,12 +32,16 @@ it('2,000 messages, 3 network cuts, 1 gateway restart: every message exactly onc
   client = new SignalboxClient({ url: `ws://127.0.0.1:${proxy.port}/v1/ws/prps`, getToken: () => gw!.token(), reconnectInterval: 10, maxReconnectInterval: 100 });
   client.on('error', () => {});
   const states: StateChange[] = [];
-  client.on('$state', (c) => states.push(c));
+  client.on('$state', (c) => {
+    states.push(c);
+  });
   await client.connect();
   const sub = client.subscribe(CHANNEL);
   await once(sub, 'subscribed');
   let unrecovered = 0;
-  sub.on('recovery_failed', () => unrecovered++);
+  sub.on('recovery_failed', () => {
+    unrecovered++;
+  });
 
   const seen: number[] = [];
   const offsets: number[] = [];
