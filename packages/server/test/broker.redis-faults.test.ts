@@ -2,33 +2,17 @@
  * RedisBroker under faults, against a private redis-server it may kill, pause and restart.
  * Every test is bounded in time; the server is always killed in afterEach.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import type { Publication } from '@signalbox/protocol';
 import { RedisBroker } from '../src/broker/redis.js';
 import { BrokerUnavailableError } from '../src/broker/types.js';
 import { publishTo, Recorder, uniqueChannel } from './contract/broker.contract.js';
-import { IN_CI } from './helpers/redis.js';
-import { findRedisServerBinary, RedisServerProcess } from './helpers/redis-server.js';
+import { describeWithRedisServer, RedisServerProcess } from './helpers/redis-server.js';
 
 const COMMAND_TIMEOUT_MS = 500;
 /** Slack for "fails fast" assertions on a loaded 2-core CI machine. */
 const MARGIN_MS = 400;
-const bin = findRedisServerBinary();
 
-function describeWithRedisServer(name: string, body: () => void): void {
-  if (bin) {
-    describe(name, body);
-  } else if (IN_CI) {
-    describe(name, () => {
-      it('needs redis-server (CI=true)', () => {
-        throw new Error('redis-server binary not found (looked at REDIS_SERVER_BIN, /usr/bin, /usr/local/bin); required under CI=true.');
-      });
-    });
-  } else {
-    console.warn(`[skip] ${name}: redis-server binary not found (set REDIS_SERVER_BIN).`);
-    describe.skipIf(true)(name, body);
-  }
-}
 
 describeWithRedisServer('RedisBroker faults (private redis-server)', () => {
   let server: RedisServerProcess | null = null;

@@ -11,10 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SignalboxClient, type PublicationMessage, type StateChange, type Subscription } from '../../../client/src/node.js';
-import { describe, it } from 'vitest';
 import { mintToken } from '../../src/auth/jwt.js';
-import { IN_CI } from './redis.js';
-import { findRedisServerBinary, freePort } from './redis-server.js';
+import { freePort } from './redis-server.js';
 
 export const CLUSTER_SECRET = 'cluster-test-secret-0123456789abcdef';
 export const CLUSTER_API_KEY = 'cluster-test-api-key-0123456789';
@@ -527,21 +525,4 @@ export function checkAll(subs: RecordingSubscriber[], check: (s: RecordingSubscr
   return out;
 }
 
-/**
- * `describe` that needs a redis-server binary (for a private server the test may kill): runs when
- * there is one; fails under CI=true when not; skips elsewhere, saying why.
- */
-export function describeWithRedisServer(name: string, body: () => void): void {
-  if (findRedisServerBinary()) {
-    describe(name, body);
-  } else if (IN_CI) {
-    describe(name, () => {
-      it('needs redis-server (CI=true)', () => {
-        throw new Error('redis-server binary not found (looked at REDIS_SERVER_BIN, /usr/bin, /usr/local/bin); required under CI=true.');
-      });
-    });
-  } else {
-    console.warn(`[skip] ${name}: redis-server binary not found (set REDIS_SERVER_BIN).`);
-    describe.skipIf(true)(name, body);
-  }
-}
+export { describeWithRedisServer } from './redis-server.js';

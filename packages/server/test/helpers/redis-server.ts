@@ -8,6 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { describe, it } from 'vitest';
+import { IN_CI } from './redis.js';
 
 /** redis-server binary: REDIS_SERVER_BIN, /usr/bin/redis-server, /usr/local/bin/redis-server, else null. */
 export function findRedisServerBinary(): string | null {
@@ -141,5 +143,24 @@ export class RedisServerProcess {
         reject(new Error(`redis-server exited (code ${code}, signal ${signal}) before it was ready:\n${output}`));
       });
     });
+  }
+}
+
+/**
+ * `describe` that needs a redis-server binary (for a private server the test may kill): runs when
+ * there is one; fails under CI=true when not; skips elsewhere, saying why.
+ */
+export function describeWithRedisServer(name: string, body: () => void): void {
+  if (findRedisServerBinary()) {
+    describe(name, body);
+  } else if (IN_CI) {
+    describe(name, () => {
+      it('needs redis-server (CI=true)', () => {
+        throw new Error('redis-server binary not found (looked at REDIS_SERVER_BIN, /usr/bin, /usr/local/bin); required under CI=true.');
+      });
+    });
+  } else {
+    console.warn(`[skip] ${name}: redis-server binary not found (set REDIS_SERVER_BIN).`);
+    describe.skipIf(true)(name, body);
   }
 }
