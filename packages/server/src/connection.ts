@@ -323,12 +323,8 @@ export class Connection implements Subscriber {
   }
 
   private async publish(cmd: Extract<Command, { kind: 'publish' }>): Promise<void> {
-    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
-    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, 'publish');
-    if (!check.ok) {
-      this.sendError(check.code, check.message, details);
-      return;
-    }
+    const { details, channel } = this.channelRequest(cmd, 'publish');
+    if (!channel) return;
     if (!isValidEventType(cmd.type)) {
       this.violation(ErrorCode.INVALID_MESSAGE, 'Event `type` must be 1-64 characters [A-Za-z0-9_.:-], start with a letter, and not be a system event type', details);
       return;
@@ -337,7 +333,7 @@ export class Connection implements Subscriber {
       this.rateLimited('Too many publishes', details);
       return;
     }
-    const ns = check.channel.namespace;
+    const ns = channel.namespace;
     const started = performance.now();
     try {
       const r = await this.ctx.broker.publish({
@@ -354,16 +350,21 @@ export class Connection implements Subscriber {
     }
   }
 
-  private async history(cmd: Extract<Command, { kind: 'history' }>): Promise<void> {
+  /** The error details of a single-channel request, and its channel if the token may use it (else the error is sent). */
+  private channelRequest(cmd: Extract<Command, { channel: string }>, op: 'read' | 'publish'): { details: ErrorInfo['details']; channel: ResolvedChannel | null } {
     const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
-    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, 'read');
-    if (!check.ok) {
-      this.sendError(check.code, check.message, details);
-      return;
-    }
+    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, op);
+    if (check.ok) return { details, channel: check.channel };
+    this.sendError(check.code, check.message, details);
+    return { details, channel: null };
+  }
+
+  private async history(cmd: Extract<Command, { kind: 'history' }>): Promise<void> {
+    const { details, channel } = this.channelRequest(cmd, 'read');
+    if (!channel) return;
     try {
-      const hist = await this.ctx.broker.history(cmd.channel, { since: cmd.since, limit: cmd.limit ?? Math.min(100, check.channel.namespace.historySize) });
-      const gap = cmd.since ? historyGap(check.channel.namespace, hist, cmd.since) : null;
+      const hist = await this.ctx.broker.history(cmd.channel, { since: cmd.since, limit: cmd.limit ?? Math.min(100, channel.namespace.historySize) });
+      const gap = cmd.since ? historyGap(channel.namespace, hist, cmd.since) : null;
       if (gap) {
         this.sendError(ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${gap}`, { ...details, reason: gap, position: hist.position, earliestOffset: hist.earliestOffset });
         return;
@@ -375,14 +376,10 @@ export class Connection implements Subscriber {
   }
 
   private async presence(cmd: Extract<Command, { kind: 'presence' }>): Promise<void> {
-    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
-    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, 'read');
-    if (!check.ok) {
-      this.sendError(check.code, check.message, details);
-      return;
-    }
-    if (!check.channel.namespace.presence) {
-      this.sendError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${check.channel.namespace.name}'`, details);
+    const { details, channel } = this.channelRequest(cmd, 'read');
+    if (!channel) return;
+    if (!channel.namespace.presence) {
+      this.sendError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${channel.namespace.name}'`, details);
       return;
     }
     try {

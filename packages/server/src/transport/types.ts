@@ -4,7 +4,6 @@ export interface Transport {
   sendFrame(frame: Buffer): void;
   /** Frames and queues one message. */
   send(payload: string | Uint8Array, binary: boolean): void;
-  ping(): void;
   /** Flushes queued frames, then starts the closing handshake. */
   close(code: number, reason: string): void;
   /** Destroys the socket without a closing handshake (dead peers). */

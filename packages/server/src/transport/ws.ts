@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type Dialect, type Encoding } from '@signalbox/protocol';
-import { frame, PING_FRAME } from '../frames.js';
+import { frame } from '../frames.js';
 import type { Transport } from './types.js';
 
 export const ENDPOINTS: Record<string, Dialect> = { '/v1/ws/prps': 'prp', '/ws': 'prd' };
@@ -46,8 +46,9 @@ export class WriteBatcher {
 
 /**
  * Data frames are written straight to the socket `ws` upgraded (server frames are unmasked and we
- * run without compression, so the bytes are final); `ws` keeps the receiving side, pings and the
- * closing handshake. Queued frames are flushed before a close frame, so order is kept.
+ * run without compression, so the bytes are final), pings included (they go out with the heartbeat
+ * frames); `ws` keeps the receiving side (pongs too) and the closing handshake. Queued frames are
+ * flushed before a close frame, so order is kept.
  */
 export class WsTransport implements Transport {
   private pending: Buffer[] = [];
@@ -72,11 +73,6 @@ export class WsTransport implements Transport {
     this.pending = [];
     this.pendingBytes = 0;
     if (this.socket.writable) this.socket.write(out);
-  }
-
-  /** Queues a ping with the other frames of this turn (one write); `ws` still receives the pong. */
-  ping(): void {
-    this.sendFrame(PING_FRAME);
   }
 
   close(code: number, reason: string): void {
