@@ -19,14 +19,36 @@ export interface UpgradeRequest {
   ip: string;
 }
 
+/** The batcher's join arena starts at this size and grows to what one turn needs, up to the cap. */
+const ARENA_MIN_BYTES = 1024 * 1024;
+const ARENA_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
  * Coalesces every frame bound for one socket within an event-loop turn into one write: frames
  * queue on their transport, and one `setImmediate` per turn (not per socket) flushes every socket
  * that has something queued.
+ *
+ * Joining several frames for one socket needs a buffer. A fresh `Buffer.concat` per socket per
+ * turn is tens of megabytes per second of new ArrayBuffers under load, and V8 answers that
+ * external memory with a full mark-compact every few hundred milliseconds. Instead the joins of
+ * one turn are laid side by side in one arena that is reused turn after turn: once the kernel has
+ * taken a write, nothing refers to its bytes. A write that had to be queued (the socket is backed
+ * up) still refers to its slice, so the arena is then left to that write, the rest of the turn
+ * joins with `Buffer.concat`, and the next turn makes a new arena. A socket already backed up
+ * never joins into the arena: its write is sure to be queued.
+ * A turn that needed more than the arena holds (joins beyond it fall back to `Buffer.concat`)
+ * makes the next arena big enough, up to ARENA_MAX_BYTES.
  */
 export class WriteBatcher {
   private dirty: WsTransport[] = [];
   private scheduled = false;
+  private arena: Buffer | null = null;
+  private arenaSize = ARENA_MIN_BYTES;
+  private used = 0;
+  /** Bytes the joins of this turn asked for, whether or not they fitted. */
+  private demand = 0;
+  /** This turn's arena was left to a queued write. */
+  private abandoned = false;
 
   mark(t: WsTransport): void {
     this.dirty.push(t);
@@ -36,11 +58,40 @@ export class WriteBatcher {
     }
   }
 
+  /** `frames` joined: a slice of the arena when it fits (`shared`), else a buffer of its own. */
+  join(frames: readonly Buffer[], total: number): { buf: Buffer; shared: boolean } {
+    this.demand += total;
+    if (this.abandoned || total > this.arenaSize - this.used) return { buf: Buffer.concat(frames, total), shared: false };
+    const arena = (this.arena ??= Buffer.allocUnsafeSlow(this.arenaSize));
+    const start = this.used;
+    let at = start;
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i]!;
+      f.copy(arena, at);
+      at += f.length;
+    }
+    this.used = at;
+    return { buf: arena.subarray(start, at), shared: true };
+  }
+
+  /** A write of an arena slice was queued rather than taken by the kernel: the arena is now that write's. */
+  abandonArena(): void {
+    this.arena = null;
+    this.abandoned = true;
+  }
+
   private readonly flushAll = (): void => {
     this.scheduled = false;
     const dirty = this.dirty;
     this.dirty = [];
     for (let i = 0; i < dirty.length; i++) dirty[i]!.flush();
+    if (this.demand > this.arenaSize && this.arenaSize < ARENA_MAX_BYTES) {
+      while (this.arenaSize < this.demand && this.arenaSize < ARENA_MAX_BYTES) this.arenaSize *= 2;
+      this.arena = null;
+    }
+    this.used = 0;
+    this.demand = 0;
+    this.abandoned = false;
   };
 }
 
@@ -51,7 +102,8 @@ export class WriteBatcher {
  * flushed before a close frame, so order is kept.
  */
 export class WsTransport implements Transport {
-  private pending: Buffer[] = [];
+  // Reused, not replaced, after each flush: it lives as long as the connection.
+  private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
 
   constructor(private readonly ws: WebSocket, private readonly socket: Duplex, private readonly batcher: WriteBatcher) {}
@@ -69,10 +121,18 @@ export class WsTransport implements Transport {
   flush(): void {
     const n = this.pending.length;
     if (n === 0) return;
-    const out = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
+    const socket = this.socket;
+    if (socket.writable) {
+      if (n === 1) socket.write(this.pending[0]!);
+      else if (socket.writableLength > 0) socket.write(Buffer.concat(this.pending, this.pendingBytes));
+      else {
+        const { buf, shared } = this.batcher.join(this.pending, this.pendingBytes);
+        socket.write(buf);
+        if (shared && socket.writableLength > 0) this.batcher.abandonArena();
+      }
+    }
+    this.pending.length = 0;
     this.pendingBytes = 0;
-    if (this.socket.writable) this.socket.write(out);
   }
 
   close(code: number, reason: string): void {
@@ -81,7 +141,7 @@ export class WsTransport implements Transport {
   }
 
   terminate(): void {
-    this.pending = [];
+    this.pending.length = 0;
     this.pendingBytes = 0;
     this.ws.terminate();
   }
