@@ -1,10 +1,17 @@
 // Open-loop publisher pacing: emits message k at start + k/rate (in batches per timer tick), so
 // the offered rate does not slow down when the server falls behind, unless the publisher's own
 // event loop is blocked (then it catches up in one batch; `published` and `elapsedMs` tell).
+//
+// Each message is stamped with the time it was DUE, not the time the loop got round to emitting
+// it (the correction for "coordinated omission"). This matters for the peers, whose publisher
+// loop runs inside the server: while the server spends 10 ms writing to 1,000 sockets, the timer
+// that should have fired cannot, and a message stamped when it finally goes out would hide those
+// 10 ms. An external publisher (the Signalbox target) pays for the same wait in the gateway's
+// socket buffer, after its stamp; stamping the due time charges both the same way.
 import { nowUs } from './payload.mjs';
 
 /**
- * @param {object} o rate (messages/s), durationMs, seqStart, emit(seq) -> void, afterBatch() optional
+ * @param {object} o rate (messages/s), durationMs, seqStart, emit(seq, dueUs) -> void, afterBatch() optional
  * @returns {Promise<{published:number, firstSeq:number, lastSeq:number, elapsedMs:number, maxBatch:number}>}
  */
 export function runPaced(o) {
@@ -18,7 +25,10 @@ export function runPaced(o) {
       const due = Math.min(total, Math.floor((elapsedUs * o.rate) / 1e6) + 1);
       const batch = due - sent;
       if (batch > maxBatch) maxBatch = batch;
-      while (sent < due) o.emit(o.seqStart + sent++);
+      while (sent < due) {
+        const k = sent++;
+        o.emit(o.seqStart + k, start + Math.floor((k * 1e6) / o.rate));
+      }
       if (batch > 0) o.afterBatch?.();
       if (sent < total) {
         // Sleep until the next message is due (timers have ~1 ms granularity).

@@ -11,7 +11,7 @@ export const env = {
 
 /**
  * Wires IPC: {cmd:'publish', rate, durationMs, seqStart, channels, size} runs the paced loop with
- * publish(seq, channel, size); replies {type:'published', ...}. {cmd:'stats'} replies counters.
+ * publish(seq, channel, size, dueUs) (dueUs: the timestamp to put in the payload); replies {type:'published', ...}. {cmd:'stats'} replies counters.
  */
 export function servePeer({ publish, afterBatch, stats }) {
   process.on('message', async (m) => {
@@ -21,7 +21,7 @@ export function servePeer({ publish, afterBatch, stats }) {
         rate: m.rate,
         durationMs: m.durationMs,
         seqStart: m.seqStart,
-        emit: (seq) => publish(seq, chans[seq % chans.length], m.size),
+        emit: (seq, dueUs) => publish(seq, chans[seq % chans.length], m.size, dueUs),
         afterBatch,
       });
       process.send({ type: 'published', id: m.id, ...res });

@@ -46,6 +46,15 @@ export function freePort() {
   });
 }
 
+/**
+ * Node flags for the measured server processes only (gateways and peers, not the generators):
+ * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc". The Signalbox
+ * publisher process takes its own, BENCH_PUBLISHER_NODE_ARGS.
+ */
+function serverNodeArgs() {
+  return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 export function signalboxAvailable() {
   return existsSync(SIGNALBOX_CLI);
 }
@@ -60,6 +69,7 @@ export async function startTarget(name, o = {}) {
   if (!PEERS.includes(name)) throw new Error(`unknown target ${name}`);
   const child = await forkReady(path.join(repoRoot, 'bench/servers', `${name}.mjs`), {
     env: { BENCH_PORT: '0', BENCH_HEARTBEAT_MS: String(o.heartbeatMs ?? 0) },
+    execArgv: serverNodeArgs(),
   });
   track(child);
   return {
@@ -137,7 +147,7 @@ async function startSignalbox(o) {
       ...(o.broker ? { SIGNALBOX_BROKER: o.broker } : {}),
       ...(o.env ?? {}),
     };
-    const child = spawn(process.execPath, [SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [...serverNodeArgs(), SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
     prioritise(child.pid);
     track(child);
     procs.push(child);
@@ -160,6 +170,7 @@ async function startSignalbox(o) {
       BENCH_API_KEY: apiKey,
       BENCH_PUBLISH_MODE: o.publishMode ?? 'ws',
     },
+    execArgv: (process.env.BENCH_PUBLISHER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
   });
   return {
     name: 'signalbox',

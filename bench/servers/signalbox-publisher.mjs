@@ -4,7 +4,7 @@
 import http from 'node:http';
 import { RawWs } from '../lib/wsraw.mjs';
 import { benchToken } from '../lib/jwt.mjs';
-import { payloadText, nowUs } from '../lib/payload.mjs';
+import { payloadText } from '../lib/payload.mjs';
 import { runPaced } from '../lib/pacer.mjs';
 
 const port = Number(process.env.BENCH_PORT);
@@ -18,8 +18,8 @@ let publishOne;
 let corked = false;
 let ws;
 
-function message(seq, ch, size) {
-  return `{"id":"p${seq}","action":"publish","payload":{"channel":"${ch}","type":"bench","data":${payloadText(seq, nowUs(), size)}}}`;
+function message(seq, ch, size, dueUs) {
+  return `{"id":"p${seq}","action":"publish","payload":{"channel":"${ch}","type":"bench","data":${payloadText(seq, dueUs, size)}}}`;
 }
 
 if (mode === 'ws') {
@@ -53,17 +53,17 @@ if (mode === 'ws') {
       },
     });
   });
-  publishOne = (seq, ch, size) => {
+  publishOne = (seq, ch, size, dueUs) => {
     if (!corked) {
       ws.sock.cork();
       corked = true;
     }
-    ws.sendText(message(seq, ch, size));
+    ws.sendText(message(seq, ch, size, dueUs));
   };
 } else {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-  publishOne = (seq, ch, size) => {
-    const body = `{"channel":"${ch}","type":"bench","data":${payloadText(seq, nowUs(), size)}}`;
+  publishOne = (seq, ch, size, dueUs) => {
+    const body = `{"channel":"${ch}","type":"bench","data":${payloadText(seq, dueUs, size)}}`;
     const req = http.request({
       host: '127.0.0.1', port, path: '/v1/publish', method: 'POST', agent,
       headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
@@ -87,7 +87,7 @@ process.on('message', async (m) => {
     const chans = m.channels;
     const res = await runPaced({
       rate: m.rate, durationMs: m.durationMs, seqStart: m.seqStart,
-      emit: (seq) => publishOne(seq, chans[seq % chans.length], m.size),
+      emit: (seq, dueUs) => publishOne(seq, chans[seq % chans.length], m.size, dueUs),
       afterBatch: () => {
         if (corked) {
           corked = false;
@@ -101,4 +101,5 @@ process.on('message', async (m) => {
   }
 });
 process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0)); // exit normally, so --cpu-prof can write its profile
 process.send({ type: 'ready', pid: process.pid });

@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 import { env, servePeer, ready } from '../lib/peer-common.mjs';
-import { payloadObject, nowUs } from '../lib/payload.mjs';
+import { payloadObject } from '../lib/payload.mjs';
 
 const http = createServer();
 const io = new Server(http, {
@@ -22,8 +22,8 @@ io.on('connection', (socket) => {
 });
 
 servePeer({
-  publish(seq, ch, size) {
-    io.to(ch).emit('bench', payloadObject(seq, nowUs(), size));
+  publish(seq, ch, size, dueUs) {
+    io.to(ch).emit('bench', payloadObject(seq, dueUs, size));
   },
   stats: () => ({ connections: io.engine.clientsCount }),
 });

@@ -3,7 +3,7 @@
 // written with a single socket.write at the end of the turn (setImmediate).
 import { WebSocketServer } from 'ws';
 import { env, servePeer, ready } from '../lib/peer-common.mjs';
-import { payloadText, nowUs } from '../lib/payload.mjs';
+import { payloadText } from '../lib/payload.mjs';
 
 const channels = new Map(); // name -> Array<Out>
 const all = new Set();
@@ -85,10 +85,10 @@ wss.on('connection', (ws) => {
 if (env.heartbeatMs > 0) setInterval(() => { for (const ws of all) ws.ping(); }, env.heartbeatMs);
 
 servePeer({
-  publish(seq, ch, size) {
+  publish(seq, ch, size, dueUs) {
     const arr = channels.get(ch);
     if (!arr) return;
-    const frame = frameText(Buffer.from(payloadText(seq, nowUs(), size)));
+    const frame = frameText(Buffer.from(payloadText(seq, dueUs, size)));
     const len = frame.length;
     for (let i = 0; i < arr.length; i++) {
       const o = arr[i];

@@ -2,7 +2,7 @@
 // The message is converted to a Buffer once; ws still frames and writes it per socket.
 import { WebSocketServer } from 'ws';
 import { env, servePeer, ready } from '../lib/peer-common.mjs';
-import { payloadText, nowUs } from '../lib/payload.mjs';
+import { payloadText } from '../lib/payload.mjs';
 
 const channels = new Map(); // name -> Set<WebSocket>
 const all = new Set();
@@ -32,10 +32,10 @@ wss.on('connection', (ws) => {
 if (env.heartbeatMs > 0) setInterval(() => { for (const ws of all) ws.ping(); }, env.heartbeatMs);
 
 servePeer({
-  publish(seq, ch, size) {
+  publish(seq, ch, size, dueUs) {
     const set = channels.get(ch);
     if (!set) return;
-    const buf = Buffer.from(payloadText(seq, nowUs(), size));
+    const buf = Buffer.from(payloadText(seq, dueUs, size));
     for (const ws of set) ws.send(buf, { binary: false });
   },
   stats: () => ({ connections: all.size }),
