@@ -46,6 +46,8 @@ type State = 'authenticating' | 'open' | 'closing' | 'closed';
 
 /** Most frames queued while the token is being verified. */
 const MAX_PREAUTH_FRAMES = 64;
+/** The command queue of a connection with nothing queued: one promise shared by all of them. */
+const IDLE: Promise<void> = Promise.resolve();
 const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack'];
 
 export class Connection implements Subscriber {
@@ -61,10 +63,12 @@ export class Connection implements Subscriber {
   private readonly subs = new Map<string, ResolvedChannel>();
   /** Frames received before the token is verified; null afterwards. */
   private preauth: { data: Buffer; isBinary: boolean }[] | null = [];
-  private chain: Promise<void> = Promise.resolve();
+  /** The tail of the command queue; back to the shared IDLE when nothing is queued. */
+  private chain: Promise<void> = IDLE;
   private pending = 0;
   private readonly messageBucket: TokenBucket;
-  private readonly publishBucket: TokenBucket;
+  /** Made on the first publish (full, as it would be by then): most connections only subscribe. */
+  private publishBucket: TokenBucket | null = null;
   private readonly subscribeBucket: TokenBucket;
   /** Invalid messages tolerated before the socket is closed (4008); created on the first one. */
   private violationBucket: TokenBucket | null = null;
@@ -88,7 +92,6 @@ export class Connection implements Subscriber {
     this.binary = info.encoding === 'msgpack';
     const c = ctx.config;
     this.messageBucket = new TokenBucket(c.messageRate, c.messageBurst);
-    this.publishBucket = new TokenBucket(c.publishRate, c.publishBurst);
     this.subscribeBucket = new TokenBucket(c.subscribeRate, c.subscribeBurst);
   }
 
@@ -211,7 +214,8 @@ export class Connection implements Subscriber {
         this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
       })
       .finally(() => {
-        this.pending--;
+        // Nothing queued behind this command: let its promise chain go.
+        if (--this.pending === 0) this.chain = IDLE;
       });
   }
 
@@ -329,7 +333,8 @@ export class Connection implements Subscriber {
       this.violation(ErrorCode.INVALID_MESSAGE, 'Event `type` must be 1-64 characters [A-Za-z0-9_.:-], start with a letter, and not be a system event type', details);
       return;
     }
-    if (!this.publishBucket.take()) {
+    const cfg = this.ctx.config;
+    if (!(this.publishBucket ??= new TokenBucket(cfg.publishRate, cfg.publishBurst)).take()) {
       this.rateLimited('Too many publishes', details);
       return;
     }

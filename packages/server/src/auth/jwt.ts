@@ -40,8 +40,16 @@ const KEY_SET_FETCH_FAILURES = new Set(['ERR_JOSE_GENERIC', 'ERR_JWKS_TIMEOUT', 
 
 type KeySource = Uint8Array | KeyObject | JWTVerifyGetKey;
 
+/** Distinct `channels` claims remembered; past this the cache starts over. */
+const PATTERN_CACHE_MAX = 1024;
+
 export class Authenticator {
   private readonly key: KeySource;
+  /**
+   * Compiled `channels` claims by their text: tokens are usually minted per role, so thousands of
+   * connections share a handful of claims, and share one immutable ChannelPatterns for each.
+   */
+  private readonly patterns = new Map<string, ChannelPatterns>();
   private readonly algorithms: string[];
   private readonly issuer: string | undefined;
   private readonly audience: string | undefined;
@@ -96,10 +104,22 @@ export class Authenticator {
     }
     return {
       sub,
-      channels: new ChannelPatterns((channelsClaim as string[] | undefined) ?? []),
+      channels: this.compile((channelsClaim as string[] | undefined) ?? []),
       expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null,
       info: (payload as Record<string, unknown>).info,
     };
+  }
+
+  private compile(claim: readonly string[]): ChannelPatterns {
+    if (claim.length > 64) return new ChannelPatterns(claim); // rare and large: not worth keeping
+    const key = claim.join('\n'); // patterns never contain a newline (isChannelPatternList)
+    let p = this.patterns.get(key);
+    if (p === undefined) {
+      if (this.patterns.size >= PATTERN_CACHE_MAX) this.patterns.clear();
+      p = new ChannelPatterns(claim);
+      this.patterns.set(key, p);
+    }
+    return p;
   }
 }
 
