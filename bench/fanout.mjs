@@ -7,6 +7,7 @@
 //   node bench/fanout.mjs --target signalbox --subs 10000 --gens 2
 //   node bench/fanout.mjs --subs 1000 --channels 10000 --subs-per-channel 10   (each conn: 100 channels)
 //   node bench/fanout.mjs --rates 20k,50k,100k --duration 5 --no-stop
+//   node bench/fanout.mjs --peer-publisher external   (peers fed by a publisher process, like Signalbox)
 import { fileURLToPath } from 'node:url';
 import { parseArgs, num, numList, strList } from './lib/args.mjs';
 import { startTarget, signalboxAvailable, TARGETS } from './lib/targets.mjs';
@@ -46,6 +47,7 @@ export function fanoutOptions(a) {
     warmupMs: num(a.warmup, 1) * 1000,
     namespace: a.namespace ?? 'session',
     publishMode: a.publishMode ?? 'ws',
+    peerPublisher: a.peerPublisher === 'external' ? 'external' : 'internal',
     gateways: num(a.gateways, 1),
     broker: a.broker,
     waitIdle: num(a.waitIdle, 0),
@@ -156,7 +158,7 @@ export function peakRate(steps) {
 
 async function runTarget(name, o, run) {
   const idleBefore = o.waitIdle ? await waitForIdle({ maxWaitMs: o.waitIdle * 1000, log: (m) => log(`[${name} run ${run}] ${m}`) }) : null;
-  const target = await startTarget(name, { namespace: o.namespace, publishMode: o.publishMode, gateways: o.gateways, broker: o.broker });
+  const target = await startTarget(name, { namespace: o.namespace, publishMode: o.publishMode, gateways: o.gateways, broker: o.broker, peerPublisher: o.peerPublisher });
   const gens = await startGenerators(o.gens);
   const result = { run, target: name, idleBeforePct: idleBefore, steps: [] };
   try {

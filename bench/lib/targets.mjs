@@ -62,7 +62,7 @@ export function signalboxAvailable() {
 /**
  * @param {string} name one of TARGETS
  * @param {object} o heartbeatMs, gateways (signalbox cluster size), broker (redis URL), namespace,
- *   publishMode ('ws' | 'http'), env (extra env for signalbox)
+ *   publishMode ('ws' | 'http'), env (extra env for signalbox), peerPublisher ('internal' | 'external')
  */
 export async function startTarget(name, o = {}) {
   if (name === 'signalbox') return startSignalbox(o);
@@ -72,15 +72,25 @@ export async function startTarget(name, o = {}) {
     execArgv: serverNodeArgs(),
   });
   track(child);
+  // peerPublisher 'external': publications come from another process over a WebSocket, as they
+  // do for Signalbox; 'internal' (default): the paced loop runs inside the peer's own process.
+  const external = o.peerPublisher === 'external'
+    ? track(await forkReady(path.join(repoRoot, 'bench/servers/peer-publisher.mjs'), { env: { BENCH_PORT: String(child.ready.port), BENCH_TARGET: name } }))
+    : null;
   return {
     name,
     host: '127.0.0.1',
     ports: [child.ready.port],
     pids: [child.pid],
-    publisher: child,
+    publisher: external ?? child,
+    ...(external ? { publisherPid: external.pid } : {}),
     ctx: {},
     channelPrefix: 'bench-',
     async stop() {
+      if (external) {
+        external.kill('SIGTERM');
+        await onceExit(external, 3000);
+      }
       child.kill('SIGTERM');
       await onceExit(child, 3000);
     },

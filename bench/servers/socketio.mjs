@@ -15,6 +15,10 @@ const io = new Server(http, {
 });
 
 io.on('connection', (socket) => {
+  // From the external publisher (--peer-publisher external).
+  socket.on('pub', (ch, payload) => {
+    io.to(ch).emit('bench', payload);
+  });
   socket.on('join', (ch) => {
     socket.join(ch);
     socket.emit('joined', ch);

@@ -62,7 +62,11 @@ wss.on('connection', (ws) => {
   const mine = [];
   ws.on('message', (data) => {
     const t = data.toString();
-    if (t.startsWith('sub ')) {
+    if (t.startsWith('pub ')) {
+      // From the external publisher (--peer-publisher external): `pub <channel> <payload>`.
+      const sp = t.indexOf(' ', 4);
+      fanout(t.slice(4, sp), Buffer.from(t.slice(sp + 1)));
+    } else if (t.startsWith('sub ')) {
       const ch = t.slice(4);
       let arr = channels.get(ch);
       if (!arr) channels.set(ch, (arr = []));
@@ -84,22 +88,26 @@ wss.on('connection', (ws) => {
 
 if (env.heartbeatMs > 0) setInterval(() => { for (const ws of all) ws.ping(); }, env.heartbeatMs);
 
+function fanout(ch, payload) {
+  const arr = channels.get(ch);
+  if (!arr) return;
+  const frame = frameText(payload);
+  const len = frame.length;
+  for (let i = 0; i < arr.length; i++) {
+    const o = arr[i];
+    if (o.q.length === 0) dirty.push(o);
+    o.q.push(frame);
+    o.bytes += len;
+  }
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(flush);
+  }
+}
+
 servePeer({
   publish(seq, ch, size, dueUs) {
-    const arr = channels.get(ch);
-    if (!arr) return;
-    const frame = frameText(Buffer.from(payloadText(seq, dueUs, size)));
-    const len = frame.length;
-    for (let i = 0; i < arr.length; i++) {
-      const o = arr[i];
-      if (o.q.length === 0) dirty.push(o);
-      o.q.push(frame);
-      o.bytes += len;
-    }
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
+    fanout(ch, Buffer.from(payloadText(seq, dueUs, size)));
   },
   stats: () => ({ connections: all.size }),
 });

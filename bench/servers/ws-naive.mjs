@@ -13,7 +13,11 @@ wss.on('connection', (ws) => {
   const mine = [];
   ws.on('message', (data) => {
     const t = data.toString();
-    if (t.startsWith('sub ')) {
+    if (t.startsWith('pub ')) {
+      // From the external publisher (--peer-publisher external): `pub <channel> <payload>`.
+      const sp = t.indexOf(' ', 4);
+      fanout(t.slice(4, sp), Buffer.from(t.slice(sp + 1)));
+    } else if (t.startsWith('sub ')) {
       const ch = t.slice(4);
       let set = channels.get(ch);
       if (!set) channels.set(ch, (set = new Set()));
@@ -31,12 +35,15 @@ wss.on('connection', (ws) => {
 
 if (env.heartbeatMs > 0) setInterval(() => { for (const ws of all) ws.ping(); }, env.heartbeatMs);
 
+function fanout(ch, buf) {
+  const set = channels.get(ch);
+  if (!set) return;
+  for (const ws of set) ws.send(buf, { binary: false });
+}
+
 servePeer({
   publish(seq, ch, size, dueUs) {
-    const set = channels.get(ch);
-    if (!set) return;
-    const buf = Buffer.from(payloadText(seq, dueUs, size));
-    for (const ws of set) ws.send(buf, { binary: false });
+    fanout(ch, Buffer.from(payloadText(seq, dueUs, size)));
   },
   stats: () => ({ connections: all.size }),
 });
