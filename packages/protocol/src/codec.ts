@@ -45,6 +45,12 @@ export type FrameResult = { ok: true; value: unknown } | { ok: false; message: s
  * the server against pathological payloads.
  */
 export function jsonDepthExceeds(text: string, limit: number): boolean {
+  // Fast path: nesting deeper than `limit` needs more than `limit` brackets, and most messages
+  // have a handful; counting them with indexOf is far cheaper than walking every character.
+  let brackets = 0;
+  for (let i = text.indexOf('{'); i !== -1 && brackets <= limit; i = text.indexOf('{', i + 1)) brackets++;
+  for (let i = text.indexOf('['); i !== -1 && brackets <= limit; i = text.indexOf('[', i + 1)) brackets++;
+  if (brackets <= limit) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {

@@ -10,6 +10,10 @@ describe('frame codecs', () => {
     expect(jsonDepthExceeds('[[[[1]]]]', 3)).toBe(true);
     expect(jsonDepthExceeds('{"a":"[[[[[[[["}', 2)).toBe(false);
     expect(jsonDepthExceeds('{"a":"\\"[[[[[["}', 2)).toBe(false);
+    // More brackets than the limit, but side by side: not deeper than it.
+    expect(jsonDepthExceeds('[[1],[2],[3],[4]]', 2)).toBe(false);
+    expect(jsonDepthExceeds('{"a":[{"b":[1]}]}', 3)).toBe(true);
+    expect(jsonDepthExceeds('{"a":[{"b":[1]}]}', 4)).toBe(false);
   });
 
   it('refuses deep and malformed JSON without throwing', () => {

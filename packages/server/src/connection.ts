@@ -157,7 +157,7 @@ export class Connection implements Subscriber {
   /** A frame from the socket. Never throws. */
   onFrame(data: Buffer, isBinary: boolean): void {
     this.alive = true;
-    this.ctx.metrics.messagesIn.labels(this.dialect).inc();
+    this.ctx.metrics.messagesIn.inc(1, this.dialect);
     if (this.state === 'authenticating') {
       if (this.preauth === null) return;
       if (this.preauth.length >= MAX_PREAUTH_FRAMES) {
@@ -206,17 +206,21 @@ export class Connection implements Subscriber {
       this.rateLimited('Too many requests in flight', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
       return;
     }
-    this.pending++;
-    this.chain = this.chain
-      .then(() => (this.state === 'open' ? this.execute(cmd) : undefined))
-      .catch((err: unknown) => {
-        this.ctx.log.error({ err, conn: this.id, action: cmd.kind }, 'request failed');
-        this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
-      })
-      .finally(() => {
-        // Nothing queued behind this command: let its promise chain go.
-        if (--this.pending === 0) this.chain = IDLE;
-      });
+    // Nothing in flight: start at once (one promise, not a chain of three); else queue behind the tail.
+    this.chain = ++this.pending === 1 ? this.run(cmd) : this.chain.then(() => this.run(cmd));
+  }
+
+  /** Runs one command; never rejects. */
+  private async run(cmd: Command): Promise<void> {
+    try {
+      if (this.state === 'open') await this.execute(cmd);
+    } catch (err) {
+      this.ctx.log.error({ err, conn: this.id, action: cmd.kind }, 'request failed');
+      this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
+    } finally {
+      // Nothing queued behind this command: let its promise go.
+      if (--this.pending === 0) this.chain = IDLE;
+    }
   }
 
   /** Best effort: the id and action of a frame that will not be processed, so that its error still names the request. */
@@ -347,7 +351,7 @@ export class Connection implements Subscriber {
         history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: this.ctx.config.idempotencyWindowMs,
       });
       this.ctx.metrics.publishDuration.labels('client').observe((performance.now() - started) / 1000);
-      if (!r.duplicate) this.ctx.metrics.publications.labels(ns.name, 'client').inc();
+      if (!r.duplicate) this.ctx.metrics.publications.inc(1, ns.name, 'client');
       const p = r.publication;
       this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
     } catch (err) {

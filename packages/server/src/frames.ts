@@ -91,7 +91,7 @@ function encodePublication(p: Framed, idx: EncIndex): Buffer {
     data = JSON.stringify(p.data) ?? 'null';
     Object.defineProperty(p, DATA_JSON, { value: data, enumerable: false });
   }
-  const ts = new Date(p.time).toISOString();
+  const ts = isoTime(p.time);
   const s = idx === 0
     ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}}`
     : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}}`;
@@ -106,10 +106,39 @@ export function nextMessageId(): string {
   return `msg_${msgPrefix}${msgCounter.toString(36)}`;
 }
 
+let isoMs = Number.NaN;
+let isoText = '';
+/**
+ * `new Date(ms).toISOString()`, remembered for the last millisecond asked: a burst of
+ * publications and replies within one millisecond formats it once.
+ */
+export function isoTime(ms: number): string {
+  if (ms !== isoMs) {
+    isoText = new Date(ms).toISOString();
+    isoMs = ms;
+  }
+  return isoText;
+}
+
+/**
+ * The JSON text of a publish acknowledgement, built directly: one goes out per client publish.
+ * Byte for byte what JSON.stringify gives for prpEvent/prdEvent (a test holds it to that).
+ */
+function ackJson(ev: Extract<ServerEvent, { kind: 'ack' }>, idx: 0 | 1, id: string, ts: string): string {
+  const p = ev.publication;
+  const replyTo = ev.replyTo === undefined ? '' : `,"replyTo":${JSON.stringify(ev.replyTo)}`;
+  const channel = JSON.stringify(p.channel);
+  const pub = `"id":${JSON.stringify(p.id)},"channel":${channel},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"duplicate":${ev.duplicate}`;
+  return idx === 0
+    ? `{"id":"${id}","type":"ack","timestamp":"${ts}"${replyTo},"data":{${pub}}}`
+    : `{"type":"ack","channel":${channel},"id":"${id}","timestamp":"${ts}"${replyTo},"data":{"action":"message",${pub}}}`;
+}
+
 /** Encodes a non-publication event for one connection. */
 export function encodeEvent(ev: ServerEvent, idx: EncIndex): string | Uint8Array {
   const id = nextMessageId();
-  const ts = new Date().toISOString();
+  const ts = isoTime(Date.now());
+  if (ev.kind === 'ack' && idx < 2) return ackJson(ev, idx as 0 | 1, id, ts);
   const obj = idx === 0 || idx === 2 ? prpEvent(ev, id, ts) : prdEvent(ev, id, ts);
   return idx >= 2 ? encodeMsgpack(obj) : JSON.stringify(obj);
 }

@@ -253,7 +253,7 @@ export class Hub implements BrokerHandler {
         entry.sub.deliver(publicationFrame(pub, entry.sub.encIdx));
         sent++;
       }
-      this.metrics.deliveries.labels(stream.ns.name).inc(sent);
+      this.metrics.deliveries.inc(sent, stream.ns.name);
     }
     if (stream.catching.size > 0) {
       for (const [sub, buffer] of stream.catching) {

@@ -1,6 +1,48 @@
 /** Prometheus metrics under `signalbox_`, labelled by namespace (never by channel). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/**
+ * A counter bumped on the hot path (every frame, every publication). prom-client hashes the label
+ * object on each `inc`; here an increment adds to a plain number kept per label set, and the sums
+ * go into the prom-client counter when it is read (scrape, `get()`), so what Prometheus sees is
+ * the same. Label values must come from a small set (namespace, dialect, source).
+ */
+export class HotCounter<L extends string> {
+  readonly counter: Counter<L>;
+  private readonly slots = new Map<string, { labels: Partial<Record<L, string>>; n: number }>();
+  private readonly labelNames: readonly L[];
+
+  constructor(cfg: { name: string; help: string; labelNames: readonly L[]; registers: Registry[] }) {
+    this.labelNames = cfg.labelNames;
+    const slots = this.slots;
+    this.counter = new Counter<L>({
+      ...cfg,
+      collect() {
+        for (const s of slots.values()) {
+          if (s.n > 0) {
+            this.inc(s.labels, s.n);
+            s.n = 0;
+          }
+        }
+      },
+    });
+  }
+
+  /** Adds `n` to the series with these label values, in `labelNames` order. */
+  inc(n: number, a: string, b?: string): void {
+    const key = b === undefined ? a : `${a}\u0000${b}`;
+    let s = this.slots.get(key);
+    if (s === undefined) {
+      const labels: Partial<Record<L, string>> = {};
+      labels[this.labelNames[0]!] = a;
+      if (b !== undefined) labels[this.labelNames[1]!] = b;
+      s = { labels, n: 0 };
+      this.slots.set(key, s);
+    }
+    s.n += n;
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly connections: Gauge<'dialect' | 'encoding'>;
@@ -9,9 +51,9 @@ export class Metrics {
   readonly upgradesRejected: Counter<'reason'>;
   readonly subscriptions: Gauge<'namespace'>;
   readonly channels: Gauge;
-  readonly publications: Counter<'namespace' | 'source'>;
-  readonly deliveries: Counter<'namespace'>;
-  readonly messagesIn: Counter<'dialect'>;
+  readonly publications: HotCounter<'namespace' | 'source'>;
+  readonly deliveries: HotCounter<'namespace'>;
+  readonly messagesIn: HotCounter<'dialect'>;
   readonly errors: Counter<'code'>;
   readonly recoveries: Counter<'namespace' | 'outcome'>;
   readonly resyncs: Counter<'outcome'>;
@@ -27,9 +69,9 @@ export class Metrics {
     this.upgradesRejected = new Counter({ name: 'signalbox_upgrades_rejected_total', help: 'Upgrade requests refused before the handshake', labelNames: ['reason'], registers: [r] });
     this.subscriptions = new Gauge({ name: 'signalbox_subscriptions', help: 'Active channel subscriptions', labelNames: ['namespace'], registers: [r] });
     this.channels = new Gauge({ name: 'signalbox_channels', help: 'Channels with at least one subscriber on this node', registers: [r] });
-    this.publications = new Counter({ name: 'signalbox_publications_total', help: 'Publications accepted, by namespace and source (api|client)', labelNames: ['namespace', 'source'], registers: [r] });
-    this.deliveries = new Counter({ name: 'signalbox_deliveries_total', help: 'Publication frames sent to subscribers', labelNames: ['namespace'], registers: [r] });
-    this.messagesIn = new Counter({ name: 'signalbox_client_messages_total', help: 'Frames received from clients', labelNames: ['dialect'], registers: [r] });
+    this.publications = new HotCounter({ name: 'signalbox_publications_total', help: 'Publications accepted, by namespace and source (api|client)', labelNames: ['namespace', 'source'], registers: [r] });
+    this.deliveries = new HotCounter({ name: 'signalbox_deliveries_total', help: 'Publication frames sent to subscribers', labelNames: ['namespace'], registers: [r] });
+    this.messagesIn = new HotCounter({ name: 'signalbox_client_messages_total', help: 'Frames received from clients', labelNames: ['dialect'], registers: [r] });
     this.errors = new Counter({ name: 'signalbox_errors_total', help: 'Error events sent to clients, by code', labelNames: ['code'], registers: [r] });
     this.recoveries = new Counter({ name: 'signalbox_recoveries_total', help: 'Subscriptions that asked to recover, by outcome', labelNames: ['namespace', 'outcome'], registers: [r] });
     this.resyncs = new Counter({ name: 'signalbox_stream_resyncs_total', help: 'Channel streams re-read after a gap, by outcome', labelNames: ['outcome'], registers: [r] });

@@ -117,7 +117,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       throw err;
     }
     ctx.metrics.publishDuration.labels('api').observe((performance.now() - started) / 1000);
-    results.forEach((r, i) => { if (!r.duplicate) ctx.metrics.publications.labels(channels[i]!.namespace.name, 'api').inc(); });
+    results.forEach((r, i) => { if (!r.duplicate) ctx.metrics.publications.inc(1, channels[i]!.namespace.name, 'api'); });
     const publications = results.map((r) => ({ id: r.publication.id, channel: r.publication.channel, offset: r.publication.offset, epoch: r.publication.epoch, duplicate: r.duplicate }));
     return reply.code(200).send(single ? { ...publications[0], publications } : { id: publications[0]!.id, publications });
   });
