@@ -67,8 +67,9 @@ export class MemoryBroker implements Broker {
 
   publish(req: PublishRequest): Promise<PublishResult> {
     const now = this.now();
-    if (req.idempotencyKey !== undefined) {
-      const seen = this.idempotency.get(idemKey(req.channel, req.idempotencyKey));
+    const key = req.idempotencyKey === undefined ? undefined : idemKey(req.channel, req.idempotencyKey);
+    if (key !== undefined) {
+      const seen = this.idempotency.get(key);
       if (seen && seen.expiresAt > now) return Promise.resolve({ publication: seen.pub, duplicate: true });
     }
     const stream = this.liveStream(req.channel, now, true)!;
@@ -94,9 +95,9 @@ export class MemoryBroker implements Broker {
       resizeRing(stream, 0);
     }
     stream.metaExpiresAt = now + Math.max(this.metaTtlMs, req.history.ttlMs);
-    if (req.idempotencyKey !== undefined && req.idempotencyWindowMs > 0) {
+    if (key !== undefined && req.idempotencyWindowMs > 0) {
       if (this.idempotency.size >= this.maxKeys) this.evictKeys(now);
-      this.idempotency.set(idemKey(req.channel, req.idempotencyKey), { pub, expiresAt: now + req.idempotencyWindowMs });
+      this.idempotency.set(key, { pub, expiresAt: now + req.idempotencyWindowMs });
     }
     this.handler?.onPublication(pub);
     return Promise.resolve({ publication: pub, duplicate: false });
@@ -151,9 +152,12 @@ export class MemoryBroker implements Broker {
   }
 
   private evictKeys(now: number): void {
-    // Map iteration is insertion order, which is expiry order for one window; stop at the first live key.
+    // Map iteration is insertion order, which is expiry order for one window; stop at the first live
+    // key. When full, the oldest 1/64 go at once: evicting one key per publish would walk the map
+    // and churn its table on every publish once the cap is reached.
+    const target = this.idempotency.size >= this.maxKeys ? this.maxKeys - Math.max(1, this.maxKeys >> 6) : Infinity;
     for (const [key, entry] of this.idempotency) {
-      if (entry.expiresAt > now && this.idempotency.size < this.maxKeys) break;
+      if (entry.expiresAt > now && this.idempotency.size <= target) break;
       this.idempotency.delete(key);
     }
   }
