@@ -1,3 +1,4 @@
+import { describe, expect, it } from 'vitest';
 import { MemoryBroker } from '../src/broker/memory.js';
 import { brokerContract, type BrokerFactory } from './contract/broker.contract.js';
 
@@ -11,3 +12,27 @@ const factory: BrokerFactory = Object.assign(
 );
 
 brokerContract('memory', factory);
+
+describe('MemoryBroker idempotency key cap', () => {
+  const req = (i: number, key: string) => ({
+    channel: 'project:cap', type: 'e', data: { i }, publisher: 'p', idempotencyKey: key,
+    history: { size: 0, ttlMs: 0 }, idempotencyWindowMs: 60_000,
+  });
+
+  it('past the cap the oldest keys go, in bulk, and the newest are still deduplicated', async () => {
+    const broker = new MemoryBroker({ maxIdempotencyKeys: 640 });
+    await broker.start({ onPublication: () => {}, onResync: () => {} });
+    for (let i = 0; i < 1000; i++) expect((await broker.publish(req(i, `k${i}`))).duplicate).toBe(false);
+    // The newest 500 are remembered: a repeat is a duplicate carrying the first publish's offset.
+    for (let i = 500; i < 1000; i++) {
+      const r = await broker.publish(req(i, `k${i}`));
+      expect(r.duplicate).toBe(true);
+      expect(r.publication.offset).toBe(i + 1);
+    }
+    // The oldest went to make room: publishing one again is a new publication.
+    const again = await broker.publish(req(0, 'k0'));
+    expect(again.duplicate).toBe(false);
+    expect(again.publication.offset).toBe(1001);
+    await broker.close();
+  });
+});
