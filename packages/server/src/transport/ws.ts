@@ -58,10 +58,10 @@ export class WriteBatcher {
     }
   }
 
-  /** `frames` joined: a slice of the arena when it fits (`shared`), else a buffer of its own. */
-  join(frames: readonly Buffer[], total: number): { buf: Buffer; shared: boolean } {
+  /** `frames` joined: a slice of the arena when it fits, else a buffer of its own. */
+  join(frames: readonly Buffer[], total: number): Buffer {
     this.demand += total;
-    if (this.abandoned || total > this.arenaSize - this.used) return { buf: Buffer.concat(frames, total), shared: false };
+    if (this.abandoned || total > this.arenaSize - this.used) return Buffer.concat(frames, total);
     const arena = (this.arena ??= Buffer.allocUnsafeSlow(this.arenaSize));
     const start = this.used;
     let at = start;
@@ -71,13 +71,18 @@ export class WriteBatcher {
       at += f.length;
     }
     this.used = at;
-    return { buf: arena.subarray(start, at), shared: true };
+    return arena.subarray(start, at);
   }
 
-  /** A write of an arena slice was queued rather than taken by the kernel: the arena is now that write's. */
-  abandonArena(): void {
-    this.arena = null;
-    this.abandoned = true;
+  /**
+   * Called after writing `buf` (from `join`) to `socket`: if the write was queued rather than
+   * taken by the kernel and `buf` is an arena slice, the arena now belongs to that write.
+   */
+  written(buf: Buffer, socket: Duplex): void {
+    if (socket.writableLength > 0 && this.arena !== null && buf.buffer === this.arena.buffer) {
+      this.arena = null;
+      this.abandoned = true;
+    }
   }
 
   private readonly flushAll = (): void => {
@@ -126,9 +131,9 @@ export class WsTransport implements Transport {
       if (n === 1) socket.write(this.pending[0]!);
       else if (socket.writableLength > 0) socket.write(Buffer.concat(this.pending, this.pendingBytes));
       else {
-        const { buf, shared } = this.batcher.join(this.pending, this.pendingBytes);
+        const buf = this.batcher.join(this.pending, this.pendingBytes);
         socket.write(buf);
-        if (shared && socket.writableLength > 0) this.batcher.abandonArena();
+        this.batcher.written(buf, socket);
       }
     }
     this.pending.length = 0;
