@@ -18,8 +18,12 @@ export function isBinaryEnc(idx: EncIndex): boolean {
 }
 
 const FRAMES = Symbol('signalbox.frames');
-type Framed = Publication & { [FRAMES]?: (Buffer | undefined)[]; [DATA_JSON]?: string };
-const DATA_JSON = Symbol('signalbox.dataJson');
+/** The encodings of one publication: a frame per EncIndex, and the JSON text of its data. */
+interface FrameCache {
+  frames: [Buffer | undefined, Buffer | undefined, Buffer | undefined, Buffer | undefined];
+  dataJson: string | undefined;
+}
+type Framed = Publication & { [FRAMES]?: FrameCache };
 
 const OP_TEXT = 0x1;
 const OP_BINARY = 0x2;
@@ -60,13 +64,13 @@ export function frame(payload: string | Uint8Array, binary: boolean): Buffer {
 }
 
 /**
- * Drops the frames cached on a publication once its live fan-out is done: publications stay in
- * the memory broker's history, and their encodings would otherwise double what history holds.
- * A later recovery re-encodes on demand.
+ * Drops the encodings cached on a publication once its live fan-out is done: publications stay in
+ * the memory broker's history, and their frames and data JSON would otherwise more than double
+ * what history holds (and what the GC walks). A later recovery re-encodes on demand.
  */
 export function releaseFrames(pub: Publication): void {
-  const frames = (pub as Framed)[FRAMES];
-  if (frames !== undefined) frames[0] = frames[1] = frames[2] = frames[3] = undefined;
+  const p = pub as Framed;
+  if (p[FRAMES] !== undefined) p[FRAMES] = undefined;
 }
 
 /** An unmasked ping frame with no payload (FIN + opcode 0x9, length 0). */
@@ -75,22 +79,19 @@ export const PING_FRAME = Buffer.from([0x89, 0x00]);
 /** The complete WebSocket frame of `pub` for subscribers of encoding `idx`, built on first use. */
 export function publicationFrame(pub: Publication, idx: EncIndex): Buffer {
   const p = pub as Framed;
-  let frames = p[FRAMES];
-  if (frames === undefined) {
-    frames = [undefined, undefined, undefined, undefined];
-    Object.defineProperty(p, FRAMES, { value: frames, enumerable: false });
+  let cache = p[FRAMES];
+  if (cache === undefined) {
+    cache = { frames: [undefined, undefined, undefined, undefined], dataJson: undefined };
+    if (Object.hasOwn(p, FRAMES)) p[FRAMES] = cache; // encoded again after a release (recovery)
+    else Object.defineProperty(p, FRAMES, { value: cache, enumerable: false, writable: true });
   }
-  return frames[idx] ?? (frames[idx] = encodePublication(p, idx));
+  return cache.frames[idx] ?? (cache.frames[idx] = encodePublication(p, cache, idx));
 }
 
-function encodePublication(p: Framed, idx: EncIndex): Buffer {
+function encodePublication(p: Publication, cache: FrameCache, idx: EncIndex): Buffer {
   if (idx >= 2) return frame(encodeMsgpack(idx === 2 ? prpPublication(p) : prdPublication(p)), true);
   // JSON: splice the data's JSON (computed once for both dialects) into a hand-built envelope.
-  let data = p[DATA_JSON];
-  if (data === undefined) {
-    data = JSON.stringify(p.data) ?? 'null';
-    Object.defineProperty(p, DATA_JSON, { value: data, enumerable: false });
-  }
+  const data = (cache.dataJson ??= JSON.stringify(p.data) ?? 'null');
   const ts = isoTime(p.time);
   const s = idx === 0
     ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}}`

@@ -8,6 +8,8 @@ import type { Publication } from '@signalbox/protocol';
 import type { Broker, BrokerHandler, HistoryQuery, HistoryResult, PublishRequest, PublishResult } from './types.js';
 
 interface Stream {
+  /** The channel name: every publication of the stream shares this one string. */
+  name: string;
   epoch: string;
   offset: number;
   /** Ring buffer of retained publications. */
@@ -76,7 +78,7 @@ export class MemoryBroker implements Broker {
     stream.offset += 1;
     const pub: Publication = {
       id: req.id ?? req.idempotencyKey ?? generatePublicationId(),
-      channel: req.channel,
+      channel: stream.name,
       type: req.type,
       data: req.data,
       offset: stream.offset,
@@ -136,7 +138,7 @@ export class MemoryBroker implements Broker {
     }
     if (stream && stream.count > 0 && stream.historyExpiresAt <= now) resizeRing(stream, 0);
     if (!stream && create) {
-      stream = { epoch: newEpoch(), offset: 0, ring: [], head: 0, count: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs };
+      stream = { name: channel, epoch: newEpoch(), offset: 0, ring: [], head: 0, count: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs };
       this.streams.set(channel, stream);
     }
     return stream;
