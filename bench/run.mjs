@@ -6,6 +6,7 @@
 //   node bench/run.mjs                 # quick: 1 run each, ~3-5 minutes
 //   node bench/run.mjs --full          # 3 runs each, fan-out + efficiency + capacity 19k (~40 minutes)
 //   node bench/run.mjs --target ws-coalesce,socketio --runs 2
+//   node bench/run.mjs --peer-publisher external   # peers fed by a publisher process, like Signalbox
 import { parseArgs } from './lib/args.mjs';
 import { fanoutOptions, runFanout } from './fanout.mjs';
 import { runEfficiency } from './efficiency.mjs';
@@ -23,6 +24,7 @@ const common = {
   duration: a.duration ?? (full ? '5' : '3'),
   waitIdle: a.waitIdle ?? '0',
   client: a.client,
+  peerPublisher: a.peerPublisher,
 };
 
 const quickRates = '10k,20k,50k,100k,200k,400k,700k,1M,1.4M';
