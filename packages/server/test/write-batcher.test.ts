@@ -5,6 +5,7 @@
  * keep joining, and check every byte that finally comes out.
  */
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { Writable, type Duplex } from 'node:stream';
 import { setImmediate as turn } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { WebSocket } from 'ws';
@@ -137,5 +138,38 @@ describe('batched writes over real sockets', () => {
     paused.ws.resume();
     check(await paused.collect((m) => m.type === 'burst', N, 30_000));
     await Promise.all([publisher.close(), paused.close(), reading.close()]);
+  });
+});
+
+describe('WriteBatcher rounds', () => {
+  it('a round longer than its time slice lets the loop run in between, and keeps every socket in order', { timeout: 30_000 }, async () => {
+    const batcher = new WriteBatcher();
+    // Sockets whose writes take 0.3 ms of CPU each: 256 of them make a ~77 ms round.
+    const sinks = Array.from({ length: 256 }, () => {
+      const got: Buffer[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          const until = performance.now() + 0.3;
+          while (performance.now() < until) { /* a slow socket write */ }
+          got.push(Buffer.from(chunk));
+          cb();
+        },
+        writev(chunks, cb) {
+          for (const c of chunks) got.push(Buffer.from(c.chunk as Buffer));
+          cb();
+        },
+      });
+      return { got, t: new WsTransport({} as WebSocket, sink as unknown as Duplex, batcher) };
+    });
+    for (const [k, s] of sinks.entries()) s.t.sendFrame(Buffer.from(`a${k};`));
+    // Scheduled after the round started: runs between its slices, before the round ends.
+    let ranBetween = false;
+    setImmediate(() => setImmediate(() => {
+      ranBetween = sinks[sinks.length - 1]!.got.length === 0;
+      for (const [k, s] of sinks.entries()) s.t.sendFrame(Buffer.from(`b${k};`));
+    }));
+    for (let i = 0; i < 50 && sinks.some((s) => Buffer.concat(s.got).toString().split(';').length < 3); i++) await turn();
+    expect(ranBetween).toBe(true);
+    for (const [k, s] of sinks.entries()) expect(Buffer.concat(s.got).toString()).toBe(`a${k};b${k};`);
   });
 });
