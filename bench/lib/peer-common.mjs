@@ -1,6 +1,6 @@
-// Shared plumbing of the peer servers (bench/servers/*.mjs): arguments from the environment,
-// the publish command over IPC (the publisher loop runs inside the server process, so its cost
-// is part of the server's CPU, as it is for a gateway that receives publications), and readiness.
+// Shared plumbing of the peer servers and the publisher processes (bench/servers/*.mjs):
+// arguments from the environment, the publish command over IPC (for a peer fed in-process the
+// paced loop runs inside the server, so its cost is part of the server's CPU), and readiness.
 import { runPaced } from './pacer.mjs';
 
 export const env = {
@@ -11,7 +11,9 @@ export const env = {
 
 /**
  * Wires IPC: {cmd:'publish', rate, durationMs, seqStart, channels, size} runs the paced loop with
- * publish(seq, channel, size, dueUs) (dueUs: the timestamp to put in the payload); replies {type:'published', ...}. {cmd:'stats'} replies counters.
+ * publish(seq, channel, size, dueUs) (dueUs: the timestamp to put in the payload); replies
+ * {type:'published', ...} with stats() merged in. {cmd:'stats'} replies stats(). Used by the peers
+ * (in-process publishing) and by the publisher processes (bench/servers/*-publisher.mjs).
  */
 export function servePeer({ publish, afterBatch, stats }) {
   process.on('message', async (m) => {
@@ -24,7 +26,7 @@ export function servePeer({ publish, afterBatch, stats }) {
         emit: (seq, dueUs) => publish(seq, chans[seq % chans.length], m.size, dueUs),
         afterBatch,
       });
-      process.send({ type: 'published', id: m.id, ...res });
+      process.send({ type: 'published', id: m.id, ...res, ...(stats?.() ?? {}) });
     } else if (m.cmd === 'stats') {
       process.send({ type: 'stats', id: m.id, ...(stats?.() ?? {}) });
     } else if (m.cmd === 'exit') {

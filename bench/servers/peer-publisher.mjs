@@ -7,7 +7,7 @@
 // Same IPC as the other publishers: {cmd:'publish', rate, durationMs, seqStart, channels, size}.
 import { RawWs } from '../lib/wsraw.mjs';
 import { payloadText } from '../lib/payload.mjs';
-import { runPaced } from '../lib/pacer.mjs';
+import { servePeer } from '../lib/peer-common.mjs';
 
 const port = Number(process.env.BENCH_PORT);
 const target = process.env.BENCH_TARGET;
@@ -45,24 +45,15 @@ function publishOne(seq, ch, size, dueUs) {
   ws.sendText(isSocketIo ? `42["pub",${JSON.stringify(ch)},${p}]` : `pub ${ch} ${p}`);
 }
 
-process.on('message', async (m) => {
-  if (m.cmd === 'publish') {
-    const chans = m.channels;
-    const res = await runPaced({
-      rate: m.rate, durationMs: m.durationMs, seqStart: m.seqStart,
-      emit: (seq, dueUs) => publishOne(seq, chans[seq % chans.length], m.size, dueUs),
-      afterBatch: () => {
-        if (corked) {
-          corked = false;
-          ws.sock.uncork();
-        }
-      },
-    });
-    process.send({ type: 'published', id: m.id, ...res, acks: 0, errors: 0 });
-  } else if (m.cmd === 'stats') {
-    process.send({ type: 'stats', id: m.id });
-  }
+servePeer({
+  publish: publishOne,
+  afterBatch: () => {
+    if (corked) {
+      corked = false;
+      ws.sock.uncork();
+    }
+  },
+  stats: () => ({ acks: 0, errors: 0 }),
 });
-process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));
 process.send({ type: 'ready', pid: process.pid });

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { RawWs } from '../lib/wsraw.mjs';
 import { benchToken } from '../lib/jwt.mjs';
 import { payloadText } from '../lib/payload.mjs';
-import { runPaced } from '../lib/pacer.mjs';
+import { servePeer } from '../lib/peer-common.mjs';
 
 const port = Number(process.env.BENCH_PORT);
 const mode = process.env.BENCH_PUBLISH_MODE ?? 'ws';
@@ -82,24 +82,15 @@ if (mode === 'ws') {
   };
 }
 
-process.on('message', async (m) => {
-  if (m.cmd === 'publish') {
-    const chans = m.channels;
-    const res = await runPaced({
-      rate: m.rate, durationMs: m.durationMs, seqStart: m.seqStart,
-      emit: (seq, dueUs) => publishOne(seq, chans[seq % chans.length], m.size, dueUs),
-      afterBatch: () => {
-        if (corked) {
-          corked = false;
-          ws.sock.uncork();
-        }
-      },
-    });
-    process.send({ type: 'published', id: m.id, ...res, ...counters });
-  } else if (m.cmd === 'stats') {
-    process.send({ type: 'stats', id: m.id, ...counters });
-  }
+servePeer({
+  publish: publishOne,
+  afterBatch: () => {
+    if (corked) {
+      corked = false;
+      ws.sock.uncork();
+    }
+  },
+  stats: () => ({ ...counters }),
 });
-process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0)); // exit normally, so --cpu-prof can write its profile
 process.send({ type: 'ready', pid: process.pid });
