@@ -168,15 +168,18 @@ export class WsTransport implements Transport {
     const socket = this.socket;
     if (socket.writable) {
       const pending = this.pending;
-      const joined = n === 1 || socket.writableLength > 0 ? null : this.batcher.join(pending, this.pendingBytes);
       if (n === 1) socket.write(pending[0]!);
-      else if (joined !== null) {
-        socket.write(joined);
-        this.batcher.written(joined, socket);
-      } else {
-        socket.cork();
-        for (let i = 0; i < n; i++) socket.write(pending[i]!);
-        socket.uncork();
+      else {
+        // A socket already backed up would only queue the joined copy: give it the frames as they are.
+        const joined = socket.writableLength > 0 ? null : this.batcher.join(pending, this.pendingBytes);
+        if (joined !== null) {
+          socket.write(joined);
+          this.batcher.written(joined, socket);
+        } else {
+          socket.cork();
+          for (let i = 0; i < n; i++) socket.write(pending[i]!);
+          socket.uncork();
+        }
       }
     }
     this.pending.length = 0;
