@@ -248,9 +248,13 @@ export class Hub implements BrokerHandler {
     let sent = 0;
     if (stream.live.size > 0) {
       const offset = pub.offset;
+      // The frame of each encoding, looked up once per publication rather than once per subscriber.
+      const frames: (Buffer | undefined)[] = [undefined, undefined, undefined, undefined];
       for (const entry of stream.live.values()) {
         if (offset <= entry.watermark) continue;
-        entry.sub.deliver(publicationFrame(pub, entry.sub.encIdx));
+        const sub = entry.sub;
+        const idx = sub.encIdx;
+        sub.deliver(frames[idx] ?? (frames[idx] = publicationFrame(pub, idx)));
         sent++;
       }
       this.metrics.deliveries.inc(sent, stream.ns.name);

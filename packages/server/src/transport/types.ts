@@ -10,4 +10,9 @@ export interface Transport {
   terminate(): void;
   /** Bytes queued for the socket and not yet taken by the kernel. */
   readonly bufferedAmount: number;
+  /**
+   * At least `bufferedAmount` (but for the library's own control frames), and cheap: the hot path
+   * compares this with its limit and reads `bufferedAmount` only when it is over.
+   */
+  readonly bufferedUpperBound: number;
 }
