@@ -22,6 +22,7 @@ export class RawWs {
     this.pending = EMPTY; // unparsed bytes carried over from the previous read
     this.frag = null; // fragments of a fragmented message
     this.open = false;
+    this.batching = false; // corked by sendBatched until endBatch
     this.closed = false;
     const sock = net.connect({
       host: o.host, port: o.port, localAddress: o.localAddress,
@@ -141,6 +142,22 @@ export class RawWs {
 
   sendText(str) {
     this.sendFrame(0x81, Buffer.from(str));
+  }
+
+  /** Sends a text frame held back (socket corked) until endBatch(): a paced batch leaves in one write. */
+  sendBatched(str) {
+    if (!this.batching) {
+      this.sock.cork();
+      this.batching = true;
+    }
+    this.sendText(str);
+  }
+
+  endBatch() {
+    if (this.batching) {
+      this.batching = false;
+      this.sock.uncork();
+    }
   }
 
   close() {

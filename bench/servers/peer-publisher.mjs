@@ -12,7 +12,6 @@ import { servePeer } from '../lib/peer-common.mjs';
 const port = Number(process.env.BENCH_PORT);
 const target = process.env.BENCH_TARGET;
 const isSocketIo = target === 'socketio';
-let corked = false;
 let ws;
 
 await new Promise((resolve, reject) => {
@@ -37,22 +36,13 @@ await new Promise((resolve, reject) => {
 });
 
 function publishOne(seq, ch, size, dueUs) {
-  if (!corked) {
-    ws.sock.cork();
-    corked = true;
-  }
   const p = payloadText(seq, dueUs, size);
-  ws.sendText(isSocketIo ? `42["pub",${JSON.stringify(ch)},${p}]` : `pub ${ch} ${p}`);
+  ws.sendBatched(isSocketIo ? `42["pub",${JSON.stringify(ch)},${p}]` : `pub ${ch} ${p}`);
 }
 
 servePeer({
   publish: publishOne,
-  afterBatch: () => {
-    if (corked) {
-      corked = false;
-      ws.sock.uncork();
-    }
-  },
+  afterBatch: () => ws.endBatch(),
   stats: () => ({ acks: 0, errors: 0 }),
 });
 process.on('SIGTERM', () => process.exit(0));

@@ -15,7 +15,6 @@ const ACK = Buffer.from('"type":"ack"');
 const ERR = Buffer.from('"type":"error"');
 
 let publishOne;
-let corked = false;
 let ws;
 
 function message(seq, ch, size, dueUs) {
@@ -53,13 +52,7 @@ if (mode === 'ws') {
       },
     });
   });
-  publishOne = (seq, ch, size, dueUs) => {
-    if (!corked) {
-      ws.sock.cork();
-      corked = true;
-    }
-    ws.sendText(message(seq, ch, size, dueUs));
-  };
+  publishOne = (seq, ch, size, dueUs) => ws.sendBatched(message(seq, ch, size, dueUs));
 } else {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   publishOne = (seq, ch, size, dueUs) => {
@@ -84,12 +77,7 @@ if (mode === 'ws') {
 
 servePeer({
   publish: publishOne,
-  afterBatch: () => {
-    if (corked) {
-      corked = false;
-      ws.sock.uncork();
-    }
-  },
+  afterBatch: () => ws?.endBatch(), // no socket in --publish-mode http
   stats: () => ({ ...counters }),
 });
 process.on('SIGTERM', () => process.exit(0)); // exit normally, so --cpu-prof can write its profile
