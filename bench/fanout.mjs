@@ -8,10 +8,11 @@
 //   node bench/fanout.mjs --subs 1000 --channels 10000 --subs-per-channel 10   (each conn: 100 channels)
 //   node bench/fanout.mjs --rates 20k,50k,100k --duration 5 --no-stop
 //   node bench/fanout.mjs --peer-publisher external   (peers fed by a publisher process, like Signalbox)
+//   node bench/fanout.mjs --client native   (subscribers read by bench/native/reader.c after setup)
 import { fileURLToPath } from 'node:url';
 import { parseArgs, num, numList, strList } from './lib/args.mjs';
 import { startTarget, signalboxAvailable, TARGETS } from './lib/targets.mjs';
-import { startGenerators, connectAll, allGens, mergeSnapshots, stopGenerators } from './lib/generators.mjs';
+import { startGenerators, connectAll, allGens, genPids, mergeSnapshots, stopGenerators } from './lib/generators.mjs';
 import { ProcSampler, round } from './lib/proc.mjs';
 import { request } from './lib/ipc.mjs';
 import { nowUs } from './lib/payload.mjs';
@@ -41,7 +42,7 @@ export function fanoutOptions(a) {
     runs: num(a.runs, 1),
     size: num(a.size, 100),
     gens: num(a.gens, Math.max(1, Math.ceil(conns / 10000))),
-    client: a.client === 'ws' ? 'ws' : 'raw',
+    client: a.client === 'ws' || a.client === 'native' ? a.client : 'raw',
     addrs: num(a.addrs, 16),
     stopOnSaturation: !a.noStop,
     warmupMs: num(a.warmup, 1) * 1000,
@@ -66,7 +67,8 @@ async function runStep(ctx, rateDeliveries, durationMs, record = true) {
   const msgRate = rateDeliveries / o.subsPerChannel;
   const seqStart = ctx.nextSeq;
   await allGens(gens, { cmd: 'reset', lo: seqStart });
-  const pids = [...target.pids, ...gens.map((g) => g.pid), ...(target.publisherPid ? [target.publisherPid] : [])];
+  const gp = genPids(gens);
+  const pids = [...target.pids, ...gp, ...(target.publisherPid ? [target.publisherPid] : [])];
   const sampler = new ProcSampler(pids);
   sampler.start();
   const t0 = nowUs();
@@ -94,7 +96,7 @@ async function runStep(ctx, rateDeliveries, durationMs, record = true) {
   if (!record) return null;
   const nServer = target.pids.length;
   const server = procs.slice(0, nServer);
-  const genProcs = procs.slice(nServer, nServer + gens.length);
+  const genProcs = procs.slice(nServer, nServer + gp.length);
   const pubProc = target.publisherPid ? procs[procs.length - 1] : null;
   const windowSec = snap.lastUs > t0 ? (snap.lastUs - t0) / 1e6 : durationMs / 1000;
   const unique = snap.received - snap.dups;

@@ -6,6 +6,7 @@ import { RawWs } from './lib/wsraw.mjs';
 import { protocols } from './lib/protocols.mjs';
 import { Histogram } from './lib/hist.mjs';
 import { extract, nowUs } from './lib/payload.mjs';
+import { ensureReader, startReader } from './lib/native.mjs';
 
 const conns = [];
 const hist = new Histogram();
@@ -13,6 +14,7 @@ const st = { received: 0, stale: 0, dups: 0, other: 0, firstUs: 0, lastUs: 0, lo
 const hbState = { measuring: false };
 const out = { seq: 0, ts: 0 };
 let proto;
+let native = null; // --client native: the reader process that owns the sockets after setup
 
 function resetStep(lo) {
   hist.reset();
@@ -121,6 +123,7 @@ function openConn(m, i, addr, port) {
         onError: (_w, err) => conn.fail(err),
         onClose: (_w, code) => conn.onClosed(code),
       });
+      conn.raw = ws;
       conn.send = (t) => ws.sendText(t);
       conn.close = () => ws.close();
     }
@@ -152,7 +155,27 @@ async function connectAll(m) {
   }
   await Promise.all(Array.from({ length: Math.min(m.concurrency ?? 200, m.count) }, worker));
   const ms = performance.now() - t0;
-  return { connected: ok, failed, errors, connectMs: Math.round(ms), connectRate: Math.round((ok * 1000) / ms) };
+  const res = { connected: ok, failed, errors, connectMs: Math.round(ms), connectRate: Math.round((ok * 1000) / ms) };
+  if (m.client === 'native') res.nativePid = await handOver(m.target);
+  return res;
+}
+
+/**
+ * --client native: every subscribed socket stops being read here and is passed to the native
+ * reader, which reads it from now on. Nothing flows between the subscribe handshake and the
+ * first step but heartbeats; a socket holding part of a frame at that moment fails the run.
+ */
+async function handOver(target) {
+  ensureReader();
+  const live = conns.filter((c) => c.ready && !c.dead);
+  for (const c of live) c.raw.sock.pause();
+  const partial = live.filter((c) => c.raw.pending.length > 0).length;
+  if (partial) throw new Error(`native hand-over: ${partial} socket(s) hold part of a frame`);
+  const fds = live.map((c) => c.raw.sock._handle.fd);
+  native = startReader(fds, target === 'socketio' ? 'socketio' : target === 'signalbox' ? 'signalbox' : 'ws');
+  const ready = await native.ready;
+  if (ready?.ready !== fds.length) throw new Error(`native reader did not start: ${JSON.stringify(ready)}`);
+  return native.pid;
 }
 
 function hbReport(now = performance.now()) {
@@ -176,9 +199,22 @@ function hbReport(now = performance.now()) {
 
 process.on('message', async (m) => {
   let reply;
+  if (native && (m.cmd === 'reset' || m.cmd === 'progress' || m.cmd === 'snapshot')) {
+    reply = await native.command(m.cmd === 'reset' ? `reset ${m.lo}` : m.cmd);
+    process.send({ id: m.id, ...reply });
+    return;
+  }
+  if (native && (m.cmd === 'hbStart' || m.cmd === 'hbReport')) {
+    process.send({ id: m.id, error: 'heartbeat accounting is not implemented by the native reader; use --client raw' });
+    return;
+  }
   switch (m.cmd) {
     case 'connect':
-      reply = await connectAll(m);
+      try {
+        reply = await connectAll(m);
+      } catch (err) {
+        reply = { error: String(err.message ?? err) };
+      }
       break;
     case 'reset':
       resetStep(m.lo);
@@ -205,6 +241,7 @@ process.on('message', async (m) => {
       reply = hbReport();
       break;
     case 'close':
+      native?.stop();
       for (const c of conns) c.close?.();
       reply = {};
       setTimeout(() => process.exit(0), 200);

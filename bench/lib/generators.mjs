@@ -27,6 +27,10 @@ export async function connectAll(gens, target, o) {
     }, 30 * 60_000);
   }));
   const ms = performance.now() - t0;
+  const bad = res.find((r) => r.error);
+  if (bad) throw new Error(bad.error);
+  // --client native: each generator's sockets are read by a reader process of its own.
+  res.forEach((r, k) => { gens[k].nativePid = r.nativePid; });
   const connected = res.reduce((a, r) => a + r.connected, 0);
   const errors = {};
   for (const r of res) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
@@ -37,6 +41,11 @@ export async function connectAll(gens, target, o) {
     connectMs: Math.round(ms),
     connectRate: Math.round((connected * 1000) / ms),
   };
+}
+
+/** Every process doing a generator's work (the generator, and its native reader if any). */
+export function genPids(gens) {
+  return gens.flatMap((g) => (g.nativePid ? [g.pid, g.nativePid] : [g.pid]));
 }
 
 export async function allGens(gens, msg, timeoutMs) {
