@@ -13,9 +13,10 @@ export const env = {
  * Wires IPC: {cmd:'publish', rate, durationMs, seqStart, channels, size} runs the paced loop with
  * publish(seq, channel, size, dueUs) (dueUs: the timestamp to put in the payload); replies
  * {type:'published', ...} with stats() merged in. {cmd:'stats'} replies stats(). Used by the peers
- * (in-process publishing) and by the publisher processes (bench/servers/*-publisher.mjs).
+ * (in-process publishing) and by the publisher processes (bench/servers/*-publisher.mjs), which
+ * alone are `punctual` (see pacer.mjs): a peer's in-process loop must not spin inside the server.
  */
-export function servePeer({ publish, afterBatch, stats }) {
+export function servePeer({ publish, afterBatch, stats, punctual = false }) {
   process.on('message', async (m) => {
     if (m.cmd === 'publish') {
       const chans = m.channels;
@@ -25,6 +26,7 @@ export function servePeer({ publish, afterBatch, stats }) {
         seqStart: m.seqStart,
         emit: (seq, dueUs) => publish(seq, chans[seq % chans.length], m.size, dueUs),
         afterBatch,
+        punctual,
       });
       process.send({ type: 'published', id: m.id, ...res, ...(stats?.() ?? {}) });
     } else if (m.cmd === 'stats') {

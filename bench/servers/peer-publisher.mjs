@@ -41,6 +41,7 @@ function publishOne(seq, ch, size, dueUs) {
 }
 
 servePeer({
+  punctual: true,
   publish: publishOne,
   afterBatch: () => ws.endBatch(),
   stats: () => ({ acks: 0, errors: 0 }),

@@ -76,6 +76,7 @@ if (mode === 'ws') {
 }
 
 servePeer({
+  punctual: true,
   publish: publishOne,
   afterBatch: () => ws?.endBatch(), // no socket in --publish-mode http
   stats: () => ({ ...counters }),
