@@ -3,6 +3,7 @@
  * A bad value stops the start with one line naming the setting (ConfigError).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 export type NamespaceType = 'public' | 'private' | 'presence';
 
@@ -62,6 +63,7 @@ export interface GatewayConfig {
   idempotencyWindowMs: number;
   logLevel: string;
   trustProxy: boolean;
+  writeThreads: number;
   namespaces: NamespaceConfig[];
 }
 
@@ -118,6 +120,7 @@ export const SETTINGS: SettingSpec[] = [
   S('idempotencyWindowMs', 'idempotency-window', 'SIGNALBOX_IDEMPOTENCY_WINDOW', 'duration', 120_000, 'How long a publish id is remembered for deduplication.', { min: 0 }),
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
   S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Behind one load balancer: take the client IP (for the per-IP cap) from the last X-Forwarded-For entry, the one the balancer appended.'),
+  S('writeThreads', 'write-threads', 'SIGNALBOX_WRITE_THREADS', 'int', availableParallelism() > 1 ? 1 : 0, 'Threads that help the main thread write large fan-out rounds (32+ sockets) to their sockets in parallel; 0 writes on the main thread only. Default 1 on a machine with 2+ CPUs, else 0. Running several gateway processes per machine, one per core: set 0.', { min: 0, max: 16 }),
 ];
 
 const H = 3600_000;

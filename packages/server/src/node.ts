@@ -23,6 +23,7 @@ import { Metrics } from './metrics.js';
 import { MemoryPresenceStore } from './presence/memory.js';
 import { RedisPresenceStore } from './presence/redis.js';
 import type { PresenceStore } from './presence/types.js';
+import { WritePool } from './transport/write-pool.js';
 import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
@@ -76,7 +77,8 @@ export class Gateway {
   private readonly hbSlices: Set<Connection>[] = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
   private hbTick = 0;
   private hbNext = 0;
-  private readonly batcher = new WriteBatcher();
+  private readonly pool: WritePool | null;
+  private readonly batcher: WriteBatcher;
   private readonly perIp = new Map<string, number>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private draining = false;
@@ -88,6 +90,8 @@ export class Gateway {
   constructor(readonly config: GatewayConfig, private readonly opts: GatewayOptions = {}) {
     this.log = opts.logger ?? createLogger(config.logLevel);
     this.namespaces = new NamespaceTable(config.namespaces);
+    this.pool = config.writeThreads > 0 ? new WritePool(config.writeThreads) : null;
+    this.batcher = new WriteBatcher(this.pool);
     this.auth = new Authenticator(config);
   }
 
@@ -267,6 +271,7 @@ export class Gateway {
     await new Promise((resolve) => setImmediate(resolve));
     await this.presence.close().catch((err: unknown) => this.log.warn({ err }, 'presence close failed'));
     await this.broker.close().catch((err: unknown) => this.log.warn({ err }, 'broker close failed'));
+    await this.pool?.close();
     this.log.info('stopped');
   }
 }

@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type Dialect, type Encoding } from '@signalbox/protocol';
 import { frame } from '../frames.js';
 import type { Transport } from './types.js';
+import { ARENA_BYTES as POOL_ARENA_BYTES, type WritePool } from './write-pool.js';
 
 export const ENDPOINTS: Record<string, Dialect> = { '/v1/ws/prps': 'prp', '/ws': 'prd' };
 
@@ -25,6 +26,14 @@ export interface UpgradeRequest {
  * kernel buffer filled wait that long before libuv writes the rest, and throughput collapses.
  */
 const SLICE_MS = 20;
+
+/**
+ * With writer threads (WritePool), a round with at least PARALLEL_MIN sockets left is written in
+ * parallel, PARALLEL_CHUNK sockets at a time (the SLICE_MS check runs between chunks). Below it,
+ * waking a thread costs more than it saves.
+ */
+const PARALLEL_MIN = 32;
+const PARALLEL_CHUNK = 1024;
 
 /** The batcher's join arena starts at this size and grows to what one turn needs, up to the cap. */
 const ARENA_MIN_BYTES = 1024 * 1024;
@@ -50,6 +59,8 @@ const ARENA_MAX_BYTES = 16 * 1024 * 1024;
  * between (complete queued writes, read publications). Order per socket is kept: a socket's
  * frames go out together when its turn in the round comes, and frames queued after that wait
  * for the next round.
+ *
+ * Given a WritePool, large rounds are written by several threads at once (see write-pool.ts).
  */
 export class WriteBatcher {
   /** Sockets with frames queued for the next round. */
@@ -65,6 +76,10 @@ export class WriteBatcher {
   private demand = 0;
   /** This turn's arena was left to a queued write. */
   private abandoned = false;
+  /** Transports whose bytes are listed in the pool's current round, in job order. */
+  private staged: WsTransport[] = [];
+
+  constructor(private readonly pool: WritePool | null = null) {}
 
   mark(t: WsTransport): void {
     this.dirty.push(t);
@@ -113,7 +128,17 @@ export class WriteBatcher {
     const round = this.round;
     const deadline = performance.now() + SLICE_MS;
     let i = this.cursor;
+    const pool = this.pool;
     while (i < round.length) {
+      if (pool !== null && round.length - i >= PARALLEL_MIN) {
+        i = this.writeParallel(pool, round, i);
+        if (i < round.length && performance.now() > deadline) {
+          this.cursor = i;
+          setImmediate(this.flushAll);
+          return;
+        }
+        continue;
+      }
       round[i++]!.flush();
       if ((i & 63) === 0 && i < round.length && performance.now() > deadline) {
         this.cursor = i;
@@ -127,6 +152,28 @@ export class WriteBatcher {
     if (this.dirty.length > 0) setImmediate(this.flushAll);
     else this.scheduled = false;
   };
+
+  /**
+   * Lists up to PARALLEL_CHUNK sockets of the round from `from` in the pool (a socket that cannot
+   * take part is flushed here, as usual), writes them all in parallel, and queues what the kernel
+   * did not take. Returns where the round goes on.
+   */
+  private writeParallel(pool: WritePool, round: WsTransport[], from: number): number {
+    const end = Math.min(round.length, from + PARALLEL_CHUNK);
+    const staged = this.staged;
+    let i = from;
+    while (i < end) {
+      const r = round[i]!.stage(pool);
+      if (r < 0) break; // the pool's round is full: write it, then go on from here
+      if (r > 0) staged.push(round[i]!);
+      i++;
+    }
+    pool.run();
+    for (let k = 0; k < staged.length; k++) staged[k]!.afterParallel(pool, k);
+    pool.reset();
+    this.staged = [];
+    return i;
+  }
 
   private endRound(): void {
     if (this.demand > this.arenaSize && this.arenaSize < ARENA_MAX_BYTES) {
@@ -187,6 +234,43 @@ export class WsTransport implements Transport {
     // A fresh empty array is cheaper than `length = 0`, which V8 does in a runtime call.
     this.pending = [];
     this.pendingBytes = 0;
+  }
+
+  /**
+   * Lists this turn's frames in the pool's round: 1 listed, 0 not eligible (flushed now, on this
+   * thread), -1 the pool's round is full. Eligible: a plain TCP socket with nothing queued in
+   * Node or libuv, so that a direct write of its fd cannot overtake earlier bytes.
+   */
+  stage(pool: WritePool): number {
+    if (this.pending.length === 0) return 0;
+    const socket = this.socket;
+    const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
+    if (fd < 0 || !socket.writable || socket.writableLength > 0 || this.pendingBytes > POOL_ARENA_BYTES) {
+      this.flush();
+      return 0;
+    }
+    if (!pool.add(fd, this.pending, this.pendingBytes)) {
+      if (pool.size > 0) return -1;
+      this.flush();
+      return 0;
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+    return 1;
+  }
+
+  /** After the pool wrote job k (this transport's bytes): queues what the kernel did not take. */
+  afterParallel(pool: WritePool, k: number): void {
+    const len = pool.length(k);
+    const took = pool.result(k);
+    if (took < len) {
+      pool.stats.incomplete++;
+      // A copy: the arena is reused by the next round. A failed write (-1) goes whole to the
+      // socket, which then meets the same error through libuv and closes as usual.
+      const at = pool.offset(k);
+      this.socket.write(Buffer.from(pool.arena.subarray(at + Math.max(0, took), at + len)));
+    }
+    this.socketBacklog = this.socket.writableLength;
   }
 
   close(code: number, reason: string): void {

@@ -1,0 +1,238 @@
+/**
+ * Writer threads for large fan-out rounds.
+ *
+ * A publication to N local subscribers is N `write` syscalls, and on a VM each one costs
+ * 10-15 µs, mostly in the kernel: 1,000 subscribers take 12-14 ms of one core however little
+ * JavaScript runs around them. Node gives every socket to the main thread, but a syscall can be
+ * made from any thread of the process on the socket's file descriptor. So a round of writes is
+ * run as a parallel loop: the main thread lays the bytes in a shared arena, lists (fd, offset,
+ * length) jobs, and it and the writer threads claim jobs until none is left; then the main
+ * thread waits (Atomics.wait) for jobs still being written, and hands to libuv whatever the
+ * kernel did not take (a partial write, EAGAIN, an error), exactly as a `socket.write` would.
+ *
+ * Why this is safe:
+ * - The main thread is blocked for the whole round, so no socket is closed, and no fd number
+ *   reused, while a writer thread holds it; and nothing else writes to those sockets meanwhile.
+ * - A socket takes part only when libuv and Node hold nothing queued for it
+ *   (`writableLength === 0`), so a direct write cannot overtake earlier bytes; what is left of a
+ *   partial write is queued through the socket before anything written after it.
+ * - Claims carry the round's generation, so a thread late from one round can never claim a job
+ *   of the next (see `claim`).
+ *
+ * The threads run a few lines of plain JavaScript (WORKER_SOURCE) and only ever block in
+ * Atomics.wait or write(2); they hold no JavaScript state of the gateway.
+ */
+import { writeSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+
+/** Control words (Int32Array over a SharedArrayBuffer). */
+const GEN = 0; // round generation (15 bits); writer threads sleep on it
+const COUNT = 1; // jobs in the round
+const NEXT = 2; // (generation << 16) | next unclaimed job
+const DONE = 3; // jobs finished in the round
+const STOP = 4; // 1: writer threads exit
+const THREAD_JOBS = 5; // jobs written by the writer threads, all rounds (wraps at 2^31)
+const CTL_WORDS = 8;
+
+/** Jobs claimed at a time: few enough to balance the threads, enough to keep claims rare. */
+const CLAIM = 8;
+/** Jobs per round; below 2^15 so that (index + CLAIM) never carries into the generation bits. */
+export const MAX_JOBS = 16384;
+/** Bytes of one round's arena. A round that needs more is split into several. */
+export const ARENA_BYTES = 4 * 1024 * 1024;
+/** Words per job: fd, offset, length, bytes written (or -1: the write failed). */
+const JOB = 4;
+
+/** The default number of writer threads: one when the machine has a second CPU for it. */
+export function defaultWriteThreads(): number {
+  return availableParallelism() > 1 ? 1 : 0;
+}
+
+// The writer thread: the same claim loop as WritePool.claim, in plain JavaScript for `eval`.
+const WORKER_SOURCE = `
+'use strict';
+const { workerData } = require('node:worker_threads');
+const { writeSync } = require('node:fs');
+const ctl = new Int32Array(workerData.ctl);
+const jobs = new Int32Array(workerData.jobs);
+const arena = Buffer.from(workerData.arena);
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, ${GEN}, seen);
+  if (Atomics.load(ctl, ${STOP}) === 1) break;
+  seen = Atomics.load(ctl, ${GEN});
+  const n = Atomics.load(ctl, ${COUNT});
+  for (;;) {
+    const cur = Atomics.load(ctl, ${NEXT});
+    const from = cur & 0xffff;
+    if ((cur >>> 16) !== seen || from >= n) break;
+    if (Atomics.compareExchange(ctl, ${NEXT}, cur, cur + ${CLAIM}) !== cur) continue;
+    const to = Math.min(n, from + ${CLAIM});
+    for (let j = from; j < to; j++) {
+      const o = j * ${JOB};
+      let w;
+      try { w = writeSync(jobs[o], arena, jobs[o + 1], jobs[o + 2]); } catch { w = -1; }
+      jobs[o + 3] = w;
+    }
+    Atomics.add(ctl, ${THREAD_JOBS}, to - from);
+    if (Atomics.add(ctl, ${DONE}, to - from) + (to - from) >= n) Atomics.notify(ctl, ${DONE});
+  }
+}
+`;
+
+export class WritePool {
+  private readonly ctl: Int32Array;
+  private readonly jobs: Int32Array;
+  /** Bytes of the current round, shared with the writer threads. */
+  readonly arena: Buffer;
+  private readonly workers: Worker[] = [];
+  private gen = 0;
+  private count = 0;
+  private used = 0;
+  /** The last frame copied into the arena this round, and where: a publication is copied once. */
+  private lastFrame: Buffer | null = null;
+  private lastFrameAt = 0;
+  private closed = false;
+  /** Rounds run, jobs written, and jobs the kernel did not take whole (queued through the socket). */
+  readonly stats = { rounds: 0, jobs: 0, incomplete: 0 };
+
+  constructor(readonly threads: number) {
+    const ctlBuf = new SharedArrayBuffer(CTL_WORDS * 4);
+    const jobsBuf = new SharedArrayBuffer(MAX_JOBS * JOB * 4);
+    const arenaBuf = new SharedArrayBuffer(ARENA_BYTES);
+    this.ctl = new Int32Array(ctlBuf);
+    this.jobs = new Int32Array(jobsBuf);
+    this.arena = Buffer.from(arenaBuf);
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { ctl: ctlBuf, jobs: jobsBuf, arena: arenaBuf }, name: `signalbox-writer-${i + 1}` });
+      w.unref();
+      this.workers.push(w);
+    }
+  }
+
+  /** Jobs listed for the round being built. */
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * Lists a write of `frames` (`total` bytes) to `fd`. Returns false when the round has no room
+   * left (run it, then list again).
+   */
+  add(fd: number, frames: readonly Buffer[], total: number): boolean {
+    if (this.count === MAX_JOBS) return false;
+    let at: number;
+    if (frames.length === 1 && frames[0] === this.lastFrame) at = this.lastFrameAt;
+    else {
+      if (total > ARENA_BYTES - this.used) return false;
+      at = this.used;
+      let p = at;
+      for (let i = 0; i < frames.length; i++) {
+        const f = frames[i]!;
+        f.copy(this.arena, p);
+        p += f.length;
+      }
+      this.used = p;
+      if (frames.length === 1) {
+        this.lastFrame = frames[0]!;
+        this.lastFrameAt = at;
+      }
+    }
+    const o = this.count * JOB;
+    this.jobs[o] = fd;
+    this.jobs[o + 1] = at;
+    this.jobs[o + 2] = total;
+    this.jobs[o + 3] = 0;
+    this.count++;
+    return true;
+  }
+
+  /**
+   * Writes every listed job, on this thread and the writer threads, and returns when all are
+   * done. Then `result(i)` is what the kernel took of job i (-1: the write failed).
+   */
+  run(): void {
+    const n = this.count;
+    if (n === 0) return;
+    const ctl = this.ctl;
+    const g = (this.gen = (this.gen + 1) & 0x7fff);
+    // Close the previous generation's claims first: COUNT changes next, and a thread late from
+    // the previous round must not read the new COUNT with the old generation still in NEXT.
+    Atomics.store(ctl, NEXT, (g << 16) | 0xffff);
+    Atomics.store(ctl, DONE, 0);
+    Atomics.store(ctl, COUNT, n);
+    Atomics.store(ctl, NEXT, g << 16);
+    Atomics.store(ctl, GEN, g);
+    if (this.workers.length > 0 && n > CLAIM) Atomics.notify(ctl, GEN);
+    this.claim(g, n);
+    let done: number;
+    while ((done = Atomics.load(ctl, DONE)) < n) Atomics.wait(ctl, DONE, done, 50);
+    this.stats.rounds++;
+    this.stats.jobs += n;
+  }
+
+  /** Jobs the writer threads (not the main thread) have written so far. */
+  get threadJobs(): number {
+    return Atomics.load(this.ctl, THREAD_JOBS);
+  }
+
+  /** The claim loop of the writer threads (WORKER_SOURCE), on the main thread. */
+  private claim(g: number, n: number): void {
+    const ctl = this.ctl;
+    const jobs = this.jobs;
+    const arena = this.arena;
+    for (;;) {
+      const cur = Atomics.load(ctl, NEXT);
+      const from = cur & 0xffff;
+      if (cur >>> 16 !== g || from >= n) return;
+      if (Atomics.compareExchange(ctl, NEXT, cur, cur + CLAIM) !== cur) continue;
+      const to = Math.min(n, from + CLAIM);
+      for (let j = from; j < to; j++) {
+        const o = j * JOB;
+        let w: number;
+        try {
+          w = writeSync(jobs[o]!, arena, jobs[o + 1]!, jobs[o + 2]!);
+        } catch {
+          w = -1;
+        }
+        jobs[o + 3] = w;
+      }
+      Atomics.add(ctl, DONE, to - from);
+    }
+  }
+
+  /** Bytes the kernel took of job i in the last run (-1: the write failed: EAGAIN, EPIPE...). */
+  result(i: number): number {
+    return this.jobs[i * JOB + 3]!;
+  }
+
+  /** Offset and length of job i's bytes in the arena. */
+  offset(i: number): number {
+    return this.jobs[i * JOB + 1]!;
+  }
+
+  length(i: number): number {
+    return this.jobs[i * JOB + 2]!;
+  }
+
+  /** Forgets the round: the next `add` starts a new one. */
+  reset(): void {
+    this.count = 0;
+    this.used = 0;
+    this.lastFrame = null;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctl, STOP, 1);
+    Atomics.add(this.ctl, GEN, 1);
+    Atomics.notify(this.ctl, GEN);
+    await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
+      w.once('exit', () => resolve());
+      // A thread in write(2) finishes it first; terminate is the backstop.
+      setTimeout(() => void w.terminate(), 1000).unref();
+    })));
+  }
+}
