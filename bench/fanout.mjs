@@ -22,7 +22,7 @@ import { prioritise } from './lib/ipc.mjs';
 
 export const DEFAULT_RATES = [
   10e3, 20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 85e3, 100e3, 125e3, 150e3, 200e3, 250e3, 300e3, 400e3, 500e3,
-  650e3, 800e3, 1e6, 1.25e6, 1.5e6, 2e6, 2.5e6, 3e6,
+  650e3, 800e3, 1e6, 1.25e6, 1.5e6, 2e6, 2.5e6, 3e6, 4e6, 5e6, 6e6, 8e6,
 ];
 
 export function fanoutOptions(a) {

@@ -16,8 +16,8 @@
  * - A socket takes part only when libuv and Node hold nothing queued for it
  *   (`writableLength === 0`), so a direct write cannot overtake earlier bytes; what is left of a
  *   partial write is queued through the socket before anything written after it.
- * - Claims carry the round's generation, so a thread late from one round can never claim a job
- *   of the next (see `claim`).
+ * - Claims carry the round's number (64-bit: it never wraps), so a thread late from one round
+ *   can never claim a job of another (see `run`).
  *
  * The threads run a few lines of plain JavaScript (WORKER_SOURCE) and only ever block in
  * Atomics.wait or write(2); they hold no JavaScript state of the gateway.
@@ -27,17 +27,23 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 /** Control words (Int32Array over a SharedArrayBuffer). */
-const GEN = 0; // round generation (15 bits); writer threads sleep on it
+const WAKE = 0; // bumped for each round the writer threads should join; they sleep on it
 const COUNT = 1; // jobs in the round
-const NEXT = 2; // (generation << 16) | next unclaimed job
-const DONE = 3; // jobs finished in the round
-const STOP = 4; // 1: writer threads exit
-const THREAD_JOBS = 5; // jobs written by the writer threads, all rounds (wraps at 2^31)
+const DONE = 2; // jobs finished in the round
+const STOP = 3; // 1: writer threads exit
+const THREAD_JOBS = 4; // jobs written by the writer threads, all rounds (wraps at 2^31)
 const CTL_WORDS = 8;
+/** 64-bit words (BigInt64Array over its own SharedArrayBuffer). */
+const ROUND = 0; // the round's number
+const NEXT = 1; // (round << IDX_BITS) | next unclaimed job
+const IDX_BITS = 20n;
+const IDX_MASK = (1n << IDX_BITS) - 1n;
+/** An index no round reaches: claims are closed while a round is being set up. */
+const CLOSED = IDX_MASK;
 
 /** Jobs claimed at a time: few enough to balance the threads, enough to keep claims rare. */
 const CLAIM = 8;
-/** Jobs per round; below 2^15 so that (index + CLAIM) never carries into the generation bits. */
+/** Jobs per round; far below 2^IDX_BITS, so that (index + CLAIM) never carries into the round. */
 export const MAX_JOBS = 16384;
 /** Bytes of one round's arena. A round that needs more is split into several. */
 export const ARENA_BYTES = 4 * 1024 * 1024;
@@ -55,19 +61,21 @@ const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { writeSync } = require('node:fs');
 const ctl = new Int32Array(workerData.ctl);
+const big = new BigInt64Array(workerData.big);
 const jobs = new Int32Array(workerData.jobs);
 const arena = Buffer.from(workerData.arena);
-let seen = 0;
+let woken = 0;
 for (;;) {
-  Atomics.wait(ctl, ${GEN}, seen);
+  Atomics.wait(ctl, ${WAKE}, woken);
   if (Atomics.load(ctl, ${STOP}) === 1) break;
-  seen = Atomics.load(ctl, ${GEN});
+  woken = Atomics.load(ctl, ${WAKE});
+  const round = Atomics.load(big, ${ROUND});
   const n = Atomics.load(ctl, ${COUNT});
   for (;;) {
-    const cur = Atomics.load(ctl, ${NEXT});
-    const from = cur & 0xffff;
-    if ((cur >>> 16) !== seen || from >= n) break;
-    if (Atomics.compareExchange(ctl, ${NEXT}, cur, cur + ${CLAIM}) !== cur) continue;
+    const cur = Atomics.load(big, ${NEXT});
+    const from = Number(cur & ${IDX_MASK}n);
+    if ((cur >> ${IDX_BITS}n) !== round || from >= n) break;
+    if (Atomics.compareExchange(big, ${NEXT}, cur, cur + ${CLAIM}n) !== cur) continue;
     const to = Math.min(n, from + ${CLAIM});
     for (let j = from; j < to; j++) {
       const o = j * ${JOB};
@@ -83,11 +91,12 @@ for (;;) {
 
 export class WritePool {
   private readonly ctl: Int32Array;
+  private readonly big: BigInt64Array;
   private readonly jobs: Int32Array;
   /** Bytes of the current round, shared with the writer threads. */
   readonly arena: Buffer;
   private readonly workers: Worker[] = [];
-  private gen = 0;
+  private round = 0n;
   private count = 0;
   private used = 0;
   /** The last frame copied into the arena this round, and where: a publication is copied once. */
@@ -99,13 +108,15 @@ export class WritePool {
 
   constructor(readonly threads: number) {
     const ctlBuf = new SharedArrayBuffer(CTL_WORDS * 4);
+    const bigBuf = new SharedArrayBuffer(2 * 8);
     const jobsBuf = new SharedArrayBuffer(MAX_JOBS * JOB * 4);
     const arenaBuf = new SharedArrayBuffer(ARENA_BYTES);
     this.ctl = new Int32Array(ctlBuf);
+    this.big = new BigInt64Array(bigBuf);
     this.jobs = new Int32Array(jobsBuf);
     this.arena = Buffer.from(arenaBuf);
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { ctl: ctlBuf, jobs: jobsBuf, arena: arenaBuf }, name: `signalbox-writer-${i + 1}` });
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { ctl: ctlBuf, big: bigBuf, jobs: jobsBuf, arena: arenaBuf }, name: `signalbox-writer-${i + 1}` });
       w.unref();
       this.workers.push(w);
     }
@@ -156,16 +167,21 @@ export class WritePool {
     const n = this.count;
     if (n === 0) return;
     const ctl = this.ctl;
-    const g = (this.gen = (this.gen + 1) & 0x7fff);
-    // Close the previous generation's claims first: COUNT changes next, and a thread late from
-    // the previous round must not read the new COUNT with the old generation still in NEXT.
-    Atomics.store(ctl, NEXT, (g << 16) | 0xffff);
+    const big = this.big;
+    const round = ++this.round;
+    // Close claims before COUNT changes: a thread late from an earlier round holds that round's
+    // number and COUNT, and claims only while NEXT carries the same number, which never recurs.
+    // A thread that reads the new ROUND reads the new COUNT too (it is stored first).
+    Atomics.store(big, NEXT, (round << IDX_BITS) | CLOSED);
     Atomics.store(ctl, DONE, 0);
     Atomics.store(ctl, COUNT, n);
-    Atomics.store(ctl, NEXT, g << 16);
-    Atomics.store(ctl, GEN, g);
-    if (this.workers.length > 0 && n > CLAIM) Atomics.notify(ctl, GEN);
-    this.claim(g, n);
+    Atomics.store(big, ROUND, round);
+    Atomics.store(big, NEXT, round << IDX_BITS);
+    if (this.workers.length > 0 && n > CLAIM) {
+      Atomics.add(ctl, WAKE, 1);
+      Atomics.notify(ctl, WAKE);
+    }
+    this.claim(round, n);
     let done: number;
     while ((done = Atomics.load(ctl, DONE)) < n) Atomics.wait(ctl, DONE, done, 50);
     this.stats.rounds++;
@@ -178,15 +194,17 @@ export class WritePool {
   }
 
   /** The claim loop of the writer threads (WORKER_SOURCE), on the main thread. */
-  private claim(g: number, n: number): void {
+  private claim(round: bigint, n: number): void {
+    const big = this.big;
     const ctl = this.ctl;
     const jobs = this.jobs;
     const arena = this.arena;
+    const claim = BigInt(CLAIM);
     for (;;) {
-      const cur = Atomics.load(ctl, NEXT);
-      const from = cur & 0xffff;
-      if (cur >>> 16 !== g || from >= n) return;
-      if (Atomics.compareExchange(ctl, NEXT, cur, cur + CLAIM) !== cur) continue;
+      const cur = Atomics.load(big, NEXT);
+      const from = Number(cur & IDX_MASK);
+      if (cur >> IDX_BITS !== round || from >= n) return;
+      if (Atomics.compareExchange(big, NEXT, cur, cur + claim) !== cur) continue;
       const to = Math.min(n, from + CLAIM);
       for (let j = from; j < to; j++) {
         const o = j * JOB;
@@ -227,8 +245,8 @@ export class WritePool {
     if (this.closed) return;
     this.closed = true;
     Atomics.store(this.ctl, STOP, 1);
-    Atomics.add(this.ctl, GEN, 1);
-    Atomics.notify(this.ctl, GEN);
+    Atomics.add(this.ctl, WAKE, 1);
+    Atomics.notify(this.ctl, WAKE);
     await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
       w.once('exit', () => resolve());
       // A thread in write(2) finishes it first; terminate is the backstop.
