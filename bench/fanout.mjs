@@ -8,7 +8,7 @@
 //   node bench/fanout.mjs --subs 1000 --channels 10000 --subs-per-channel 10   (each conn: 100 channels)
 //   node bench/fanout.mjs --rates 20k,50k,100k --duration 5 --no-stop
 //   node bench/fanout.mjs --peer-publisher external   (peers fed by a publisher process, like Signalbox)
-//   node bench/fanout.mjs --client native   (subscribers read by bench/native/reader.c after setup)
+//   node bench/fanout.mjs --client raw   (subscribers read in JavaScript; default: native, bench/native/reader.c)
 import { fileURLToPath } from 'node:url';
 import { parseArgs, num, numList, strList } from './lib/args.mjs';
 import { startTarget, signalboxAvailable, TARGETS } from './lib/targets.mjs';
@@ -19,6 +19,7 @@ import { nowUs } from './lib/payload.mjs';
 import { machineInfo, writeResult, loopbackAddrs } from './lib/machine.mjs';
 import { waitForIdle } from './lib/idle.mjs';
 import { prioritise } from './lib/ipc.mjs';
+import { ensureReader } from './lib/native.mjs';
 
 export const DEFAULT_RATES = [
   10e3, 20e3, 30e3, 40e3, 50e3, 60e3, 70e3, 85e3, 100e3, 125e3, 150e3, 200e3, 250e3, 300e3, 400e3, 500e3,
@@ -42,7 +43,8 @@ export function fanoutOptions(a) {
     runs: num(a.runs, 1),
     size: num(a.size, 100),
     gens: num(a.gens, Math.max(1, Math.ceil(conns / 10000))),
-    client: a.client === 'ws' || a.client === 'native' ? a.client : 'raw',
+    // Native reader by default (the lean generator the figures need); raw if no C compiler.
+    client: a.client === 'ws' || a.client === 'raw' ? a.client : 'native',
     addrs: num(a.addrs, 16),
     stopOnSaturation: !a.noStop,
     warmupMs: num(a.warmup, 1) * 1000,
@@ -249,6 +251,14 @@ export function median(a) {
 
 export async function runFanout(o) {
   const startedAt = new Date().toISOString();
+  if (o.client === 'native') {
+    try {
+      ensureReader();
+    } catch (err) {
+      log(`(--client native unavailable, using the JavaScript reader: ${String(err.message).split('\n')[0]})`);
+      o.client = 'raw';
+    }
+  }
   log(`== ${o.scenario}: ${o.conns} subscribers, ${o.channels} channel(s) x ${o.subsPerChannel} subscribers ` +
     `(${o.perConn} per connection), ${o.size}-byte payload, ${o.durationMs / 1000} s steps, ${o.runs} run(s), ` +
     `${o.gens} generator(s), ${o.client} client, targets ${o.targets.join(', ')}`);

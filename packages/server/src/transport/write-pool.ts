@@ -89,6 +89,13 @@ for (;;) {
 }
 `;
 
+/** The same Buffers in the same order (identity, not content: a frame is shared, never copied). */
+export function sameFrames(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class WritePool {
   private readonly ctl: Int32Array;
   private readonly big: BigInt64Array;
@@ -99,9 +106,13 @@ export class WritePool {
   private round = 0n;
   private count = 0;
   private used = 0;
-  /** The last frame copied into the arena this round, and where: a publication is copied once. */
-  private lastFrame: Buffer | null = null;
-  private lastFrameAt = 0;
+  /**
+   * The frames last copied into the arena this round, and where. Every subscriber of a channel
+   * is sent the same frames in the same order, so a round usually copies them once, not once per
+   * socket (copying was 17 % of the main thread at 2M deliveries/s).
+   */
+  private lastFrames: readonly Buffer[] = [];
+  private lastAt = 0;
   private closed = false;
   /** Rounds run, jobs written, and jobs the kernel did not take whole (queued through the socket). */
   readonly stats = { rounds: 0, jobs: 0, incomplete: 0 };
@@ -134,7 +145,7 @@ export class WritePool {
   add(fd: number, frames: readonly Buffer[], total: number): boolean {
     if (this.count === MAX_JOBS) return false;
     let at: number;
-    if (frames.length === 1 && frames[0] === this.lastFrame) at = this.lastFrameAt;
+    if (sameFrames(frames, this.lastFrames)) at = this.lastAt;
     else {
       if (total > ARENA_BYTES - this.used) return false;
       at = this.used;
@@ -145,10 +156,8 @@ export class WritePool {
         p += f.length;
       }
       this.used = p;
-      if (frames.length === 1) {
-        this.lastFrame = frames[0]!;
-        this.lastFrameAt = at;
-      }
+      this.lastFrames = frames;
+      this.lastAt = at;
     }
     const o = this.count * JOB;
     this.jobs[o] = fd;
@@ -238,7 +247,7 @@ export class WritePool {
   reset(): void {
     this.count = 0;
     this.used = 0;
-    this.lastFrame = null;
+    this.lastFrames = [];
   }
 
   async close(): Promise<void> {

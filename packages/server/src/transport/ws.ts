@@ -9,7 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type Dialect, type Encoding } from '@signalbox/protocol';
 import { frame } from '../frames.js';
 import type { Transport } from './types.js';
-import { ARENA_BYTES as POOL_ARENA_BYTES, type WritePool } from './write-pool.js';
+import { ARENA_BYTES as POOL_ARENA_BYTES, sameFrames, type WritePool } from './write-pool.js';
 
 export const ENDPOINTS: Record<string, Dialect> = { '/v1/ws/prps': 'prp', '/ws': 'prd' };
 
@@ -76,6 +76,9 @@ export class WriteBatcher {
   private demand = 0;
   /** This turn's arena was left to a queued write. */
   private abandoned = false;
+  /** The frames of the last join and their slice: subscribers of a channel get the same frames. */
+  private lastFrames: readonly Buffer[] = [];
+  private lastJoin: Buffer | null = null;
   /** Transports whose bytes are listed in the pool's current round, in job order. */
   private staged: WsTransport[] = [];
 
@@ -95,6 +98,9 @@ export class WriteBatcher {
    * external memory would drive the GC, which is what happens to fresh joins under overload).
    */
   join(frames: readonly Buffer[], total: number): Buffer | null {
+    // The same frames as the last join: its slice serves again (read-only, and a queued write
+    // holding it has already kept the arena from being reused).
+    if (this.lastJoin !== null && sameFrames(frames, this.lastFrames)) return this.lastJoin;
     this.demand += total;
     if (this.abandoned || total > this.arenaSize - this.used) return null;
     const arena = (this.arena ??= Buffer.allocUnsafeSlow(this.arenaSize));
@@ -106,7 +112,8 @@ export class WriteBatcher {
       at += f.length;
     }
     this.used = at;
-    return arena.subarray(start, at);
+    this.lastFrames = frames;
+    return (this.lastJoin = arena.subarray(start, at));
   }
 
   /**
@@ -183,6 +190,8 @@ export class WriteBatcher {
     this.used = 0;
     this.demand = 0;
     this.abandoned = false;
+    this.lastFrames = [];
+    this.lastJoin = null;
   }
 }
 
