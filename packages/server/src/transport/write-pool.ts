@@ -55,11 +55,13 @@ export function defaultWriteThreads(): number {
   return availableParallelism() > 1 ? 1 : 0;
 }
 
-// The writer thread: the same claim loop as WritePool.claim, in plain JavaScript for `eval`.
+// The writer thread: the same claim loop as WritePool.claim, in plain JavaScript for `eval`. It
+// runs as CommonJS or as a module depending on the parent's flags (--input-type), hence
+// process.getBuiltinModule rather than require or import.
 const WORKER_SOURCE = `
 'use strict';
-const { workerData } = require('node:worker_threads');
-const { writeSync } = require('node:fs');
+const { workerData } = process.getBuiltinModule('node:worker_threads');
+const { writeSync } = process.getBuiltinModule('node:fs');
 const ctl = new Int32Array(workerData.ctl);
 const big = new BigInt64Array(workerData.big);
 const jobs = new Int32Array(workerData.jobs);
@@ -127,7 +129,13 @@ export class WritePool {
     this.jobs = new Int32Array(jobsBuf);
     this.arena = Buffer.from(arenaBuf);
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { ctl: ctlBuf, big: bigBuf, jobs: jobsBuf, arena: arenaBuf }, name: `signalbox-writer-${i + 1}` });
+      const w = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { ctl: ctlBuf, big: bigBuf, jobs: jobsBuf, arena: arenaBuf },
+        name: `signalbox-writer-${i + 1}`,
+        execArgv: [], // the parent's flags (--cpu-prof, --input-type...) are not the writer's
+        resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
+      });
       w.unref();
       this.workers.push(w);
     }
