@@ -418,7 +418,9 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
         expect(offsets(await rec.publicationsOf(ch, 200))).toEqual(range(1, 200));
       });
 
-      it.runIf(caps.selectiveDelivery)('does not deliver channels never subscribed, or unsubscribed', async () => {
+      // Capability-gated tests are only declared for the engines that have the capability, so an
+      // engine without it reports nothing rather than a skipped test.
+      if (caps.selectiveDelivery) it('does not deliver channels never subscribed, or unsubscribed', async () => {
         const on = uniqueChannel('on');
         const off = uniqueChannel('off');
         const later = uniqueChannel('later');
@@ -443,7 +445,7 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
       });
     });
 
-    describe.runIf(caps.sharedEngine)('two nodes on one engine', () => {
+    if (caps.sharedEngine) describe('two nodes on one engine', () => {
       let other: Broker;
       let otherRec: Recorder;
       beforeEach(async () => {
