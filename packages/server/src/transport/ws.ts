@@ -201,8 +201,17 @@ export class WriteBatcher {
  * frames); `ws` keeps the receiving side (pongs too) and the closing handshake. Queued frames are
  * flushed before a close frame, so order is kept.
  */
+/**
+ * A transport's frame list when it has none. A list is made when a turn's first frame comes and
+ * dropped when the turn's round writes it, so it dies young; one made at flush time instead would
+ * wait, on an idle connection, for the next heartbeat, get promoted to the old generation, and
+ * then be garbage there: ~170 bytes per connection per heartbeat (RSS grew 0.6 MiB/s with 19k
+ * idle connections). Never pushed to.
+ */
+const NO_FRAMES: Buffer[] = [];
+
 export class WsTransport implements Transport {
-  private pending: Buffer[] = [];
+  private pending: Buffer[] = NO_FRAMES;
   private pendingBytes = 0;
   /** What the socket still held after the last flush: only less since, until the next flush. */
   private socketBacklog = 0;
@@ -210,8 +219,10 @@ export class WsTransport implements Transport {
   constructor(private readonly ws: WebSocket, private readonly socket: Duplex, private readonly batcher: WriteBatcher) {}
 
   sendFrame(f: Buffer): void {
-    if (this.pending.length === 0) this.batcher.mark(this);
-    this.pending.push(f);
+    if (this.pending.length === 0) {
+      this.batcher.mark(this);
+      this.pending = [f];
+    } else this.pending.push(f);
     this.pendingBytes += f.length;
   }
 
@@ -240,8 +251,8 @@ export class WsTransport implements Transport {
       }
       this.socketBacklog = socket.writableLength;
     }
-    // A fresh empty array is cheaper than `length = 0`, which V8 does in a runtime call.
-    this.pending = [];
+    // Dropped rather than emptied: `length = 0` is a V8 runtime call (see NO_FRAMES).
+    this.pending = NO_FRAMES;
     this.pendingBytes = 0;
   }
 
@@ -263,7 +274,7 @@ export class WsTransport implements Transport {
       this.flush();
       return 0;
     }
-    this.pending = [];
+    this.pending = NO_FRAMES;
     this.pendingBytes = 0;
     return 1;
   }
@@ -288,7 +299,7 @@ export class WsTransport implements Transport {
   }
 
   terminate(): void {
-    this.pending = [];
+    this.pending = NO_FRAMES;
     this.pendingBytes = 0;
     this.ws.terminate();
   }
