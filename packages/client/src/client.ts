@@ -7,7 +7,7 @@
  *
  * One state machine, changed only in `#setState`, which reports every transition with its reason.
  */
-import type { CloseCode, ErrorCode, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
+import type { CloseCode, ErrorCode, PresenceMember, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
 import { backoffDelay } from './backoff.js';
 import { dialectFor, type ClientRequest, type Dialect, type DialectName } from './dialect.js';
 import { Emitter, type Handler } from './emitter.js';
@@ -129,6 +129,39 @@ export interface PublishOptions {
 /** The gateway's acknowledgement of a publish: where it landed in the channel's stream. */
 export type PublishAck = AckData;
 
+/** Options of one history query. */
+export interface HistoryOptions {
+  /**
+   * At most this many publications: the last `limit` retained or, with `since`, the first `limit`
+   * after it. Default: the gateway's (100, or the namespace's history size if smaller).
+   */
+  limit?: number;
+  /** Only publications after this position (e.g. a persisted `subscription.position`). */
+  since?: StreamPosition;
+  /** Overrides `publishTimeout` for this query: how long it may wait for its answer, from the call. */
+  timeout?: number;
+}
+
+/** The answer to `history()`: publications ascending by offset, and the channel's current position. */
+export interface HistoryResult {
+  channel: string;
+  publications: PublicationMessage[];
+  /** The channel's latest position (`offset` 0 when nothing was ever published). */
+  position: StreamPosition | undefined;
+}
+
+/** The answer to `presence()`: who is subscribed to a presence channel, on every node. */
+export interface PresenceResult {
+  channel: string;
+  members: PresenceMember[];
+}
+
+/** Options of one presence query. */
+export interface PresenceOptions {
+  /** Overrides `publishTimeout` for this query. */
+  timeout?: number;
+}
+
 /** Options of one subscription. */
 export interface SubscribeOptions {
   /** Resume from this position (e.g. persisted from `subscription.position`): missed publications are replayed. */
@@ -150,6 +183,13 @@ interface PendingPublish {
 type PendingRequest =
   | { kind: 'subscribe'; subs: Subscription[] }
   | { kind: 'refresh'; token: string };
+
+/** A read (history or presence) waiting for its answer; sent again after a reconnect (reads are idempotent). */
+interface PendingQuery {
+  req: Extract<ClientRequest, { kind: 'history' | 'presence' }>;
+  settle: (msg: ServerMessage | SignalboxError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
 
 /** Close codes and what the client does about them: every code the gateway documents is decided here. */
 type ClosePolicy = 'reconnect' | 'stop' | 'new-token';
@@ -235,6 +275,8 @@ export class SignalboxClient<E extends object = PrpEventData> {
   readonly #subs = new Map<string, Subscription>();
   /** Unacknowledged publishes, in call order: the offline queue and the in-flight ones. */
   readonly #pending = new Map<string, PendingPublish>();
+  /** History and presence queries awaiting an answer, in call order; they outlive a transport. */
+  readonly #queries = new Map<string, PendingQuery>();
   /** Requests awaiting a reply on the current transport; dropped with it. */
   readonly #requests = new Map<string, PendingRequest>();
   #connectWaiters: { resolve: () => void; reject: (err: SignalboxError) => void }[] = [];
@@ -458,6 +500,68 @@ export class SignalboxClient<E extends object = PrpEventData> {
     return promise;
   }
 
+  /**
+   * Reads a channel's retained publications (see {@link HistoryOptions}), whether or not this
+   * client is subscribed to it. Rejects with the gateway's error (`PERMISSION_DENIED`,
+   * `INVALID_CHANNEL`, `UNRECOVERABLE_POSITION` when `since` cannot be continued from…), `TIMEOUT`
+   * (no answer within the timeout of the call), or `DISCONNECTED`/`CLOSED`. Called while not
+   * connected, the query waits for the connection; one in flight when the connection drops is sent
+   * again after the reconnect.
+   */
+  history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
+    const req: Extract<ClientRequest, { kind: 'history' }> = { kind: 'history', id: this.#nextId(), channel };
+    if (options.since) req.since = { epoch: options.since.epoch, offset: options.since.offset };
+    if (options.limit !== undefined) req.limit = options.limit;
+    return this.#query(req, options.timeout, (msg) => {
+      const d = isObject(msg.data) ? msg.data : {};
+      const raw = Array.isArray(d.publications) ? d.publications : [];
+      const publications: PublicationMessage[] = [];
+      for (const frame of raw) {
+        const pub = this.#dialect?.normalize(frame);
+        if (pub && typeof pub.channel === 'string' && typeof pub.offset === 'number' && typeof pub.epoch === 'string') publications.push(pub as PublicationMessage);
+      }
+      return { channel, publications, position: readPosition(d.position) };
+    });
+  }
+
+  /**
+   * Lists the members of a presence channel (a namespace with presence on): one entry per
+   * subscribed connection, `{clientId, userId, info?}`. Rejects like {@link history}; a namespace
+   * without presence is `PERMISSION_DENIED`.
+   */
+  presence(channel: string, options: PresenceOptions = {}): Promise<PresenceResult> {
+    return this.#query({ kind: 'presence', id: this.#nextId(), channel }, options.timeout, (msg) => {
+      const d = isObject(msg.data) ? msg.data : {};
+      const members = Array.isArray(d.members) ? d.members.filter((m): m is PresenceMember => isObject(m) && typeof m.clientId === 'string') : [];
+      return { channel, members };
+    });
+  }
+
+  #query<T>(req: PendingQuery['req'], timeout: number | undefined, read: (msg: ServerMessage) => T): Promise<T> {
+    if (this.#state === 'closed') {
+      return Promise.reject(new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel: req.channel }));
+    }
+    if (this.#state === 'disconnected') {
+      return Promise.reject(new SignalboxError(ClientErrorCode.DISCONNECTED, 'Not connected; call connect() first', { channel: req.channel }));
+    }
+    return new Promise<T>((resolve, reject) => {
+      const ms = timeout ?? this.config.publishTimeout;
+      const entry: PendingQuery = {
+        req,
+        timer: setTimeout(() => entry.settle(new SignalboxError(ClientErrorCode.TIMEOUT, `No answer within ${ms} ms`, { channel: req.channel, requestId: req.id })), ms),
+        settle: (outcome) => {
+          if (this.#queries.get(req.id) !== entry) return;
+          this.#queries.delete(req.id);
+          entry.timer = clear(entry.timer);
+          if (outcome instanceof SignalboxError) reject(outcome);
+          else resolve(read(outcome));
+        },
+      };
+      this.#queries.set(req.id, entry);
+      if (this.#state === 'connected') this.#send(req);
+    });
+  }
+
   /** Number of publishes not yet acknowledged (queued or in flight). */
   get pendingPublishes(): number {
     return this.#pending.size;
@@ -541,6 +645,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
 
   #failPending(code: ClientErrorCode, message: string): void {
     for (const entry of [...this.#pending.values()]) this.#settlePublish(entry, new SignalboxError(code, message, { channel: entry.channel }));
+    for (const q of [...this.#queries.values()]) q.settle(new SignalboxError(code, message, { channel: q.req.channel, requestId: q.req.id }));
   }
 
   // ---- Connecting --------------------------------------------------------------------------------
@@ -714,6 +819,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
     this.#subRetryAttempts = 0;
     this.#sendSubscribe([...this.#subs.values()]);
     for (const entry of this.#pending.values()) this.#writePublish(entry);
+    for (const q of this.#queries.values()) this.#send(q.req);
     this.#emitState(change);
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
@@ -860,6 +966,10 @@ export class SignalboxClient<E extends object = PrpEventData> {
       case 'ack':
         this.#onAck(msg);
         break;
+      case 'history':
+      case 'presence':
+        if (msg.replyTo) this.#queries.get(msg.replyTo)?.settle(msg);
+        break;
       case 'token.refreshed':
         this.#onRefreshed(msg);
         break;
@@ -985,6 +1095,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
     if (replyTo) {
       const entry = this.#pending.get(replyTo);
       if (entry) this.#settlePublish(entry, err);
+      this.#queries.get(replyTo)?.settle(err);
       const request = this.#requests.get(replyTo);
       if (request?.kind === 'refresh') {
         this.#requests.delete(replyTo);

@@ -20,6 +20,8 @@ export type ClientRequest =
   | { kind: 'subscribe'; id: string; channels: SubscribeEntry[] }
   | { kind: 'unsubscribe'; id: string; channels: string[] }
   | { kind: 'publish'; id: string; channel: string; type?: string; data: unknown }
+  | { kind: 'history'; id: string; channel: string; since?: StreamPosition; limit?: number }
+  | { kind: 'presence'; id: string; channel: string }
   | { kind: 'refresh'; id: string; token: string }
   | { kind: 'ping'; id: string }
   | { kind: 'pong' };
@@ -62,6 +64,14 @@ function withOptional(msg: ServerMessage, raw: Record<string, unknown>): ServerM
   return msg;
 }
 
+/** The optional fields of a history request, the same in both dialects. */
+function historyParams(req: Extract<ClientRequest, { kind: 'history' }>): { since?: StreamPosition; limit?: number } {
+  const out: { since?: StreamPosition; limit?: number } = {};
+  if (req.since) out.since = { epoch: req.since.epoch, offset: req.since.offset };
+  if (req.limit !== undefined) out.limit = req.limit;
+  return out;
+}
+
 /** `/v1/ws/prps`: client `{id, action, payload}`, server `{id, type, timestamp, data}`. */
 export const prpDialect: Dialect = {
   name: 'prp',
@@ -77,6 +87,10 @@ export const prpDialect: Dialect = {
         return { id: req.id, action: 'unsubscribe', payload: { channels: req.channels } };
       case 'publish':
         return { id: req.id, action: 'publish', payload: req.type === undefined ? { channel: req.channel, data: req.data } : { channel: req.channel, type: req.type, data: req.data } };
+      case 'history':
+        return { id: req.id, action: 'history', payload: { channel: req.channel, ...historyParams(req) } };
+      case 'presence':
+        return { id: req.id, action: 'presence', payload: { channel: req.channel } };
       case 'refresh':
         return { id: req.id, action: 'refresh', payload: { token: req.token } };
       case 'ping':
@@ -122,6 +136,10 @@ export const prdDialect: Dialect = {
         return req.type === undefined
           ? { type: 'message', id: req.id, channel: req.channel, data: req.data }
           : { type: 'message', id: req.id, channel: req.channel, event: req.type, data: req.data };
+      case 'history':
+        return { type: 'history', id: req.id, channel: req.channel, data: historyParams(req) };
+      case 'presence':
+        return { type: 'presence', id: req.id, channel: req.channel, data: {} };
       case 'refresh':
         return { type: 'refresh', id: req.id, data: { token: req.token } };
       case 'ping':

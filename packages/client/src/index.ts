@@ -11,7 +11,8 @@ export {
   closePolicy,
 } from './client.js';
 export type {
-  ClientConfig, FrameFormat, PublishAck, PublishOptions, QueueOverflow, SignalboxClientOptions, SubscribeOptions, TokenRequestReason,
+  ClientConfig, FrameFormat, HistoryOptions, HistoryResult, PresenceOptions, PresenceResult, PublishAck, PublishOptions, QueueOverflow,
+  SignalboxClientOptions, SubscribeOptions, TokenRequestReason,
   TokenTransport, WebSocketConfig,
 } from './client.js';
 export { Subscription } from './subscription.js';
@@ -23,4 +24,4 @@ export type { WebSocketConstructor, WebSocketLike, WebSocketOptions } from './tr
 export type { DialectName } from './dialect.js';
 export type { Handler } from './emitter.js';
 export type * from './events.js';
-export type { StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
+export type { PresenceMember, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
