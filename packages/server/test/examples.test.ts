@@ -1,0 +1,58 @@
+/**
+ * The runnable examples in examples/: each runs as a user would run it (`node examples/<name>.mjs`,
+ * embedded gateway), must exit 0, and must print what it promises.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+function runExample(name: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env };
+  for (const k of ['SIGNALBOX_URL', 'SIGNALBOX_TOKEN', 'SIGNALBOX_JWT_SECRET', 'SIGNALBOX_API_KEY']) delete env[k];
+  const child = spawn(process.execPath, [`examples/${name}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+describe('examples/', () => {
+  it('prp-events.mjs: the backend publishes a PRP lifecycle; the dashboard shows every event, in order', async () => {
+    const { code, stdout, stderr } = await runExample('prp-events.mjs');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const dashboard = stdout.split('\n').filter((l) => l.startsWith('[dashboard]'));
+    expect(dashboard[0]).toContain('PRP created: prp_789012 "Implement Authentication"');
+    expect(dashboard.filter((l) => l.includes('agent_001 on prp_789012')).map((l) => /(\d+)%/.exec(l)?.[1])).toEqual(['25', '50', '75', '100']);
+    expect(stdout).toContain('status changed from in_progress to completed');
+    expect(stdout).toContain('received all 8 events in order');
+  });
+
+  it('agent-chat.mjs: two turns, each reply streamed token by token and complete', async () => {
+    const { code, stdout, stderr } = await runExample('agent-chat.mjs');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain('[agent] < you are how agent hello   (5 tokens streamed)');
+    expect(stdout).toContain('[agent] < please answer short a me stream   (6 tokens streamed)');
+  });
+
+  it('session-debugger.mjs: history on attach, nothing lost across a disconnect, a command answered', async () => {
+    const { code, stdout, stderr } = await runExample('session-debugger.mjs');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain('[debugger] (earlier) network.request');
+    expect(stdout).toContain('recovered=true, replayed the 3 it missed');
+    expect(stdout).toContain('[debugger] document.title = "Checkout"');
+  });
+
+  it('collaborative-editing.mjs: presence, concurrent edits, the same text everywhere', async () => {
+    const { code, stdout, stderr } = await runExample('collaborative-editing.mjs');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain('in the document: usr_alice, usr_bob');
+    expect(stdout).toContain('same text, byte for byte');
+  });
+});
