@@ -196,12 +196,6 @@ export class WriteBatcher {
 }
 
 /**
- * Data frames are written straight to the socket `ws` upgraded (server frames are unmasked and we
- * run without compression, so the bytes are final), pings included (they go out with the heartbeat
- * frames); `ws` keeps the receiving side (pongs too) and the closing handshake. Queued frames are
- * flushed before a close frame, so order is kept.
- */
-/**
  * A transport's frame list when it has none. A list is made when a turn's first frame comes and
  * dropped when the turn's round writes it, so it dies young; one made at flush time instead would
  * wait, on an idle connection, for the next heartbeat, get promoted to the old generation, and
@@ -210,6 +204,12 @@ export class WriteBatcher {
  */
 const NO_FRAMES: Buffer[] = [];
 
+/**
+ * Data frames are written straight to the socket `ws` upgraded (server frames are unmasked and we
+ * run without compression, so the bytes are final), pings included (they go out with the heartbeat
+ * frames); `ws` keeps the receiving side (pongs too) and the closing handshake. Queued frames are
+ * flushed before a close frame, so order is kept.
+ */
 export class WsTransport implements Transport {
   private pending: Buffer[] = NO_FRAMES;
   private pendingBytes = 0;
