@@ -1,12 +1,13 @@
 /**
  * Malformed input over real sockets: INVALID_MESSAGE (bad JSON, too deep, wrong shapes),
  * INVALID_ACTION, MESSAGE_TOO_LARGE and the 1009 hard limit, the 4008 protocol-violation close,
- * and UNAVAILABLE from a broker that cannot be reached. Every error names the request it answers.
+ * UNAVAILABLE from a broker that cannot be reached, and INTERNAL_ERROR from one that fails unexpectedly.
+ * Every error names the request it answers.
  */
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
-import { RedisBroker } from '../src/index.js';
+import { MemoryBroker, RedisBroker, type HistoryQuery } from '../src/index.js';
 import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import { http } from './helpers/core-util.js';
 
@@ -176,5 +177,46 @@ describe('broker unavailable', () => {
     const confirmed = await client.next((m) => m.type === 'subscription.confirmed' && m.replyTo === 'u1', 5000, from);
     expect(confirmed.data.subscribedChannels).toEqual([]);
     await client.close();
+  });
+});
+
+describe('an unexpected failure (a bug, not an outage)', () => {
+  let gw: TestGateway;
+  const BROKEN = 'project:broken';
+  beforeAll(async () => {
+    // A memory broker whose history() throws a plain Error for one channel, as a bug would.
+    const inner = new MemoryBroker();
+    const broker = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'history') {
+          return (channel: string, query: HistoryQuery) => (channel === BROKEN ? Promise.reject(new Error('boom')) : target.history(channel, query));
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    gw = await startGateway({}, { broker });
+  });
+  afterAll(() => gw.close());
+
+  it('answers INTERNAL_ERROR naming the request, keeps the connection, and says nothing of the cause', async () => {
+    const client = await connectPrp(gw);
+    const from = client.messages.length;
+    client.send({ id: 'h1', action: 'history', payload: { channel: BROKEN } });
+    const err = await client.next((m) => m.type === 'error' && m.replyTo === 'h1', 5000, from);
+    expect(err.data).toMatchObject({ code: ErrorCode.INTERNAL_ERROR, message: 'Internal error', details: { requestId: 'h1', action: 'history', channel: BROKEN } });
+    expect(JSON.stringify(err)).not.toContain('boom');
+    // The same connection goes on: the next request is answered.
+    const ok = await client.request('history', { channel: 'project:fine' });
+    expect(ok.type).toBe('history');
+    await client.close();
+  });
+
+  it('the HTTP API answers 500 INTERNAL_ERROR, and the gateway stays ready', async () => {
+    const res = await http(gw, `/v1/channels/${encodeURIComponent(BROKEN)}/history`);
+    expect(res.status).toBe(500);
+    expect(res.body).toMatchObject({ error: { code: ErrorCode.INTERNAL_ERROR } });
+    expect(res.text).not.toContain('boom');
+    expect((await http(gw, '/readyz', { apiKey: null })).status).toBe(200);
   });
 });
