@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_NAMESPACES } from '@signalbox/server';
 import { SignalboxClient, type SignalboxClientOptions, type Subscription } from '../src/node.js';
-import { FakeServer, once } from './helpers/fake-server.js';
+import { FakeServer, once, type FakeConnection } from './helpers/fake-server.js';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 
 const clients: SignalboxClient[] = [];
@@ -23,6 +23,19 @@ async function gateway(opts: Parameters<typeof startGateway>[0] = {}): Promise<R
   const gw = await startGateway(opts);
   closers.push(() => gw.close());
   return gw;
+}
+
+/** A client connected to a scriptable server (established), and that server's end of the connection. */
+async function connectedToFake(): Promise<{ server: FakeServer; client: SignalboxClient; conn: FakeConnection }> {
+  const server = await FakeServer.start();
+  closers.push(() => server.close());
+  const client = makeClient({ url: server.url(), token: 't' });
+  const accepted = server.accept();
+  const connecting = client.connect();
+  const conn = await accepted;
+  conn.establish();
+  await connecting;
+  return { server, client, conn };
 }
 
 afterEach(async () => {
@@ -109,14 +122,7 @@ describe('queries and the connection', () => {
   });
 
   it('a query whose connection drops is sent again after the reconnect, and answered', async () => {
-    const server = await FakeServer.start();
-    closers.push(() => server.close());
-    const client = makeClient({ url: server.url(), token: 't' });
-    const first = server.accept();
-    const connecting = client.connect();
-    const conn1 = await first;
-    conn1.establish('conn_1');
-    await connecting;
+    const { server, client, conn: conn1 } = await connectedToFake();
 
     const answer = client.history('project:p1', { limit: 1 });
     const sent = await conn1.next('history');
@@ -139,14 +145,7 @@ describe('queries and the connection', () => {
   });
 
   it('no answer within the timeout rejects with TIMEOUT; disconnect() rejects what is pending with DISCONNECTED', async () => {
-    const server = await FakeServer.start();
-    closers.push(() => server.close());
-    const client = makeClient({ url: server.url(), token: 't' });
-    const first = server.accept();
-    const connecting = client.connect();
-    const conn = await first;
-    conn.establish();
-    await connecting;
+    const { client, conn } = await connectedToFake();
 
     await expect(client.presence('doc:x', { timeout: 30 })).rejects.toMatchObject({ code: 'TIMEOUT', details: { channel: 'doc:x' } });
     const pending = client.history('project:p1');

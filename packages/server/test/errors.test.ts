@@ -185,16 +185,12 @@ describe('an unexpected failure (a bug, not an outage)', () => {
   const BROKEN = 'project:broken';
   beforeAll(async () => {
     // A memory broker whose history() throws a plain Error for one channel, as a bug would.
-    const inner = new MemoryBroker();
-    const broker = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'history') {
-          return (channel: string, query: HistoryQuery) => (channel === BROKEN ? Promise.reject(new Error('boom')) : target.history(channel, query));
-        }
-        const value: unknown = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    class BrokenHistory extends MemoryBroker {
+      override history(channel: string, query: HistoryQuery): ReturnType<MemoryBroker['history']> {
+        return channel === BROKEN ? Promise.reject(new Error('boom')) : super.history(channel, query);
+      }
+    }
+    const broker = new BrokenHistory();
     gw = await startGateway({}, { broker });
   });
   afterAll(() => gw.close());

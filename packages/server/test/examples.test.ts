@@ -19,11 +19,17 @@ function runExample(name: string): Promise<{ code: number | null; stdout: string
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
+/** Runs an example that must finish cleanly: exit 0, nothing on stderr. Returns what it printed. */
+async function runOk(name: string): Promise<string> {
+  const { code, stdout, stderr } = await runExample(name);
+  expect(stderr).toBe('');
+  expect(code).toBe(0);
+  return stdout;
+}
+
 describe('examples/', () => {
   it('prp-events.mjs: the backend publishes a PRP lifecycle; the dashboard shows every event, in order', async () => {
-    const { code, stdout, stderr } = await runExample('prp-events.mjs');
-    expect(stderr).toBe('');
-    expect(code).toBe(0);
+    const stdout = await runOk('prp-events.mjs');
     const dashboard = stdout.split('\n').filter((l) => l.startsWith('[dashboard]'));
     expect(dashboard[0]).toContain('PRP created: prp_789012 "Implement Authentication"');
     expect(dashboard.filter((l) => l.includes('agent_001 on prp_789012')).map((l) => /(\d+)%/.exec(l)?.[1])).toEqual(['25', '50', '75', '100']);
@@ -32,26 +38,20 @@ describe('examples/', () => {
   });
 
   it('agent-chat.mjs: two turns, each reply streamed token by token and complete', async () => {
-    const { code, stdout, stderr } = await runExample('agent-chat.mjs');
-    expect(stderr).toBe('');
-    expect(code).toBe(0);
+    const stdout = await runOk('agent-chat.mjs');
     expect(stdout).toContain('[agent] < you are how agent hello   (5 tokens streamed)');
     expect(stdout).toContain('[agent] < please answer short a me stream   (6 tokens streamed)');
   });
 
   it('session-debugger.mjs: history on attach, nothing lost across a disconnect, a command answered', async () => {
-    const { code, stdout, stderr } = await runExample('session-debugger.mjs');
-    expect(stderr).toBe('');
-    expect(code).toBe(0);
+    const stdout = await runOk('session-debugger.mjs');
     expect(stdout).toContain('[debugger] (earlier) network.request');
     expect(stdout).toContain('recovered=true, replayed the 3 it missed');
     expect(stdout).toContain('[debugger] document.title = "Checkout"');
   });
 
   it('collaborative-editing.mjs: presence, concurrent edits, the same text everywhere', async () => {
-    const { code, stdout, stderr } = await runExample('collaborative-editing.mjs');
-    expect(stderr).toBe('');
-    expect(code).toBe(0);
+    const stdout = await runOk('collaborative-editing.mjs');
     expect(stdout).toContain('in the document: usr_alice, usr_bob');
     expect(stdout).toContain('same text, byte for byte');
   });
