@@ -81,4 +81,28 @@ export class Metrics {
     });
     this.brokerReady = new Gauge({ name: 'signalbox_broker_ready', help: '1 while the broker is reachable', registers: [r] });
   }
+
+  /**
+   * Writer-thread counters, read from the write pool at scrape time (registered only when the
+   * gateway runs writer threads): socket writes done by the threads, rounds where the main thread
+   * waited for a thread that had no core, and the pauses that followed on a busy loop.
+   */
+  watchWriteThreads(read: () => { writes: number; stalls: number; pauses: number }): void {
+    const series: [keyof ReturnType<typeof read>, string, string][] = [
+      ['writes', 'signalbox_write_thread_writes_total', 'Socket writes made by writer threads'],
+      ['stalls', 'signalbox_write_thread_stalls_total', 'Fan-out rounds where the main thread waited over 1 ms for a writer thread'],
+      ['pauses', 'signalbox_write_thread_pauses_total', 'Times the writer threads were paused because the event loop was busy and they had no core'],
+    ];
+    for (const [key, name, help] of series) {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(read()[key]);
+        },
+      });
+    }
+  }
 }

@@ -92,6 +92,8 @@ export class Gateway {
     this.namespaces = new NamespaceTable(config.namespaces);
     this.pool = config.writeThreads > 0 ? new WritePool(config.writeThreads) : null;
     this.batcher = new WriteBatcher(this.pool);
+    const pool = this.pool;
+    if (pool !== null) this.metrics.watchWriteThreads(() => ({ writes: pool.stats.threadJobs, stalls: pool.stats.stalls, pauses: pool.stats.pauses }));
     this.auth = new Authenticator(config);
   }
 

@@ -9,7 +9,8 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { WebSocket } from 'ws';
 import { WriteBatcher, WsTransport } from '../src/transport/ws.js';
-import { WritePool } from '../src/transport/write-pool.js';
+import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, WriterBackoff, WritePool } from '../src/transport/write-pool.js';
+import { http, metricValue } from './helpers/core-util.js';
 import { connectPrp, startGateway, uniqueChannel, type TestClient, type TestGateway } from './helpers/gateway.js';
 
 vi.setConfig({ hookTimeout: 120_000 });
@@ -89,7 +90,7 @@ describe('WritePool', () => {
     expect(pool.stats.jobs).toBeGreaterThan(0);
     expect(pool.stats.incomplete).toBeGreaterThan(0); // the kernel refused part of some writes
     expect(sawQueued).toBe(true); // and the rest went through the socket's queue
-    expect(pool.threadJobs).toBeGreaterThan(0); // the writer thread did some of the writes
+    expect(pool.stats.threadJobs).toBeGreaterThan(0); // the writer thread did some of the writes
     for (let i = 0; i < STALLED; i++) pairs[i]!.client.resume();
     const got = await Promise.all(sinks.map((s, i) => s.done(Buffer.concat(expected[i]!).length)));
     for (let i = 0; i < pairs.length; i++) expect(got[i]!.equals(Buffer.concat(expected[i]!))).toBe(true);
@@ -134,6 +135,42 @@ describe('WritePool', () => {
   });
 });
 
+describe('WriterBackoff (when the writer threads sit out)', () => {
+  it('a stall of an idle loop changes nothing', () => {
+    const b = new WriterBackoff();
+    expect(b.allowed(0)).toBe(true);
+    expect(b.stalled(100, false)).toBe(false);
+    expect(b.allowed(100)).toBe(true);
+  });
+
+  it('a stall of a busy loop pauses the threads for the minimum, then they are tried again', () => {
+    const b = new WriterBackoff();
+    expect(b.stalled(100, true)).toBe(true);
+    expect(b.allowed(100)).toBe(false);
+    expect(b.allowed(100 + BACKOFF_MIN_MS - 1)).toBe(false);
+    expect(b.allowed(100 + BACKOFF_MIN_MS)).toBe(true);
+  });
+
+  it('stalls that keep coming double the pause up to the maximum; a quiet spell resets it', () => {
+    const b = new WriterBackoff();
+    let now = 0;
+    const pauses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      b.stalled(now, true);
+      pauses.push(b.currentPauseMs);
+      now += b.currentPauseMs + 10; // the first round after the pause stalls again
+      expect(b.allowed(now)).toBe(true);
+    }
+    const min = BACKOFF_MIN_MS;
+    expect(pauses).toEqual([min, 2 * min, 4 * min, 8 * min, 16 * min, 32 * min, 64 * min, 128 * min].map((ms) => Math.min(ms, BACKOFF_MAX_MS)));
+    expect(pauses.at(-1)).toBe(BACKOFF_MAX_MS);
+    // Long after the last pause ended, a stall starts again from the minimum.
+    now += 3 * BACKOFF_MAX_MS;
+    b.stalled(now, true);
+    expect(b.currentPauseMs).toBe(BACKOFF_MIN_MS);
+  });
+});
+
 describe('gateway with writer threads', () => {
   let gw: TestGateway;
   beforeAll(async () => {
@@ -156,5 +193,12 @@ describe('gateway with writer threads', () => {
     const want = Array.from({ length: N }, (_, k) => k + 1);
     for (const s of subs) expect((await s.collect((m) => m.type === 'burst', N, 20_000)).map((m) => m.data.i)).toEqual(want);
     await Promise.all([publisher, ...subs].map((c) => c.close()));
+    // The writer threads' counters are exported; the threads' writes are some of the deliveries.
+    const text = (await http(gw, '/metrics', { apiKey: null })).text;
+    const writes = metricValue(text, 'signalbox_write_thread_writes_total');
+    expect(writes).toBeGreaterThanOrEqual(0);
+    expect(writes).toBeLessThanOrEqual(metricValue(text, 'signalbox_deliveries_total', { namespace: 'session' })!);
+    expect(metricValue(text, 'signalbox_write_thread_stalls_total')).toBeGreaterThanOrEqual(0);
+    expect(metricValue(text, 'signalbox_write_thread_pauses_total')).toBeLessThanOrEqual(metricValue(text, 'signalbox_write_thread_stalls_total')!);
   });
 });
