@@ -3,7 +3,7 @@
 // JSON files. Writes an SVG per chart and renders it to PNG with playwright-core driving Debian's
 // chromium (bash scripts/install-chromium.sh); without chromium, only the SVG is written.
 //
-//   node bench/chart.mjs bench/reports/fanout-1k.json [more.json ...] [--out-dir bench/reports] [--name fanout-1k]
+//   node bench/chart.mjs bench/reports/fanout-1k.json [more.json ...] [--out-dir bench/reports] [--name fanout-1k] [--mixed-sizes]
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from './lib/args.mjs';
@@ -26,14 +26,18 @@ const groups = new Map(); // key -> { title, series: Map(target -> [runs]) }
 for (const f of files) {
   const d = JSON.parse(readFileSync(f, 'utf8'));
   const o = d.options;
-  const key = `${o.conns}-${o.channels}-${o.subsPerChannel}-${o.size}`;
-  const g = groups.get(key) ?? { o, machine: d.machine, series: new Map(), name: a.name };
+  // --mixed-sizes: one chart for runs of different payload sizes (equal frames on the wire), each
+  // target labelled with its payload size.
+  const key = a.mixedSizes ? `${o.conns}-${o.channels}-${o.subsPerChannel}` : `${o.conns}-${o.channels}-${o.subsPerChannel}-${o.size}`;
+  const g = groups.get(key) ?? { o, machine: d.machine, series: new Map(), name: a.name, sizes: new Set() };
   groups.set(key, g);
+  g.sizes.add(o.size);
   for (const r of d.runs) {
     if (!r.steps?.length) continue;
-    const list = g.series.get(r.target) ?? [];
+    const label = a.mixedSizes ? `${r.target} (${o.size} B)` : r.target;
+    const list = g.series.get(label) ?? [];
     list.push(r.steps.filter((s) => s.p99Ms !== null));
-    g.series.set(r.target, list);
+    g.series.set(label, list);
   }
 }
 
@@ -56,9 +60,10 @@ function svgChart(g) {
   const X = (v) => L + ((Math.log10(Math.max(v, 10 ** x0)) - x0) / (x1 - x0)) * pw;
   const Y = (v) => T + ph - ((Math.log10(Math.max(v, 10 ** y0)) - y0) / (y1 - y0)) * ph;
   const o = g.o;
+  const sizes = g.sizes.size > 1 ? 'payload size per target' : `${o.size}-byte messages`;
   const title = o.channels === 1
-    ? `Fan-out: 1 publisher → ${o.conns.toLocaleString('en')} subscribers, one channel, ${o.size}-byte messages`
-    : `Fan-out: ${o.channels.toLocaleString('en')} channels × ${o.subsPerChannel} subscribers (${o.conns.toLocaleString('en')} connections), ${o.size}-byte messages`;
+    ? `Fan-out: 1 publisher → ${o.conns.toLocaleString('en')} subscribers, one channel, ${sizes}`
+    : `Fan-out: ${o.channels.toLocaleString('en')} channels × ${o.subsPerChannel} subscribers (${o.conns.toLocaleString('en')} connections), ${sizes}`;
   let s = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`;
   s += `<rect width="${W}" height="${H}" fill="white"/>`;
   s += `<text x="${L}" y="28" font-size="16" font-weight="bold">${title}</text>`;
@@ -91,7 +96,7 @@ function svgChart(g) {
   let ly = T + 10;
   const order = ['signalbox', 'ws-coalesce', 'ws-naive', 'socketio'].filter((t) => g.series.has(t)).concat([...g.series.keys()].filter((t) => !COLORS[t]));
   for (const t of order) {
-    const color = COLORS[t] ?? '#555';
+    const color = COLORS[t] ?? COLORS[t.split(' ')[0]] ?? '#555';
     g.series.get(t).forEach((steps, i) => {
       const sorted = [...steps].sort((p, q) => p.offered - q.offered);
       const d = sorted.map((p, k) => `${k ? 'L' : 'M'}${X(p.delivered).toFixed(1)} ${Y(p.p99Ms).toFixed(1)}`).join(' ');

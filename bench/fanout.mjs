@@ -77,7 +77,10 @@ async function runStep(ctx, rateDeliveries, durationMs, record = true) {
   const pub = await request(target.publisher, { cmd: 'publish', rate: msgRate, durationMs, seqStart, channels: chanNames, size: o.size });
   ctx.nextSeq = pub.lastSeq + 1;
   const expected = pub.published * o.subsPerChannel;
-  // Drain: wait until every delivery arrived, or nothing arrived for 1 s (max 10 s).
+  // Drain: wait until every delivery arrived, or nothing arrived for 1 s (max 10 s); both limits
+  // can be raised (BENCH_DRAIN_IDLE_MS, BENCH_DRAIN_MAX_MS) to tell a late delivery from a lost one.
+  const drainIdleMs = Number(process.env.BENCH_DRAIN_IDLE_MS ?? 1000);
+  const drainMaxMs = Number(process.env.BENCH_DRAIN_MAX_MS ?? 10_000);
   const drainStart = Date.now();
   let last = -1;
   let lastChange = Date.now();
@@ -88,8 +91,8 @@ async function runStep(ctx, rateDeliveries, durationMs, record = true) {
     if (got !== last) {
       last = got;
       lastChange = Date.now();
-    } else if (Date.now() - lastChange > 1000) break;
-    if (Date.now() - drainStart > 10_000) break;
+    } else if (Date.now() - lastChange > drainIdleMs) break;
+    if (Date.now() - drainStart > drainMaxMs) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const procs = sampler.stop();
