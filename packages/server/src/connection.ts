@@ -177,6 +177,7 @@ export class Connection implements Subscriber {
       this.ctx.log.error({ err, conn: this.id }, 'unexpected error handling a frame');
       this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', {});
     }
+    this.transport.inputHandled();
   }
 
   private process(data: Buffer, isBinary: boolean): void {

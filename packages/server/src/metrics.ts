@@ -82,6 +82,19 @@ export class Metrics {
     this.brokerReady = new Gauge({ name: 'signalbox_broker_ready', help: '1 while the broker is reachable', registers: [r] });
   }
 
+  /** Client sockets whose reading was held for a round because a turn queued more than its budget (read at scrape time). */
+  watchInputHolds(read: () => number): void {
+    new Counter({
+      name: 'signalbox_input_holds_total',
+      help: 'Client sockets not read until the next round of writes, because the turn had queued more than SIGNALBOX_TURN_BUDGET',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+
   /**
    * Writer-thread counters, read from the write pool at scrape time (registered only when the
    * gateway runs writer threads): socket writes done by the threads, rounds where the main thread

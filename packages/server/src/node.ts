@@ -91,7 +91,9 @@ export class Gateway {
     this.log = opts.logger ?? createLogger(config.logLevel);
     this.namespaces = new NamespaceTable(config.namespaces);
     this.pool = config.writeThreads > 0 ? new WritePool(config.writeThreads) : null;
-    this.batcher = new WriteBatcher(this.pool);
+    this.batcher = new WriteBatcher(this.pool, config.turnBudgetBytes);
+    const batcher = this.batcher;
+    this.metrics.watchInputHolds(() => batcher.holds);
     const pool = this.pool;
     if (pool !== null) this.metrics.watchWriteThreads(() => ({ writes: pool.stats.threadJobs, stalls: pool.stats.stalls, pauses: pool.stats.pauses }));
     this.auth = new Authenticator(config);

@@ -8,6 +8,8 @@ export interface Transport {
   close(code: number, reason: string): void;
   /** Destroys the socket without a closing handshake (dead peers). */
   terminate(): void;
+  /** A client frame has been handled: the transport may stop reading for a while (see WriteBatcher's turn budget). */
+  inputHandled(): void;
   /** Bytes queued for the socket and not yet taken by the kernel. */
   readonly bufferedAmount: number;
   /**

@@ -65,6 +65,13 @@ const ARENA_MAX_BYTES = 16 * 1024 * 1024;
 export class WriteBatcher {
   /** Sockets with frames queued for the next round. */
   private dirty: WsTransport[] = [];
+  /** Bytes of the frames queued for the next round. */
+  private queued = 0;
+  /** Sockets whose input is held until the next round is written, and those held for the round being written. */
+  private holdNext: WebSocket[] = [];
+  private holdRound: WebSocket[] = [];
+  /** Sockets held so far (a metric). */
+  holds = 0;
   /** The round being written, and how far it got. */
   private round: WsTransport[] = [];
   private cursor = 0;
@@ -82,7 +89,31 @@ export class WriteBatcher {
   /** Transports whose bytes are listed in the pool's current round, in job order. */
   private staged: WsTransport[] = [];
 
-  constructor(private readonly pool: WritePool | null = null) {}
+  /**
+   * @param turnBudgetBytes outbound bytes a turn may queue before the input of sockets that send
+   *   more is held (see holdInputIfOverBudget).
+   */
+  constructor(private readonly pool: WritePool | null = null, private readonly turnBudgetBytes = 16 * 1024 * 1024) {}
+
+  /** Counts `bytes` queued for the next round (every frame a transport takes). */
+  queue(bytes: number): void {
+    this.queued += bytes;
+  }
+
+  /**
+   * Called after a client frame was handled. When this turn has queued more than its budget, the
+   * socket is not read again until the next round has been written. Without it, a publisher that
+   * got ahead makes one poll read megabytes of publishes (libuv reads a socket until it is empty,
+   * up to 32 reads of 64 KiB), and the fan-out of all of them, then their writes, hold up every
+   * other socket for seconds (measured past saturation: 0.25-2 s between rounds, one round of 2 s).
+   * Held, the kernel's buffers fill and TCP slows the sender down instead.
+   */
+  holdInputIfOverBudget(ws: WebSocket): void {
+    if (this.queued <= this.turnBudgetBytes || ws.isPaused) return;
+    ws.pause();
+    this.holdNext.push(ws);
+    this.holds++;
+  }
 
   mark(t: WsTransport): void {
     this.dirty.push(t);
@@ -131,6 +162,10 @@ export class WriteBatcher {
     if (this.cursor === 0) {
       this.round = this.dirty;
       this.dirty = [];
+      this.queued = 0;
+      // Empty here: the round before resumed its own.
+      this.holdRound = this.holdNext;
+      this.holdNext = [];
     }
     const round = this.round;
     const deadline = performance.now() + SLICE_MS;
@@ -156,6 +191,10 @@ export class WriteBatcher {
     this.cursor = 0;
     this.round = [];
     this.endRound();
+    if (this.holdRound.length > 0) {
+      for (const ws of this.holdRound) ws.resume(); // a closed socket ignores it
+      this.holdRound = [];
+    }
     if (this.dirty.length > 0) setImmediate(this.flushAll);
     else this.scheduled = false;
   };
@@ -224,6 +263,11 @@ export class WsTransport implements Transport {
       this.pending = [f];
     } else this.pending.push(f);
     this.pendingBytes += f.length;
+    this.batcher.queue(f.length);
+  }
+
+  inputHandled(): void {
+    this.batcher.holdInputIfOverBudget(this.ws);
   }
 
   send(payload: string | Uint8Array, binary: boolean): void {
