@@ -82,40 +82,32 @@ export class Metrics {
     this.brokerReady = new Gauge({ name: 'signalbox_broker_ready', help: '1 while the broker is reachable', registers: [r] });
   }
 
-  /** Client sockets whose reading was held for a round because a turn queued more than its budget (read at scrape time). */
+  /** Client sockets whose reading was held for a round because a turn queued more than its budget. */
   watchInputHolds(read: () => number): void {
+    this.scrapedCounter('signalbox_input_holds_total', 'Client sockets not read until the next round of writes, because the turn had queued more than SIGNALBOX_TURN_BUDGET', read);
+  }
+
+  /**
+   * Writer-thread counters (registered only when the gateway runs writer threads): socket writes
+   * done by the threads, rounds where the main thread waited for a thread that had no core, and
+   * the pauses that followed on a busy loop.
+   */
+  watchWriteThreads(read: () => { writes: number; stalls: number; pauses: number }): void {
+    this.scrapedCounter('signalbox_write_thread_writes_total', 'Socket writes made by writer threads', () => read().writes);
+    this.scrapedCounter('signalbox_write_thread_stalls_total', 'Fan-out rounds where the main thread waited over 1 ms for a writer thread', () => read().stalls);
+    this.scrapedCounter('signalbox_write_thread_pauses_total', 'Times the writer threads were paused because the event loop was busy and they had no core', () => read().pauses);
+  }
+
+  /** A counter whose value is a running total kept elsewhere, read when it is scraped. */
+  private scrapedCounter(name: string, help: string, read: () => number): void {
     new Counter({
-      name: 'signalbox_input_holds_total',
-      help: 'Client sockets not read until the next round of writes, because the turn had queued more than SIGNALBOX_TURN_BUDGET',
+      name,
+      help,
       registers: [this.registry],
       collect() {
         this.reset();
         this.inc(read());
       },
     });
-  }
-
-  /**
-   * Writer-thread counters, read from the write pool at scrape time (registered only when the
-   * gateway runs writer threads): socket writes done by the threads, rounds where the main thread
-   * waited for a thread that had no core, and the pauses that followed on a busy loop.
-   */
-  watchWriteThreads(read: () => { writes: number; stalls: number; pauses: number }): void {
-    const series: [keyof ReturnType<typeof read>, string, string][] = [
-      ['writes', 'signalbox_write_thread_writes_total', 'Socket writes made by writer threads'],
-      ['stalls', 'signalbox_write_thread_stalls_total', 'Fan-out rounds where the main thread waited over 1 ms for a writer thread'],
-      ['pauses', 'signalbox_write_thread_pauses_total', 'Times the writer threads were paused because the event loop was busy and they had no core'],
-    ];
-    for (const [key, name, help] of series) {
-      new Counter({
-        name,
-        help,
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          this.inc(read()[key]);
-        },
-      });
-    }
   }
 }

@@ -62,7 +62,7 @@ const STALL_MS = 1;
  * them, 30-41 ms without). Stalls of a mostly idle loop (a round now and then, the thread
  * preempted once) do not count: there the thread still halves a round's time.
  */
-export const BUSY_UTILIZATION = 0.5;
+const BUSY_UTILIZATION = 0.5;
 export const BACKOFF_MIN_MS = 1000;
 export const BACKOFF_MAX_MS = 16_000;
 
