@@ -4,29 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { DEFAULT_NAMESPACES, parseNamespaces, type NamespaceConfig } from './channels/namespaces.js';
 
-export type NamespaceType = 'public' | 'private' | 'presence';
-
-export interface NamespaceConfig {
-  /** Namespace name: the part before `:` in a channel name. */
-  name: string;
-  /** public: any authenticated client; private: token `channels` must match (or `user:{sub}`); presence: private + presence. */
-  type: NamespaceType;
-  /** Publications retained for recovery and history; 0 = none. */
-  historySize: number;
-  /** History is kept this long after the channel's last publication. */
-  historyTtlMs: number;
-  /** May clients publish (with read access to the channel)? The HTTP API always may. */
-  clientPublish: boolean;
-  /** Track who is subscribed (presence list + join/leave events). Implied by type `presence`. */
-  presence: boolean;
-  /** Most subscribers one channel may have on this node; 0 = unlimited. */
-  maxSubscribers: number;
-  /** Is the bare namespace (`metrics`) itself a channel? */
-  allowBare: boolean;
-  /** Are `namespace:id` channels allowed? */
-  allowIds: boolean;
-}
+export type { NamespaceConfig, NamespaceType } from './channels/namespaces.js';
+export { DEFAULT_NAMESPACES } from './channels/namespaces.js';
 
 export interface GatewayConfig {
   host: string;
@@ -125,21 +106,6 @@ export const SETTINGS: SettingSpec[] = [
   S('writeThreads', 'write-threads', 'SIGNALBOX_WRITE_THREADS', 'int', availableParallelism() > 1 ? 1 : 0, 'Threads that help the main thread write large fan-out rounds (32+ sockets) to their sockets in parallel; 0 writes on the main thread only. Default 1 on a machine with 2+ CPUs, else 0. Running several gateway processes per machine, one per core: set 0.', { min: 0, max: 16 }),
 ];
 
-const H = 3600_000;
-/** The default namespace table (override with `namespaces` in the config file). */
-export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
-  ns('project', 'private', 1000, H, false),
-  ns('prp', 'private', 500, H, false),
-  ns('agent', 'private', 1000, H, true),
-  ns('session', 'private', 1000, 10 * 60_000, true),
-  ns('user', 'private', 200, H, false),
-  { ...ns('metrics', 'public', 0, 0, false), allowBare: true },
-];
-
-function ns(name: string, type: NamespaceType, historySize: number, historyTtlMs: number, clientPublish: boolean): NamespaceConfig {
-  return { name, type, historySize, historyTtlMs, clientPublish, presence: type === 'presence', maxSubscribers: 0, allowBare: false, allowIds: true };
-}
-
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -231,7 +197,9 @@ export function loadConfig(opts: LoadOptions = {}): GatewayConfig {
     out[spec.key] = raw === undefined || raw === '' ? spec.default : parseValue(spec, raw);
   }
   const cfg = out as unknown as GatewayConfig;
-  cfg.namespaces = opts.overrides?.namespaces ?? (file.namespaces !== undefined ? parseNamespaces(file.namespaces) : DEFAULT_NAMESPACES);
+  cfg.namespaces = opts.overrides?.namespaces ?? (file.namespaces !== undefined ? parseNamespaces(file.namespaces, (why) => {
+    throw new ConfigError(`Invalid setting namespaces (config file): ${why}`);
+  }) : DEFAULT_NAMESPACES);
   if (!cfg.jwtAlgorithms || cfg.jwtAlgorithms.length === 0) {
     cfg.jwtAlgorithms = cfg.jwtPublicKey || cfg.jwksUrl ? ['RS256', 'ES256'] : ['HS256'];
   }
@@ -267,49 +235,4 @@ function validate(cfg: GatewayConfig): void {
     throw new ConfigError(`Invalid setting ${spec('logLevel')}: must be one of fatal, error, warn, info, debug, trace, silent`);
   }
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) throw new ConfigError(`Invalid setting ${spec('apiKey')}: must be at least 16 characters`);
-}
-
-const NS_NAME_RE = /^[a-z][a-z0-9_-]{0,31}$/;
-
-function parseNamespaces(raw: unknown): NamespaceConfig[] {
-  const fail = (why: string): never => {
-    throw new ConfigError(`Invalid setting namespaces (config file): ${why}`);
-  };
-  if (!Array.isArray(raw) || raw.length === 0) fail('must be a non-empty array');
-  const seen = new Set<string>();
-  return (raw as unknown[]).map((entry, i) => {
-    if (typeof entry !== 'object' || entry === null) fail(`entry ${i} must be an object`);
-    const e = entry as Record<string, unknown>;
-    const name = e.name;
-    if (typeof name !== 'string' || !NS_NAME_RE.test(name)) return fail(`entry ${i}: name must match ${NS_NAME_RE}`);
-    if (seen.has(name)) fail(`duplicate namespace "${name}"`);
-    seen.add(name);
-    const type = e.type ?? 'private';
-    if (type !== 'public' && type !== 'private' && type !== 'presence') fail(`${name}.type must be public, private or presence`);
-    const int = (k: string, def: number) => {
-      const v = e[k] ?? def;
-      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${name}.${k} must be a non-negative integer`);
-      return v as number;
-    };
-    const bool = (k: string, def: boolean) => {
-      const v = e[k] ?? def;
-      if (typeof v !== 'boolean') fail(`${name}.${k} must be true or false`);
-      return v as boolean;
-    };
-    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'presence', 'maxSubscribers', 'allowBare', 'allowIds']);
-    for (const k of Object.keys(e)) if (!known.has(k)) fail(`${name}: unknown field "${k}"`);
-    const historySize = int('historySize', 100);
-    if (historySize > 100_000) fail(`${name}.historySize must be at most 100000`);
-    return {
-      name,
-      type: type as NamespaceType,
-      historySize,
-      historyTtlMs: int('historyTtlMs', 3600_000),
-      clientPublish: bool('clientPublish', false),
-      presence: bool('presence', type === 'presence'),
-      maxSubscribers: int('maxSubscribers', 0),
-      allowBare: bool('allowBare', false),
-      allowIds: bool('allowIds', true),
-    };
-  });
 }

@@ -9,15 +9,14 @@ import {
   type StreamPosition, type SubscribeOutcome,
 } from '@signalbox/protocol';
 import { AuthError, type Authenticator, type Credentials } from './auth/jwt.js';
-import { BrokerUnavailableError, type Broker } from './broker/types.js';
-import { scopedIdempotencyKey } from './broker/memory.js';
 import type { NamespaceTable, ResolvedChannel } from './channels/namespaces.js';
+import type { ChannelOperations } from './channels/operations.js';
 import type { GatewayConfig } from './config.js';
 import { encIndex, encodeEvent, type EncIndex } from './frames.js';
-import { historyGap, type Hub, type PreparedSubscription, type Subscriber } from './hub.js';
+import { toGatewayError } from './errors.js';
+import type { Hub, PreparedSubscription, Subscriber } from './hub.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { PresenceStore } from './presence/types.js';
 import { TokenBucket } from './ratelimit.js';
 import type { Transport } from './transport/types.js';
 import { SERVER_VERSION } from './version.js';
@@ -25,10 +24,10 @@ import { SERVER_VERSION } from './version.js';
 export interface ConnectionContext {
   config: GatewayConfig;
   hub: Hub;
-  broker: Broker;
+  /** Publish, history, presence: the operations this connection's requests ask for. */
+  ops: ChannelOperations;
   namespaces: NamespaceTable;
   auth: Authenticator;
-  presence: PresenceStore;
   metrics: Metrics;
   log: Logger;
   /** Called once when the connection is gone. */
@@ -301,7 +300,7 @@ export class Connection implements Subscriber {
       if (r.status === 'fulfilled') prepared.push(r.value);
       else {
         this.subs.delete(ch.name);
-        this.sendBrokerError(r.reason, d(ch.name));
+        this.sendFailure(r.reason, d(ch.name));
       }
     });
     if (this.state !== 'open') {
@@ -346,20 +345,12 @@ export class Connection implements Subscriber {
       this.rateLimited('Too many publishes', details);
       return;
     }
-    const ns = channel.namespace;
-    const started = performance.now();
     try {
-      const r = await this.ctx.broker.publish({
-        channel: cmd.channel, type: cmd.type, data: cmd.data, publisher: this.creds!.sub, id: cmd.requestId,
-        idempotencyKey: cmd.requestId === undefined ? undefined : scopedIdempotencyKey(this.creds!.sub, cmd.requestId),
-        history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: this.ctx.config.idempotencyWindowMs,
-      });
-      this.ctx.metrics.publishDuration.labels('client').observe((performance.now() - started) / 1000);
-      if (!r.duplicate) this.ctx.metrics.publications.inc(1, ns.name, 'client');
+      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId }, { via: 'client', sub: this.creds!.sub });
       const p = r.publication;
       this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
     } catch (err) {
-      this.sendBrokerError(err, details);
+      this.sendFailure(err, details);
     }
   }
 
@@ -376,29 +367,20 @@ export class Connection implements Subscriber {
     const { details, channel } = this.channelRequest(cmd, 'read');
     if (!channel) return;
     try {
-      const hist = await this.ctx.broker.history(cmd.channel, { since: cmd.since, limit: cmd.limit ?? Math.min(100, channel.namespace.historySize) });
-      const gap = cmd.since ? historyGap(channel.namespace, hist, cmd.since) : null;
-      if (gap) {
-        this.sendError(ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${gap}`, { ...details, reason: gap, position: hist.position, earliestOffset: hist.earliestOffset });
-        return;
-      }
+      const hist = await this.ctx.ops.history(channel, { since: cmd.since, limit: cmd.limit });
       this.send({ kind: 'history', replyTo: cmd.requestId, channel: cmd.channel, publications: hist.publications, position: hist.position });
     } catch (err) {
-      this.sendBrokerError(err, details);
+      this.sendFailure(err, details);
     }
   }
 
   private async presence(cmd: Extract<Command, { kind: 'presence' }>): Promise<void> {
     const { details, channel } = this.channelRequest(cmd, 'read');
     if (!channel) return;
-    if (!channel.namespace.presence) {
-      this.sendError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${channel.namespace.name}'`, details);
-      return;
-    }
     try {
-      this.send({ kind: 'presence', replyTo: cmd.requestId, channel: cmd.channel, members: await this.ctx.presence.list(cmd.channel) });
+      this.send({ kind: 'presence', replyTo: cmd.requestId, channel: cmd.channel, members: await this.ctx.ops.presence(channel) });
     } catch (err) {
-      this.sendBrokerError(err, details);
+      this.sendFailure(err, details);
     }
   }
 
@@ -414,25 +396,13 @@ export class Connection implements Subscriber {
 
   /** Records the member and announces it on the channel's stream (so join/leave are ordered and recoverable). */
   private presenceJoin(ch: ResolvedChannel): void {
-    const member = this.member();
-    this.ctx.presence.add(ch.name, member, this.presenceTtl())
-      .then(() => this.publishPresence(ch, 'presence.joined', member))
+    this.ctx.ops.announce(ch, 'joined', this.member(), this.presenceTtl())
       .catch((err: unknown) => this.ctx.log.warn({ err, channel: ch.name }, 'presence join failed'));
   }
 
   private presenceLeave(ch: ResolvedChannel): void {
-    const member = this.member();
-    this.ctx.presence.remove(ch.name, member.clientId)
-      .then(() => this.publishPresence(ch, 'presence.left', member))
+    this.ctx.ops.announce(ch, 'left', this.member(), this.presenceTtl())
       .catch((err: unknown) => this.ctx.log.warn({ err, channel: ch.name }, 'presence leave failed'));
-  }
-
-  private async publishPresence(ch: ResolvedChannel, type: string, member: PresenceMember): Promise<void> {
-    const ns = ch.namespace;
-    await this.ctx.broker.publish({
-      channel: ch.name, type, data: { member }, publisher: 'presence',
-      history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: 0,
-    });
   }
 
   private async refresh(cmd: Extract<Command, { kind: 'refresh' }>): Promise<void> {
@@ -568,13 +538,11 @@ export class Connection implements Subscriber {
     this.send({ kind: 'error', replyTo: details.requestId, error: { code, message, details: clean } });
   }
 
-  private sendBrokerError(err: unknown, details: ErrorInfo['details']): void {
-    if (err instanceof BrokerUnavailableError) {
-      this.sendError(ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`, details);
-    } else {
-      this.ctx.log.error({ err, conn: this.id }, 'broker operation failed');
-      this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', details);
-    }
+  /** A request that failed: its error, naming the request; an unexpected failure is logged, its cause never sent. */
+  private sendFailure(err: unknown, details: ErrorInfo['details']): void {
+    const e = toGatewayError(err);
+    if (e.unexpected) this.ctx.log.error({ err: e.cause ?? err, conn: this.id }, 'request failed');
+    this.sendError(e.code, e.message, { ...details, ...e.details });
   }
 
   /** An invalid message: answered, and counted towards the protocol-violation close. */
@@ -606,7 +574,7 @@ export class Connection implements Subscriber {
     this.armExpiryIfNear();
     if (this.state === 'open') {
       for (const ch of this.subs.values()) {
-        if (ch.namespace.presence) this.ctx.presence.add(ch.name, this.member(), this.presenceTtl()).catch(() => {});
+        if (ch.namespace.presence) this.ctx.ops.refreshPresence(ch, this.member(), this.presenceTtl());
       }
     }
   }

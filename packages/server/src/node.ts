@@ -13,6 +13,7 @@ import { Authenticator } from './auth/jwt.js';
 import { MemoryBroker } from './broker/memory.js';
 import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
+import { ChannelOperations } from './channels/operations.js';
 import type { GatewayConfig } from './config.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
@@ -116,14 +117,15 @@ export class Gateway {
     this.presence = this.opts.presence
       ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs }));
     await this.presence.start?.();
+    const ops = new ChannelOperations({ broker: this.broker, presence: this.presence, metrics: this.metrics, idempotencyWindowMs: config.idempotencyWindowMs });
     this.ctx = {
-      config, hub: this.hub, broker: this.broker, namespaces: this.namespaces, auth: this.auth, presence: this.presence, metrics: this.metrics, log: this.log,
+      config, hub: this.hub, ops, namespaces: this.namespaces, auth: this.auth, metrics: this.metrics, log: this.log,
       onClosed: (conn) => this.onConnectionClosed(conn),
     };
     this.wss = createWebSocketServer(config.maxMessageBytes * 4);
     this.app = Fastify({ logger: false, bodyLimit: Math.max(1024 * 1024, config.maxMessageBytes), trustProxy: config.trustProxy, forceCloseConnections: true });
     registerApi(this.app, {
-      config, apiKey: config.apiKey, broker: this.broker, hub: this.hub, presence: this.presence, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
+      config, apiKey: config.apiKey, broker: this.broker, hub: this.hub, ops, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
       readiness: () => this.readiness(),
       stats: () => this.stats(),
     });

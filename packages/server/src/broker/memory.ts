@@ -180,15 +180,6 @@ function idemKey(channel: string, key: string): string {
   return `${channel}\u0000${key}`;
 }
 
-/**
- * An idempotency key scoped to its publisher (a token subject, or `api`), so that two publishers
- * reusing simple ids like "1" on one channel never suppress each other. Length-prefixed, hence
- * injective.
- */
-export function scopedIdempotencyKey(publisher: string, id: string): string {
-  return `${publisher.length}:${publisher}:${id}`;
-}
-
 export function newEpoch(): string {
   return randomBytes(6).toString('base64url');
 }

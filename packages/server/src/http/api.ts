@@ -6,21 +6,21 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode, isValidEventType, isValidMessageId, prpPublication, type StreamPosition } from '@signalbox/protocol';
-import { BrokerUnavailableError, type Broker, type PublishResult } from '../broker/types.js';
+import type { Broker, PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
+import type { ChannelOperations } from '../channels/operations.js';
 import type { GatewayConfig } from '../config.js';
-import { historyGap, type Hub } from '../hub.js';
+import { GatewayError, toGatewayError } from '../errors.js';
+import type { Hub } from '../hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { PresenceStore } from '../presence/types.js';
-import { generatePublicationId, scopedIdempotencyKey } from '../broker/memory.js';
 
 export interface ApiContext {
   config: GatewayConfig;
   apiKey: string | undefined;
   broker: Broker;
   hub: Hub;
-  presence: PresenceStore;
+  ops: ChannelOperations;
   namespaces: NamespaceTable;
   metrics: Metrics;
   log: Logger;
@@ -34,11 +34,22 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
   return reply.code(status).send({ error: { code, message, ...(details ? { details } : {}) } });
 }
 
+export function errorBody(e: GatewayError): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+  return { error: { code: e.code, message: e.message, ...(Object.keys(e.details).length > 0 ? { details: e.details } : {}) } };
+}
+
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
 export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
+  /** A failed request's reply: the one error map decides code and status; an unexpected failure is logged, its cause never sent. */
+  const sendFailure = (reply: FastifyReply, err: unknown, details: Record<string, unknown> = {}) => {
+    const e = toGatewayError(err, details);
+    if (e.unexpected) ctx.log.error({ err: e.cause ?? err }, 'http request failed');
+    return reply.code(e.httpStatus).send(errorBody(e));
+  };
+
   const keyDigest = ctx.apiKey ? digest(ctx.apiKey) : null;
 
   const requireKey = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -104,20 +115,12 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       channels.push(r.channel);
     }
     // One id for the publication in every channel; it is also the idempotency key.
-    const id = (body.id as string | undefined) ?? (channels.length > 1 ? generatePublicationId() : undefined);
-    const started = performance.now();
     let results: PublishResult[];
     try {
-      results = await Promise.all(channels.map((ch) => ctx.broker.publish({
-        channel: ch.name, type, data: body.data, id, idempotencyKey: id === undefined ? undefined : scopedIdempotencyKey('api', id), publisher: 'api',
-        history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs: ctx.config.idempotencyWindowMs,
-      })));
+      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined }, { via: 'api' });
     } catch (err) {
-      if (err instanceof BrokerUnavailableError) return sendError(reply, 503, ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`);
-      throw err;
+      return sendFailure(reply, err);
     }
-    ctx.metrics.publishDuration.labels('api').observe((performance.now() - started) / 1000);
-    results.forEach((r, i) => { if (!r.duplicate) ctx.metrics.publications.inc(1, channels[i]!.namespace.name, 'api'); });
     const publications = results.map((r) => ({ id: r.publication.id, channel: r.publication.channel, offset: r.publication.offset, epoch: r.publication.epoch, duplicate: r.duplicate }));
     return reply.code(200).send(single ? { ...publications[0], publications } : { id: publications[0]!.id, publications });
   });
@@ -141,13 +144,10 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       since = { epoch: q.since_epoch, offset };
     }
     try {
-      const hist = await ctx.broker.history(channel, { since, limit: limit ?? Math.min(100, r.channel.namespace.historySize) });
-      const reason = since ? historyGap(r.channel.namespace, hist, since) : null;
-      if (reason) return sendError(reply, 409, ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, { channel, reason, position: hist.position, earliestOffset: hist.earliestOffset });
+      const hist = await ctx.ops.history(r.channel, { since, limit });
       return { channel, position: hist.position, earliestOffset: hist.earliestOffset, publications: hist.publications.map(prpPublication) };
     } catch (err) {
-      if (err instanceof BrokerUnavailableError) return sendError(reply, 503, ErrorCode.UNAVAILABLE, `Broker unavailable: ${err.message}`);
-      throw err;
+      return sendFailure(reply, err, { channel });
     }
   });
 
@@ -155,8 +155,11 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     const { channel } = req.params as { channel: string };
     const r = ctx.namespaces.resolve(channel);
     if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel });
-    if (!r.channel.namespace.presence) return sendError(reply, 403, ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${r.channel.namespace.name}'`, { channel });
-    return { channel, members: await ctx.presence.list(channel) };
+    try {
+      return { channel, members: await ctx.ops.presence(r.channel) };
+    } catch (err) {
+      return sendFailure(reply, err, { channel });
+    }
   });
 
   app.get('/v1/channels', { preHandler: requireKey }, async () => ({ channels: ctx.hub.channelStats() }));

@@ -7,6 +7,7 @@ import { WebSocket, type ClientOptions } from 'ws';
 import { decodeMsgpack, encodeMsgpack } from '@signalbox/protocol';
 import { Gateway, loadConfig, mintToken, type GatewayConfig, type MintOptions } from '../../src/index.js';
 import type { Broker } from '../../src/broker/types.js';
+import type { PresenceStore } from '../../src/presence/types.js';
 
 export const TEST_SECRET = 'test-secret-0123456789abcdef';
 export const TEST_API_KEY = 'test-api-key-0123456789';
@@ -24,12 +25,12 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(overrides: Partial<GatewayConfig> = {}, opts: { broker?: Broker } = {}): Promise<TestGateway> {
+export async function startGateway(overrides: Partial<GatewayConfig> = {}, opts: { broker?: Broker; presence?: PresenceStore } = {}): Promise<TestGateway> {
   const config = loadConfig({
     env: {},
     overrides: { host: '127.0.0.1', port: 0, jwtSecret: TEST_SECRET, apiKey: TEST_API_KEY, logLevel: 'silent', maxConnectionsPerIp: 0, ...overrides },
   });
-  const gateway = new Gateway(config, { broker: opts.broker });
+  const gateway = new Gateway(config, { broker: opts.broker, presence: opts.presence });
   const { port } = await gateway.start();
   const http = `http://127.0.0.1:${port}`;
   return {

@@ -1,0 +1,145 @@
+/**
+ * What a channel can be asked to do, whoever asks: publish, read history, list presence, announce
+ * a presence change. The WebSocket connection and the HTTP API both call these, after they have
+ * parsed a request and authorized it; neither builds a broker request of its own. This is the
+ * one place that applies a namespace's history policy, scopes idempotency keys to their
+ * publisher, decides whether a history position can be served, and counts publications.
+ *
+ * Failures come out as {@link GatewayError}s (see errors.ts): a refusal with its code, a broker
+ * outage as `UNAVAILABLE`, anything else as `INTERNAL_ERROR` with its cause.
+ */
+import { ErrorCode, type PresenceMember, type StreamPosition, type UnrecoverableReason } from '@signalbox/protocol';
+import { generatePublicationId } from '../broker/memory.js';
+import type { Broker, HistoryResult, PublishResult } from '../broker/types.js';
+import { GatewayError, toGatewayError } from '../errors.js';
+import { historyGap } from '../hub.js';
+import type { Metrics } from '../metrics.js';
+import type { PresenceStore } from '../presence/types.js';
+import type { ResolvedChannel } from './namespaces.js';
+
+/** Who asks for a publish: the HTTP API (its key), or an authenticated client (its subject). */
+export type PublishOrigin = { via: 'api' } | { via: 'client'; sub: string };
+
+/** A publication as a caller hands it over: already validated (type, id, size and depth). */
+export interface PublishMessage {
+  type: string;
+  data: unknown;
+  /** The caller's id for it: the publication id subscribers see, and (scoped to the origin) its idempotency key. */
+  id?: string;
+}
+
+export interface HistoryRequest {
+  since?: StreamPosition;
+  /** At most this many; default min(100, the namespace's history size). */
+  limit?: number;
+}
+
+export interface ChannelOperationsDeps {
+  broker: Broker;
+  presence: PresenceStore;
+  metrics: Metrics;
+  /** How long a publish id is remembered for de-duplication. */
+  idempotencyWindowMs: number;
+}
+
+/** The default number of publications a history read returns. */
+const DEFAULT_HISTORY_LIMIT = 100;
+
+export class ChannelOperations {
+  constructor(private readonly deps: ChannelOperationsDeps) {}
+
+  /** Publishes one message to one channel; resolves once it has its offset (and is in history). */
+  async publish(ch: ResolvedChannel, msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult> {
+    const [r] = await this.publishTo([ch], msg, origin);
+    return r!;
+  }
+
+  /**
+   * Publishes one message to several channels with one id (generated when the caller gave none and
+   * there is more than one channel), so a retry of the whole request is de-duplicated everywhere.
+   */
+  async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
+    const { broker, metrics, idempotencyWindowMs } = this.deps;
+    const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
+    const scope = origin.via === 'api' ? 'api' : origin.sub;
+    const source = origin.via === 'api' ? 'api' : 'client';
+    const idempotencyKey = id === undefined ? undefined : scopedIdempotencyKey(scope, id);
+    const started = performance.now();
+    let results: PublishResult[];
+    try {
+      results = await Promise.all(channels.map((ch) => broker.publish({
+        channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher: scope,
+        history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs,
+      })));
+    } catch (err) {
+      throw toGatewayError(err);
+    }
+    metrics.publishDuration.labels(source).observe((performance.now() - started) / 1000);
+    results.forEach((r, i) => { if (!r.duplicate) metrics.publications.inc(1, channels[i]!.namespace.name, source); });
+    return results;
+  }
+
+  /**
+   * Reads a channel's history: the last `limit` publications, or the first `limit` after `since`.
+   * A `since` the stream cannot serve exactly (epoch changed, ahead of the stream, or older than
+   * what is retained) is refused with `UNRECOVERABLE_POSITION` and the reason, never answered
+   * with a silent gap.
+   */
+  async history(ch: ResolvedChannel, req: HistoryRequest): Promise<HistoryResult> {
+    let hist: HistoryResult;
+    try {
+      hist = await this.deps.broker.history(ch.name, { since: req.since, limit: req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize) });
+    } catch (err) {
+      throw toGatewayError(err);
+    }
+    const reason: UnrecoverableReason | null = req.since ? historyGap(ch.namespace, hist, req.since) : null;
+    if (reason) {
+      throw new GatewayError(ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, {
+        reason, position: hist.position, earliestOffset: hist.earliestOffset,
+      });
+    }
+    return hist;
+  }
+
+  /** The members present on a channel (every node's). Refused where the namespace tracks no presence. */
+  async presence(ch: ResolvedChannel): Promise<PresenceMember[]> {
+    if (!ch.namespace.presence) {
+      throw new GatewayError(ErrorCode.PERMISSION_DENIED, `Presence is not enabled on namespace '${ch.namespace.name}'`);
+    }
+    try {
+      return await this.deps.presence.list(ch.name);
+    } catch (err) {
+      throw toGatewayError(err);
+    }
+  }
+
+  /**
+   * Records a member joining (or refreshes it) or removes one leaving, then announces it on the
+   * channel's own stream as `presence.joined` / `presence.left`, so the change is ordered with the
+   * channel's publications and recoverable like them.
+   */
+  async announce(ch: ResolvedChannel, change: 'joined' | 'left', member: PresenceMember, ttlMs: number): Promise<void> {
+    const { broker, presence } = this.deps;
+    try {
+      if (change === 'joined') await presence.add(ch.name, member, ttlMs);
+      else await presence.remove(ch.name, member.clientId);
+      const ns = ch.namespace;
+      await broker.publish({
+        channel: ch.name, type: `presence.${change}`, data: { member }, publisher: 'presence',
+        history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: 0,
+      });
+    } catch (err) {
+      throw toGatewayError(err);
+    }
+  }
+
+  /** Keeps a present member alive (heartbeat); failures are left to the TTL. */
+  refreshPresence(ch: ResolvedChannel, member: PresenceMember, ttlMs: number): void {
+    this.deps.presence.add(ch.name, member, ttlMs).catch(() => {});
+  }
+}
+
+/** An idempotency key is only ever compared within one publisher's scope: two clients may use the same id. */
+export function scopedIdempotencyKey(publisher: string, id: string): string {
+  return `${publisher.length}:${publisher}:${id}`;
+}
