@@ -61,14 +61,14 @@ export class ChannelOperations {
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
-    const scope = origin.via === 'api' ? 'api' : origin.sub;
+    const publisher = origin.via === 'api' ? 'api' : origin.sub;
     const source = origin.via === 'api' ? 'api' : 'client';
-    const idempotencyKey = id === undefined ? undefined : scopedIdempotencyKey(scope, id);
+    const idempotencyKey = id === undefined ? undefined : scopedIdempotencyKey(origin, id);
     const started = performance.now();
     let results: PublishResult[];
     try {
       results = await Promise.all(channels.map((ch) => broker.publish({
-        channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher: scope,
+        channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher,
         history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs,
       })));
     } catch (err) {
@@ -139,7 +139,11 @@ export class ChannelOperations {
   }
 }
 
-/** An idempotency key is only ever compared within one publisher's scope: two clients may use the same id. */
-export function scopedIdempotencyKey(publisher: string, id: string): string {
-  return `${publisher.length}:${publisher}:${id}`;
+/**
+ * An idempotency key is only ever compared within one publisher's scope: two clients may use the
+ * same id. The scope's kind comes first and is never taken from a token, so no claim (a `sub` of
+ * `api`, say) can reach the HTTP API's key space or another kind's.
+ */
+export function scopedIdempotencyKey(origin: PublishOrigin, id: string): string {
+  return origin.via === 'api' ? `api|${id}` : `client|${origin.sub.length}:${origin.sub}:${id}`;
 }

@@ -5,7 +5,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ErrorCode, isValidEventType, isValidMessageId, prpPublication, type StreamPosition } from '@signalbox/protocol';
+import { ErrorCode, isValidEventType, isValidMessageId, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
 import type { Broker, PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
 import type { ChannelOperations } from '../channels/operations.js';
@@ -58,6 +58,19 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     // Compare digests so the comparison is constant-time whatever the presented length.
     if (!m || !timingSafeEqual(digest(m[1]!), keyDigest)) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Missing or invalid API key');
   };
+
+  // JSON bodies get the WebSocket frames' nesting limit, checked on the text before it is parsed:
+  // a body too deep to frame must be refused at the door, never stored with an offset.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const maxDepth = ctx.config.maxJsonDepth;
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (jsonDepthExceeds(body as string, maxDepth)) {
+      done(Object.assign(new Error(`JSON nesting deeper than ${maxDepth} (SIGNALBOX_MAX_JSON_DEPTH)`), { statusCode: 400 }), undefined);
+      return;
+    }
+    parseJson(req, body as string, done);
+  });
 
   app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
     const status = err.statusCode ?? 500;
