@@ -3,6 +3,9 @@
  * `signalbox serve | token | publish | listen`.
  */
 import { randomBytes } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { mintToken } from './auth/jwt.js';
@@ -21,6 +24,79 @@ Usage:
 
 Every setting has a flag and an env variable (flags > env > config file > defaults); see docs/configuration.md.`;
 
+const COMMAND_USAGE: Record<string, string> = {
+  serve: `Usage: signalbox serve [--port 8080] [--broker memory|redis://host:6379] [--config file.json] [...settings]
+
+Runs the gateway. With no JWT secret, public key or JWKS set it runs in dev mode: it prints a dev
+token and an API key, kept in ~/.signalbox/dev.json so that \`signalbox token\`, \`publish\` and
+\`listen\` work from another terminal. Every setting has a flag and an env variable; see
+docs/configuration.md.`,
+  token: `Usage: signalbox token --sub usr_1 [--channels 'project:*,agent:agent_001'] [--ttl 1h] [--secret S]
+
+Mints an HS256 token. The secret is --secret, else SIGNALBOX_JWT_SECRET, else the dev secret of
+\`signalbox serve\` in dev mode (~/.signalbox/dev.json).`,
+  publish: `Usage: signalbox publish --channel project:proj_1 --type prp.created --data '{"id":"prp_1"}' [--id key] [--url http://127.0.0.1:8080]
+
+Publishes through the HTTP API with SIGNALBOX_API_KEY (--api-key), else the dev API key.`,
+  listen: `Usage: signalbox listen --channels project:proj_1[,agent:a1] [--token JWT] [--url ws://127.0.0.1:8080/v1/ws/prps]
+
+Prints every message of the PRP endpoint. Without --token one is minted with SIGNALBOX_JWT_SECRET,
+else the dev secret.`,
+};
+
+/** Dev mode's secret and API key, kept for the user's other terminals (mode 600). */
+interface DevCredentials {
+  secret: string;
+  apiKey: string;
+}
+
+function devFile(): string {
+  return join(homedir(), '.signalbox', 'dev.json');
+}
+
+function readDevCredentials(): DevCredentials | null {
+  try {
+    const v = JSON.parse(readFileSync(devFile(), 'utf8')) as Partial<DevCredentials>;
+    return typeof v.secret === 'string' && v.secret.length >= 32 && typeof v.apiKey === 'string' ? { secret: v.secret, apiKey: v.apiKey } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The dev credentials: the saved ones, else new ones saved atomically (a temp file linked into
+ * place, so two gateways starting at once agree on one). If nothing can be saved, they hold for
+ * this run only.
+ */
+function devCredentials(): { creds: DevCredentials; saved: boolean } {
+  const existing = readDevCredentials();
+  if (existing) return { creds: existing, saved: true };
+  const creds = { secret: randomBytes(32).toString('base64url'), apiKey: `sk_dev_${randomBytes(18).toString('base64url')}` };
+  const path = devFile();
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, JSON.stringify(creds), { mode: 0o600 });
+    try {
+      linkSync(tmp, path);
+    } catch {
+      // Another gateway saved its own first: use those.
+      const other = readDevCredentials();
+      if (other) return { creds: other, saved: true };
+      return { creds, saved: false };
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+    return { creds, saved: true };
+  } catch {
+    return { creds, saved: false };
+  }
+}
+
+function wantsHelp(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
 const settingOptions = Object.fromEntries(SETTINGS.map((s) => [s.flag, { type: 'string' as const }]));
 
 async function main(argv: string[]): Promise<number> {
@@ -31,6 +107,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === '--version' || command === 'version') {
     console.log(SERVER_VERSION);
+    return 0;
+  }
+  if (COMMAND_USAGE[command] && wantsHelp(rest)) {
+    console.log(COMMAND_USAGE[command]);
     return 0;
   }
   switch (command) {
@@ -62,15 +142,24 @@ async function serve(args: string[]): Promise<number> {
   const flags = parse(args, {});
   const config = loadConfig({ flags });
   const dev = !config.jwtSecret && !config.jwtPublicKey && !config.jwksUrl;
-  if (dev) {
-    config.jwtSecret = randomBytes(32).toString('base64url');
+  const devCreds = dev ? devCredentials() : null;
+  if (devCreds) {
+    config.jwtSecret = devCreds.creds.secret;
     config.jwtAlgorithms = ['HS256'];
   }
-  const generatedKey = !config.apiKey && dev;
-  if (generatedKey) config.apiKey = `sk_dev_${randomBytes(18).toString('base64url')}`;
+  const generatedKey = !config.apiKey && devCreds !== null;
+  if (generatedKey) config.apiKey = devCreds.creds.apiKey;
   const log = createLogger(config.logLevel);
   const gateway = new Gateway(config, { logger: log });
-  const { port } = await gateway.start();
+  let port: number;
+  try {
+    ({ port } = await gateway.start());
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') throw new ConfigError(`Invalid setting SIGNALBOX_PORT (--port): ${config.host}:${config.port} is already in use`);
+    if (e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES') throw new ConfigError(`Invalid setting SIGNALBOX_HOST/SIGNALBOX_PORT (--host/--port): cannot listen on ${config.host}:${config.port} (${e.code})`);
+    throw err;
+  }
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const lines = [
     `Signalbox ${SERVER_VERSION} listening on http://${host}:${port} (broker: ${gateway.broker.kind})`,
@@ -81,7 +170,9 @@ async function serve(args: string[]): Promise<number> {
     const devToken = await mintToken(config.jwtSecret!, { sub: 'dev', channels: ['*'], ttlSeconds: 24 * 3600 });
     lines.push(
       '',
-      '  DEV MODE: no SIGNALBOX_JWT_SECRET set; a random secret was generated for this run only.',
+      devCreds!.saved
+        ? `  DEV MODE: no SIGNALBOX_JWT_SECRET set; using the dev secret in ${devFile()} (mode 600),\n  so \`signalbox token --sub usr_1\`, \`signalbox publish\` and \`signalbox listen\` work from another terminal.`
+        : '  DEV MODE: no SIGNALBOX_JWT_SECRET set; a random secret was generated for this run only.',
       `  Dev token (sub=dev, all channels, 24h):`,
       `    ${devToken}`,
       `  API key${generatedKey ? ' (generated)' : ''}:`,
@@ -127,8 +218,8 @@ async function serve(args: string[]): Promise<number> {
 async function token(args: string[]): Promise<number> {
   const flags = parse(args, { sub: { type: 'string' }, channels: { type: 'string' }, ttl: { type: 'string' }, secret: { type: 'string' } });
   const config: GatewayConfig = loadConfig({ flags });
-  const secret = (flags.secret as string | undefined) ?? config.jwtSecret;
-  if (!secret) throw new ConfigError('Invalid setting SIGNALBOX_JWT_SECRET (--jwt-secret): `signalbox token` needs the HS256 secret the gateway uses');
+  const secret = (flags.secret as string | undefined) ?? config.jwtSecret ?? readDevCredentials()?.secret;
+  if (!secret) throw new ConfigError('Invalid setting SIGNALBOX_JWT_SECRET (--jwt-secret): `signalbox token` needs the HS256 secret the gateway uses (or a dev-mode `signalbox serve` run first)');
   if (typeof flags.sub !== 'string' || flags.sub.length === 0) throw new ConfigError('Missing --sub (the token subject, e.g. usr_1)');
   const channels = typeof flags.channels === 'string' ? flags.channels.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
   const ttlSeconds = parseDuration((flags.ttl as string | undefined) ?? '1h');
@@ -140,7 +231,8 @@ async function publish(args: string[]): Promise<number> {
   const flags = parse(args, { url: { type: 'string' }, channel: { type: 'string' }, type: { type: 'string' }, data: { type: 'string' }, id: { type: 'string' } });
   const config = loadConfig({ flags });
   const url = (flags.url as string | undefined) ?? `http://${config.host}:${config.port}`;
-  if (!config.apiKey) throw new ConfigError('Invalid setting SIGNALBOX_API_KEY (--api-key): needed to publish');
+  const apiKey = config.apiKey ?? readDevCredentials()?.apiKey;
+  if (!apiKey) throw new ConfigError('Invalid setting SIGNALBOX_API_KEY (--api-key): needed to publish (or a dev-mode `signalbox serve` run first)');
   if (typeof flags.channel !== 'string') throw new ConfigError('Missing --channel');
   let data: unknown = null;
   if (typeof flags.data === 'string') {
@@ -152,7 +244,7 @@ async function publish(args: string[]): Promise<number> {
   }
   const res = await fetch(`${url}/v1/publish`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${config.apiKey}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
     body: JSON.stringify({ channel: flags.channel, type: flags.type ?? 'message', data, ...(flags.id ? { id: flags.id } : {}) }),
   });
   console.log(await res.text());
@@ -164,7 +256,8 @@ async function listen(args: string[]): Promise<number> {
   const config = loadConfig({ flags });
   const url = (flags.url as string | undefined) ?? `ws://${config.host}:${config.port}/v1/ws/prps`;
   let tok = flags.token as string | undefined;
-  if (!tok && config.jwtSecret) tok = await mintToken(config.jwtSecret, { sub: 'cli', channels: ['*'], ttlSeconds: 3600 });
+  const secret = config.jwtSecret ?? readDevCredentials()?.secret;
+  if (!tok && secret) tok = await mintToken(secret, { sub: 'cli', channels: ['*'], ttlSeconds: 3600 });
   if (!tok) throw new ConfigError('Missing --token (or SIGNALBOX_JWT_SECRET to mint one)');
   const channels = typeof flags.channels === 'string' ? flags.channels.split(',').map((s) => s.trim()).filter(Boolean) : [];
   const ws = new WebSocket(url, { headers: { authorization: `Bearer ${tok}` } });
@@ -198,7 +291,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`signalbox: ${(err as Error).message}`);
     } else {
-      console.error('signalbox: failed to start:', err);
+      // One line, not a stack trace: what failed and its system code; the stack only at debug level.
+      const e = err as NodeJS.ErrnoException;
+      console.error(`signalbox: failed: ${e?.message ?? String(err)}${e?.code ? ` (${e.code})` : ''}`);
+      if (process.env.SIGNALBOX_LOG_LEVEL === 'debug') console.error(err);
     }
     process.exit(1);
   },

@@ -70,7 +70,7 @@ const S = (key: SettingSpec['key'], flag: string, env: string, kind: Kind, def: 
 export const SETTINGS: SettingSpec[] = [
   S('host', 'host', 'SIGNALBOX_HOST', 'string', '127.0.0.1', 'Address to listen on.'),
   S('port', 'port', 'SIGNALBOX_PORT', 'int', 8080, 'TCP port (0 = any free port).', { min: 0, max: 65535 }),
-  S('jwtSecret', 'jwt-secret', 'SIGNALBOX_JWT_SECRET', 'string', undefined, 'HS256 secret for client tokens. Unset (and no public key/JWKS): dev mode, a random secret is generated and a dev token printed.', { secret: true }),
+  S('jwtSecret', 'jwt-secret', 'SIGNALBOX_JWT_SECRET', 'string', undefined, 'HS256 secret for client tokens. Unset (and no public key/JWKS): dev mode, a dev secret (kept in `~/.signalbox/dev.json`) is used and a dev token printed.', { secret: true }),
   S('jwtPublicKey', 'jwt-public-key', 'SIGNALBOX_JWT_PUBLIC_KEY', 'string', undefined, 'PEM (SPKI) public key, or a path to one, for RS256/ES256/EdDSA tokens.'),
   S('jwksUrl', 'jwks-url', 'SIGNALBOX_JWKS_URL', 'string', undefined, 'JWKS URL to verify RS256/ES256/EdDSA tokens against.'),
   S('jwtAlgorithms', 'jwt-algorithms', 'SIGNALBOX_JWT_ALGORITHMS', 'list', undefined, 'Accepted JWT algorithms (pinned). Default: HS256 with a secret, RS256,ES256 with a key or JWKS.'),

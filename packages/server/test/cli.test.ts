@@ -8,7 +8,8 @@ import { decodeJwt } from 'jose';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { mintToken } from '../src/index.js';
 import { TEST_SECRET, TestClient, connectPrp, startGateway } from './helpers/gateway.js';
-import { runCli, runCliToEnd, type CliProcess } from './helpers/core-process.js';
+import { createServer } from 'node:net';
+import { freshHome, runCli, runCliToEnd, type CliProcess } from './helpers/core-process.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
@@ -142,5 +143,49 @@ describe.concurrent('signalbox token', { timeout: 90_000 }, () => {
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain('SIGNALBOX_JWT_SECRET');
+  });
+});
+
+describe.concurrent('dev mode from a second terminal', { timeout: 90_000 }, () => {
+  it('`signalbox token` and `signalbox publish` use the dev credentials of `signalbox serve` (same HOME)', async (ctx) => {
+    const HOME = freshHome();
+    const { proc, port } = await serve(ctx, { HOME });
+    expect(proc.stdout()).toContain('work from another terminal');
+    const minted = await runCliToEnd(['token', '--sub', 'usr_2', '--channels', 'project:*'], { HOME });
+    expect(minted, JSON.stringify(minted)).toMatchObject({ code: 0 });
+    const client = new TestClient(`ws://127.0.0.1:${port}/v1/ws/prps`, { headers: { authorization: `Bearer ${minted.stdout.trim()}` } });
+    await client.nextType('connection.established');
+    await client.request('subscribe', { channels: ['project:p2'] });
+    const pub = await runCliToEnd(['publish', '--channel', 'project:p2', '--type', 'prp.created', '--data', '{"id":"prp_2"}', '--url', `http://127.0.0.1:${port}`], { HOME });
+    expect(pub, JSON.stringify(pub)).toMatchObject({ code: 0 });
+    expect(await client.nextType('prp.created')).toMatchObject({ channel: 'project:p2', data: { id: 'prp_2' } });
+    await client.close();
+    // Another HOME has no dev credentials, so no token can be minted there.
+    const stranger = await runCliToEnd(['token', '--sub', 'usr_2'], {});
+    expect(stranger.code).toBe(1);
+  });
+});
+
+describe.concurrent('CLI usage and startup failures', { timeout: 90_000 }, () => {
+  it.each(['serve', 'token', 'publish', 'listen'])('`signalbox %s --help` prints its usage and exits 0', async (command) => {
+    const r = await runCliToEnd([command, '--help'], {});
+    expect(r, JSON.stringify(r)).toMatchObject({ code: 0, signal: null, stderr: '' });
+    expect(r.stdout).toContain(`Usage: signalbox ${command}`);
+  });
+
+  it('a port in use stops the start with one line naming the port and the setting, no stack trace', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const r = await runCliToEnd(['serve'], { SIGNALBOX_PORT: String(port), SIGNALBOX_LOG_LEVEL: 'warn' });
+      expect(r, JSON.stringify(r)).toMatchObject({ code: 1, signal: null });
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain('SIGNALBOX_PORT');
+      expect(lines[0]).toContain(`127.0.0.1:${port} is already in use`);
+    } finally {
+      await new Promise<void>((resolve) => busy.close(() => resolve()));
+    }
   });
 });

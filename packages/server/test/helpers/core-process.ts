@@ -3,7 +3,9 @@
  * await lines of its output. Needs a build (`npx tsc -b packages/server`; `npm test` builds first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -19,11 +21,20 @@ export interface CliProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** A clean environment: no SIGNALBOX_* or npm variables leak in from the test runner. */
+/**
+ * A clean environment: no SIGNALBOX_* or npm variables leak in from the test runner, and HOME is
+ * a fresh empty folder unless the test passes one (dev mode keeps its credentials under HOME: a
+ * test must neither read the user's nor leave its own for another test).
+ */
 function cleanEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const base: NodeJS.ProcessEnv = {};
-  for (const k of ['PATH', 'HOME', 'TMPDIR', 'SYSTEMROOT']) if (process.env[k] !== undefined) base[k] = process.env[k];
+  const base: NodeJS.ProcessEnv = { HOME: freshHome() };
+  for (const k of ['PATH', 'TMPDIR', 'SYSTEMROOT']) if (process.env[k] !== undefined) base[k] = process.env[k];
   return { ...base, ...env };
+}
+
+/** An empty folder to serve as a CLI process's HOME. */
+export function freshHome(): string {
+  return mkdtempSync(join(tmpdir(), 'signalbox-home-'));
 }
 
 export function runCli(args: string[], env: Record<string, string> = {}): CliProcess {
