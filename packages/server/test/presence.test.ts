@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_NAMESPACES } from '../src/index.js';
 import { connectPrp, startGateway, TEST_API_KEY, type TestGateway } from './helpers/gateway.js';
 
 describe('presence channels', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startGateway({
-      namespaces: [...DEFAULT_NAMESPACES, { name: 'room', type: 'presence', historySize: 100, historyTtlMs: 60_000, clientPublish: true, presence: true, maxSubscribers: 0, allowBare: false, allowIds: true }],
-    });
+    // The default table: `room:` is its presence namespace.
+    gw = await startGateway();
   });
   afterAll(() => gw.close());
 

@@ -36,6 +36,8 @@ export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
   ns('agent', 'private', 1000, H, true),
   ns('session', 'private', 1000, 10 * 60_000, true),
   ns('user', 'private', 200, H, false),
+  // Presence out of the box: who is in a room, with join/leave on the room's own stream.
+  ns('room', 'presence', 100, H, true),
   { ...ns('metrics', 'public', 0, 0, false), allowBare: true },
 ];
 
