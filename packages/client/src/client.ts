@@ -196,6 +196,10 @@ type ClosePolicy = 'reconnect' | 'stop' | 'new-token';
 const CLOSE_POLICY: Record<CloseCode, ClosePolicy> = {
   1000: 'stop',
   1001: 'reconnect',
+  1002: 'reconnect',
+  1006: 'reconnect',
+  1007: 'reconnect',
+  1008: 'reconnect',
   1009: 'reconnect',
   1011: 'reconnect',
   1012: 'reconnect',

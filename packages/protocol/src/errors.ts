@@ -57,6 +57,14 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCode, { description: string; action
 export const CloseCode = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  /** A frame broke the WebSocket protocol (reserved opcode or bits, an unmasked client frame, a bad close code). */
+  PROTOCOL_ERROR: 1002,
+  /** Never sent: what a client sees when the connection was cut without a close frame. */
+  ABNORMAL_CLOSURE: 1006,
+  /** A text frame (or close reason) that is not valid UTF-8. */
+  INVALID_PAYLOAD: 1007,
+  /** A message in too many fragments, or too many buffered chunks (the WebSocket layer's own bounds). */
+  POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   /** The node is shutting down or restarting: reconnect (to any node) and recover. */
@@ -81,6 +89,10 @@ export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 export const CLOSE_CODE_DESCRIPTIONS: Record<number, { name: string; reason: string; reconnect: 'yes' | 'no' | 'after-refresh' }> = {
   1000: { name: 'NORMAL', reason: 'Normal closure (client or server asked to close)', reconnect: 'no' },
   1001: { name: 'GOING_AWAY', reason: 'Peer going away', reconnect: 'yes' },
+  1002: { name: 'PROTOCOL_ERROR', reason: 'A frame broke the WebSocket protocol (reserved opcode or bits, unmasked client frame)', reconnect: 'yes' },
+  1006: { name: 'ABNORMAL_CLOSURE', reason: 'Not sent: the connection was cut without a close frame (heartbeat timeout, end of a drain, network loss)', reconnect: 'yes' },
+  1007: { name: 'INVALID_PAYLOAD', reason: 'A text frame or close reason that is not valid UTF-8', reconnect: 'yes' },
+  1008: { name: 'POLICY_VIOLATION', reason: 'A message in more than 16,384 fragments, or too many buffered chunks', reconnect: 'yes' },
   1009: { name: 'MESSAGE_TOO_BIG', reason: 'A frame exceeded the hard frame limit (4x the message size limit)', reconnect: 'yes' },
   1011: { name: 'INTERNAL_ERROR', reason: 'Unexpected server failure', reconnect: 'yes' },
   1012: { name: 'SERVICE_RESTART', reason: 'Server restarting or draining; reconnect and recover', reconnect: 'yes' },
