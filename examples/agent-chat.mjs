@@ -42,9 +42,12 @@ run(async () => {
     if (m.type === 'chat.token') reply.push(m.data.text);
   });
   let turn = 0;
+  // Message ids are idempotency keys: unique per run, so running the example again within the
+  // dedup window (2 min) against the same gateway is not answered with the last run's acks.
+  const runId = Date.now().toString(36);
   for (const text of ['hello agent how are you', 'stream me a short answer please']) {
     // The message id names the turn; the end of the reply is awaited from before it is sent.
-    const id = `usr_alice-turn-${++turn}`;
+    const id = `usr_alice-${runId}-turn-${++turn}`;
     const replied = next(chat, 'publication', (m) => m.type === 'chat.done' && m.data.turn === id);
     const ack = await user.publish(CHANNEL, { role: 'user', text }, { type: 'chat.message', id });
     console.log(`[user] > ${text}   (stored at offset ${ack.offset})`);

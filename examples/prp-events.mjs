@@ -20,6 +20,15 @@ run(async () => {
   client.on('agent.progress', (m) => console.log(`[dashboard] ${m.data.agentId} on ${m.data.prpId}: ${m.data.progress}% ${m.data.currentTask ?? ''}`));
   client.on('prp.status_changed', (m) => console.log(`[dashboard] PRP ${m.data.id} status changed from ${m.data.previousStatus} to ${m.data.newStatus}`));
   client.on('error', (err) => console.error('[dashboard] error:', err.code, err.message));
+  // Count what arrives on the project, and check it is in stream order (offsets only grow).
+  let received = 0;
+  let lastOffset = 0;
+  client.on('*', (m) => {
+    if (m.channel !== PROJECT || typeof m.offset !== 'number') return;
+    if (m.offset <= lastOffset) throw new Error(`out of order: offset ${m.offset} after ${lastOffset}`);
+    lastOffset = m.offset;
+    received++;
+  });
   await client.connect();
   const project = client.subscribe(PROJECT);
   await next(project, 'subscribed');
@@ -28,8 +37,10 @@ run(async () => {
   // ---- the backend: POST /v1/publish with the API key ----
   const prp = 'prp_789012';
   // The id is the idempotency key: a backend that retries a request after a timeout publishes once.
+  // Unique per run, so running the example again within the dedup window publishes again.
+  const runId = Date.now().toString(36);
   let step = 0;
-  const publish = (type, data) => gw.publish({ channel: PROJECT, type, data, id: `${prp}-step-${++step}` });
+  const publish = (type, data) => gw.publish({ channel: PROJECT, type, data, id: `${prp}-${runId}-step-${++step}` });
   await publish('prp.created', {
     id: prp, projectId: 'proj_123456', name: 'Implement Authentication', description: 'JWT login and refresh', priority: 'high',
     status: 'draft', createdBy: 'usr_backend', createdAt: new Date().toISOString(),
@@ -43,7 +54,7 @@ run(async () => {
 
   await done;
   console.log(`[backend] last publication stored at offset ${ack.offset} of ${PROJECT}`);
-  console.log(`[dashboard] received all ${project.position?.offset} events in order`);
+  console.log(`[dashboard] received all ${received} events in order`);
   client.disconnect();
   await gw.close();
 });
