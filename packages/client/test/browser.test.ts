@@ -1,10 +1,9 @@
 /**
  * The browser bundle in a real browser (Chromium through playwright-core): the native WebSocket,
  * the token in the `bearer.<jwt>` subprotocol, subscribe, receive, recover after a restart.
- * Skipped when no Chromium is installed (scripts/install-chromium.sh installs one).
+ * Needs Debian's chromium (scripts/install-test-deps.sh): under CI=true its absence fails the run.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -12,10 +11,9 @@ import { build } from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { FakeServer } from './helpers/fake-server.js';
 import { startGateway } from './helpers/gateway.js';
+import { describeWithChromium } from '../../server/test/helpers/chromium.js';
 
-const executablePath = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-
-describe.skipIf(!executablePath)('browser bundle', () => {
+describeWithChromium('browser bundle', (executablePath) => {
   let http: Server;
   let origin: string;
   let browser: Browser;

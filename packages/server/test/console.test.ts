@@ -2,25 +2,32 @@
  * The web console in a real browser (Debian chromium via playwright-core): it connects with a
  * token over the bearer subprotocol, subscribes, shows an HTTP publication and the node's stats.
  */
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
+import { CHROMIUM_ARGS, describeWithChromium } from './helpers/chromium.js';
 import { startGateway, TEST_API_KEY, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 
-const executablePath = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-// Under CI the repo installs chromium (scripts/install-chromium.sh): a missing browser is a failure there.
-const run = executablePath !== undefined || process.env.CI === 'true';
+describe('web console over HTTP', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway();
+  });
+  afterAll(() => gw.close());
 
-describe.runIf(run)('web console', () => {
+  it('is served with a restrictive content security policy', async () => {
+    const res = await fetch(`${gw.http}/console`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(await res.text()).toContain('Signalbox console');
+  });
+});
+
+describeWithChromium('web console', (executablePath) => {
   let gw: TestGateway;
   let browser: Browser;
   beforeAll(async () => {
     gw = await startGateway();
-    if (!executablePath) throw new Error('chromium not found; run scripts/install-chromium.sh');
-    browser = await chromium.launch({
-      executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
   });
   afterAll(async () => {
     await browser?.close();
@@ -52,10 +59,4 @@ describe.runIf(run)('web console', () => {
     await page.close();
   });
 
-  it('is served with a restrictive content security policy', async () => {
-    const res = await fetch(`${gw.http}/console`);
-    expect(res.status).toBe(200);
-    expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
-    expect(await res.text()).toContain('Signalbox console');
-  });
 });
