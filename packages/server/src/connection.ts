@@ -76,7 +76,7 @@ export class Connection implements Subscriber {
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
-  /** Cleared on each heartbeat tick, set by any pong or frame. */
+  /** Cleared on each heartbeat tick, set by a pong (the answer to the tick's ping). */
   alive = true;
   /** Since when the outbound buffer has been over its limit (ms), or 0. */
   private overSince = 0;
@@ -158,7 +158,8 @@ export class Connection implements Subscriber {
 
   /** A frame from the socket. Never throws. */
   onFrame(data: Buffer, isBinary: boolean): void {
-    this.alive = true;
+    // Not a sign of life: only a pong answering the server's ping is (onPong). A peer that sends
+    // but never reads (nor answers pings) must not be kept alive by its own traffic.
     this.ctx.metrics.messagesIn.inc(1, this.dialect);
     if (this.state === 'authenticating') {
       if (this.preauth === null) return;
@@ -475,18 +476,31 @@ export class Connection implements Subscriber {
       this.transport.sendFrame(frame);
       return;
     }
+    if (this.admit()) this.transport.sendFrame(frame);
+  }
+
+  /** A pong: the peer answered the heartbeat's ping. */
+  onPong(): void {
+    this.alive = true;
+  }
+
+  /**
+   * May one more frame be queued? Every frame to the peer counts against its outbound buffer
+   * (deliveries, replies, errors, pongs): a peer that does not read is closed as a slow consumer
+   * whatever it made the gateway send. False once it has been closed.
+   */
+  private admit(): boolean {
     const t = this.transport;
     const limit = this.outboundLimit;
     // The exact figure reaches into the socket's stream state; the bound is two fields away.
     const buffered = t.bufferedUpperBound > limit ? t.bufferedAmount : 0;
-    if (buffered > limit) {
-      if (!this.overBuffer(buffered)) return;
-    } else if (this.overSince !== 0) {
+    if (buffered > limit) return this.overBuffer(buffered);
+    if (this.overSince !== 0) {
       this.overSince = 0;
       if (this.overTimer) clearTimeout(this.overTimer);
       this.overTimer = null;
     }
-    t.sendFrame(frame);
+    return true;
   }
 
   /**
@@ -523,12 +537,13 @@ export class Connection implements Subscriber {
 
   send(ev: ServerEvent): void {
     if (this.state === 'closed' || this.state === 'closing') return;
+    if (this.state === 'open' && !this.admit()) return;
     this.transport.send(encodeEvent(ev, this.encIdx), this.binary);
   }
 
   /** Sends a pre-built broadcast frame (heartbeat). */
   sendRaw(frame: Buffer): void {
-    if (this.state === 'open') this.transport.sendFrame(frame);
+    if (this.state === 'open' && this.admit()) this.transport.sendFrame(frame);
   }
 
   sendError(code: ErrorCode, message: string, details: ErrorInfo['details']): void {

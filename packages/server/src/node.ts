@@ -36,7 +36,7 @@ function onSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void
   connectionOf(this).onFrame(data, isBinary);
 }
 function onSocketPong(this: WebSocket): void {
-  connectionOf(this).alive = true;
+  connectionOf(this).onPong();
 }
 function onSocketError(this: WebSocket, err: Error): void {
   connectionOf(this).onSocketError(err);

@@ -1,6 +1,7 @@
 /**
  * Heartbeats over real sockets: the `heartbeat` event, and termination of a peer that stops
- * answering WebSocket pings (a `ws` client with autoPong disabled) within two intervals.
+ * answering WebSocket pings (a `ws` client with autoPong disabled) within two intervals, even
+ * while it keeps sending frames of its own.
  */
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
@@ -60,7 +61,7 @@ describe.concurrent('heartbeat', { timeout: 60_000 }, () => {
     expect((await http(gw, '/v1/stats')).body.connections).toBe(0);
   });
 
-  it('a client that sends frames but never pongs is not terminated (any frame proves it is alive)', async () => {
+  it('a client that sends frames but never pongs is terminated: only a pong proves it is alive', async () => {
     const gw = await gateway();
     const token = await gw.token();
     const chatty = new TestClient(`${gw.ws}/v1/ws/prps`, { headers: { authorization: `Bearer ${token}` }, autoPong: false });
@@ -70,9 +71,17 @@ describe.concurrent('heartbeat', { timeout: 60_000 }, () => {
       // Answer each heartbeat event with a ping action instead of a pong frame.
       if ((JSON.parse(raw.toString()) as { type?: string }).type === 'heartbeat') chatty.send({ id: `hb${++n}`, action: 'ping' });
     });
-    // Three heartbeats: ticks 2 and 3 both found it alive (it never sent a pong frame).
-    await chatty.collect((m) => m.type === 'heartbeat', 3, 30_000);
-    expect(chatty.ws.readyState).toBe(WebSocket.OPEN);
-    await chatty.close();
+    // Its own traffic does not keep it: tick 1 pings, tick 2 finds no pong and cuts it.
+    expect((await chatty.closed).code).toBe(1006);
+    expect(n).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a client that answers pings is kept, whatever it sends', async () => {
+    const gw = await gateway();
+    const client = await connectPrp(gw);
+    // Three heartbeats: ticks 2 and 3 both found the pong to the previous ping.
+    await client.collect((m) => m.type === 'heartbeat', 3, 30_000);
+    expect(client.ws.readyState).toBe(WebSocket.OPEN);
+    await client.close();
   });
 });

@@ -55,3 +55,34 @@ describe('slow consumer', () => {
     await fast.close();
   });
 });
+
+describe('replies count against the outbound buffer', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ outboundBufferBytes: 64 * 1024, slowConsumerGraceMs: 300 });
+  });
+  afterAll(() => gw.close());
+
+  it('a client that never reads but keeps asking for history is closed with 4010', { timeout: 120_000 }, async () => {
+    const channel = uniqueChannel('project');
+    const chunk = 'y'.repeat(2 * 1024);
+    for (let i = 1; i <= 300; i++) expect((await gw.publish({ channel, type: 'chunk', data: { i, chunk } })).status).toBe(200);
+    // A second channel only to see, from outside, when the server gives the reader up (close drops its subscriptions at once).
+    const marker = uniqueChannel('project');
+    const reader = await connectPrp(gw);
+    await reader.request('subscribe', { channels: [marker] });
+    reader.ws.pause();
+    // 40 replies of ~700 KB each: nothing but replies, no channel delivery.
+    for (let i = 0; i < 40; i++) reader.send({ id: `h${i}`, action: 'history', payload: { channel, limit: 1000 } });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const res = await fetch(`${gw.http}/v1/channels`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
+      const { channels } = (await res.json()) as { channels: { channel: string; subscribers: number }[] };
+      if (!channels.some((c) => c.channel === marker)) break;
+      if (Date.now() > deadline) throw new Error('a client that reads nothing was never closed: its replies bypass the outbound buffer');
+      await new Promise((r) => setTimeout(r, 50)); // polling the server's channel table for the close
+    }
+    reader.ws.resume();
+    expect((await reader.closed).code).toBe(CloseCode.SLOW_CONSUMER);
+  });
+});
