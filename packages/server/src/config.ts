@@ -86,7 +86,8 @@ export const SETTINGS: SettingSpec[] = [
   S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request and for token verification.', { min: 100 }),
   S('tokenExpiryGraceMs', 'token-expiry-grace', 'SIGNALBOX_TOKEN_EXPIRY_GRACE', 'duration', 30_000, 'After `token_expired`, how long a client has to `refresh` before it is closed (4002).', { min: 0 }),
   S('maxMessageBytes', 'max-message-size', 'SIGNALBOX_MAX_MESSAGE_SIZE', 'bytes', 131_072, 'Largest client frame processed; larger ones get MESSAGE_TOO_LARGE (above 4x: the socket is closed with 1009).', { min: 256 }),
-  S('maxJsonDepth', 'max-json-depth', 'SIGNALBOX_MAX_JSON_DEPTH', 'int', 32, 'Deepest nesting of arrays/objects accepted in a client message or an HTTP API JSON body.', { min: 2, max: 1000 }),
+  // At most 96: the MessagePack codec (subscribers, and the Redis broker's storage) refuses nesting past 100, and a publication frame adds a level or two.
+  S('maxJsonDepth', 'max-json-depth', 'SIGNALBOX_MAX_JSON_DEPTH', 'int', 32, 'Deepest nesting of arrays/objects accepted in a client message or an HTTP API JSON body (at most 96: what every codec and broker can store and deliver).', { min: 2, max: 96 }),
   S('maxSubscriptionsPerConnection', 'max-subscriptions', 'SIGNALBOX_MAX_SUBSCRIPTIONS', 'int', 200, 'Subscriptions one connection may hold (SUBSCRIPTION_LIMIT).', { min: 1 }),
   S('maxConnectionsPerIp', 'max-connections-per-ip', 'SIGNALBOX_MAX_CONNECTIONS_PER_IP', 'int', 1000, 'Concurrent WebSocket connections from one IP (0 = unlimited); over it: HTTP 429 before the upgrade.', { min: 0 }),
   S('maxConnections', 'max-connections', 'SIGNALBOX_MAX_CONNECTIONS', 'int', 0, 'Concurrent WebSocket connections on this node (0 = unlimited); over it: HTTP 503.', { min: 0 }),

@@ -6,6 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
+import { ConfigError, RedisBroker, loadConfig } from '../src/index.js';
+import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix } from './helpers/redis.js';
 import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import { http } from './helpers/core-util.js';
 import { awaitOffset, publications, subscribePrp } from './helpers/delivery-kit.js';
@@ -93,5 +95,62 @@ describe('idempotency scopes', () => {
     expect((await publishWithId(b, 'same', channel, 2)).data.duplicate).toBe(false);
     expect((await publishWithId(a, 'same', channel, 3)).data.duplicate).toBe(true);
     await Promise.all([a.close(), b.close()]);
+  });
+});
+
+/** `depth` nested arrays around a string, as a value. */
+function nestedValue(depth: number): unknown {
+  let v: unknown = 'core';
+  for (let i = 0; i < depth; i++) v = [v];
+  return v;
+}
+
+const redis = await probeRedis();
+
+describe('the deepest data accepted is data every codec and broker can deliver', () => {
+  it('SIGNALBOX_MAX_JSON_DEPTH is at most 96', () => {
+    expect(() => loadConfig({ env: { SIGNALBOX_MAX_JSON_DEPTH: '97' } })).toThrow(ConfigError);
+    expect(loadConfig({ env: { SIGNALBOX_MAX_JSON_DEPTH: '96' } }).maxJsonDepth).toBe(96);
+  });
+
+  async function deepestRoundTrip(gw: TestGateway): Promise<void> {
+    const channel = uniqueChannel('project');
+    const json = await connectPrp(gw);
+    const packed = await connectPrp(gw, { msgpack: true });
+    await subscribePrp(json, channel);
+    await subscribePrp(packed, channel);
+    const data = nestedValue(95); // the body adds one level: 96 in all, the limit
+    const res = await gw.publish({ channel, type: 'deep', data });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    for (const c of [json, packed]) {
+      const got = await awaitOffset(c, channel, 1);
+      expect(got.data).toEqual(data);
+    }
+    const hist = await http(gw, `/v1/channels/${encodeURIComponent(channel)}/history`);
+    expect(hist.status).toBe(200);
+    expect(hist.body.publications[0].data).toEqual(data);
+    await Promise.all([json.close(), packed.close()]);
+  }
+
+  it('memory broker: data at the deepest limit reaches JSON and MessagePack subscribers and history', async () => {
+    const gw = await startGateway({ maxJsonDepth: 96 });
+    try {
+      await deepestRoundTrip(gw);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  describeWithRedis('Redis broker', redis, () => {
+    it('data at the deepest limit is stored and delivered (Redis stores MessagePack)', async () => {
+      const prefix = uniquePrefix('depth');
+      const gw = await startGateway({ maxJsonDepth: 96 }, { broker: new RedisBroker({ url: redis.url, prefix }) });
+      try {
+        await deepestRoundTrip(gw);
+      } finally {
+        await gw.close();
+        await deleteKeys(redis.url, prefix);
+      }
+    });
   });
 });
