@@ -24,6 +24,7 @@ export interface GatewayConfig {
   redisPrefix: string;
   redisTimeoutMs: number;
   heartbeatIntervalMs: number;
+  metricsIntervalMs: number;
   drainTimeoutMs: number;
   handshakeTimeoutMs: number;
   tokenExpiryGraceMs: number;
@@ -81,6 +82,7 @@ export const SETTINGS: SettingSpec[] = [
   S('broker', 'broker', 'SIGNALBOX_BROKER', 'string', 'memory', '`memory` (single node, embedded) or a Redis URL `redis://host:port` (several nodes).'),
   S('redisPrefix', 'redis-prefix', 'SIGNALBOX_REDIS_PREFIX', 'string', 'signalbox', 'Prefix of every Redis key and topic.'),
   S('redisTimeoutMs', 'redis-timeout', 'SIGNALBOX_REDIS_TIMEOUT', 'duration', 5000, 'A Redis command without a reply for this long fails (UNAVAILABLE) and the connection is re-made: a hung Redis is detected, not waited on.', { min: 100 }),
+  S('metricsIntervalMs', 'metrics-interval', 'SIGNALBOX_METRICS_INTERVAL', 'duration', 1000, 'How often each node publishes a `metrics.node` publication (its live metrics) on the `metrics` channel; 0 turns it off.', { min: 0 }),
   S('heartbeatIntervalMs', 'heartbeat-interval', 'SIGNALBOX_HEARTBEAT_INTERVAL', 'duration', 25_000, 'Heartbeat event + WebSocket ping interval; a client silent for two intervals is terminated.', { min: 100 }),
   S('drainTimeoutMs', 'drain-timeout', 'SIGNALBOX_DRAIN_TIMEOUT', 'duration', 10_000, 'On SIGTERM/SIGINT, how long to wait for clients to close before exiting.', { min: 0 }),
   S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request and for token verification.', { min: 100 }),

@@ -19,6 +19,7 @@ import { Connection, type ConnectionContext } from './connection.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
 import { Hub } from './hub.js';
+import { LiveMetrics } from './live-metrics.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { MemoryPresenceStore } from './presence/memory.js';
@@ -82,6 +83,9 @@ export class Gateway {
   private readonly batcher: WriteBatcher;
   private readonly perIp = new Map<string, number>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private liveMetrics: LiveMetrics | null = null;
+  /** This node's id in the cluster (live metrics, logs). */
+  readonly nodeId = `node_${randomBytes(6).toString('base64url')}`;
   private draining = false;
   private drainPromise: Promise<void> | null = null;
   private allClosed: (() => void) | null = null;
@@ -136,6 +140,21 @@ export class Gateway {
     await this.app.listen({ host: config.host, port: config.port });
     this.heartbeatTimer = setInterval(() => this.heartbeat(), config.heartbeatIntervalMs / HEARTBEAT_SLICES);
     this.heartbeatTimer.unref();
+    const metricsChannel = this.namespaces.resolve('metrics');
+    if (config.metricsIntervalMs > 0 && metricsChannel.ok) {
+      const ch = metricsChannel.channel;
+      this.liveMetrics = new LiveMetrics(this.metrics, {
+        nodeId: this.nodeId,
+        brokerKind: this.broker.kind,
+        brokerReady: () => this.broker.isReady(),
+        counts: () => {
+          const s = this.stats();
+          return { connections: s.connections as number, subscriptions: s.subscriptions as number, channels: s.channels as number };
+        },
+        publish: (data) => ops.publish(ch, { type: 'metrics.node', data }, { via: 'gateway' }),
+      }, config.metricsIntervalMs, this.log);
+      this.liveMetrics.start();
+    }
     const addr = this.address;
     this.log.info({ host: addr.host, port: addr.port, broker: this.broker.kind, version: SERVER_VERSION }, 'gateway listening');
     return addr;
@@ -263,6 +282,7 @@ export class Gateway {
     this.draining = true;
     this.log.info({ connections: this.conns.size, timeoutMs }, 'draining');
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.liveMetrics?.stop();
     if (this.conns.size > 0) {
       const closed = new Promise<void>((resolve) => (this.allClosed = resolve));
       for (const conn of this.conns) conn.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');

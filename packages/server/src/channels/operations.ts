@@ -17,8 +17,8 @@ import type { Metrics } from '../metrics.js';
 import type { PresenceStore } from '../presence/types.js';
 import type { ResolvedChannel } from './namespaces.js';
 
-/** Who asks for a publish: the HTTP API (its key), or an authenticated client (its subject). */
-export type PublishOrigin = { via: 'api' } | { via: 'client'; sub: string };
+/** Who asks for a publish: the HTTP API (its key), an authenticated client (its subject), or the gateway itself (live metrics). */
+export type PublishOrigin = { via: 'api' } | { via: 'client'; sub: string } | { via: 'gateway' };
 
 /** A publication as a caller hands it over: already validated (type, id, size and depth). */
 export interface PublishMessage {
@@ -61,9 +61,9 @@ export class ChannelOperations {
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
-    const publisher = origin.via === 'api' ? 'api' : origin.sub;
-    const source = origin.via === 'api' ? 'api' : 'client';
-    const idempotencyKey = id === undefined ? undefined : scopedIdempotencyKey(origin, id);
+    const publisher = origin.via === 'client' ? origin.sub : origin.via;
+    const source = origin.via === 'client' ? 'client' : origin.via;
+    const idempotencyKey = id === undefined || origin.via === 'gateway' ? undefined : scopedIdempotencyKey(origin, id);
     const started = performance.now();
     let results: PublishResult[];
     try {
@@ -74,6 +74,8 @@ export class ChannelOperations {
     } catch (err) {
       throw toGatewayError(err);
     }
+    // The gateway's own publications (one per node per second) are not the traffic the metrics describe.
+    if (source === 'gateway') return results;
     metrics.publishDuration.labels(source).observe((performance.now() - started) / 1000);
     results.forEach((r, i) => { if (!r.duplicate) metrics.publications.inc(1, channels[i]!.namespace.name, source); });
     return results;
@@ -144,6 +146,6 @@ export class ChannelOperations {
  * same id. The scope's kind comes first and is never taken from a token, so no claim (a `sub` of
  * `api`, say) can reach the HTTP API's key space or another kind's.
  */
-export function scopedIdempotencyKey(origin: PublishOrigin, id: string): string {
+export function scopedIdempotencyKey(origin: Exclude<PublishOrigin, { via: 'gateway' }>, id: string): string {
   return origin.via === 'api' ? `api|${id}` : `client|${origin.sub.length}:${origin.sub}:${id}`;
 }

@@ -28,7 +28,8 @@ export interface TestGateway {
 export async function startGateway(overrides: Partial<GatewayConfig> = {}, opts: { broker?: Broker; presence?: PresenceStore } = {}): Promise<TestGateway> {
   const config = loadConfig({
     env: {},
-    overrides: { host: '127.0.0.1', port: 0, jwtSecret: TEST_SECRET, apiKey: TEST_API_KEY, logLevel: 'silent', maxConnectionsPerIp: 0, ...overrides },
+    // Live metrics off unless a test asks for them: they would interleave with a test's own publications on `metrics`.
+    overrides: { host: '127.0.0.1', port: 0, jwtSecret: TEST_SECRET, apiKey: TEST_API_KEY, logLevel: 'silent', maxConnectionsPerIp: 0, metricsIntervalMs: 0, ...overrides },
   });
   const gateway = new Gateway(config, { broker: opts.broker, presence: opts.presence });
   const { port } = await gateway.start();
