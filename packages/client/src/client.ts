@@ -5,191 +5,32 @@
  * while away are recovered, exactly once and in order; tokens are refreshed before they expire; the
  * offline queue is bounded; a half-open connection is detected.
  *
- * One state machine, changed only in `#setState`, which reports every transition with its reason.
+ * This file is the state machine (changed only in `#setState`, which reports every transition with
+ * its reason), the connection-lost policy and the dispatch of inbound messages. Its collaborators:
+ * `options.ts` (config and defaults), `outbox.ts` (every request awaiting an answer),
+ * `token-keeper.ts` (tokens and in-band refresh), `watchdog.ts` (half-open detection),
+ * `transport.ts` (the socket) and `dialect.ts` (wire shapes, and the typed {@link Inbound}).
  */
-import type { CloseCode, ErrorCode, PresenceMember, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
+import type { CloseCode, ErrorCode, UnrecoverableReason } from '@signalbox/protocol';
 import { backoffDelay } from './backoff.js';
-import { dialectFor, type ClientRequest, type Dialect, type DialectName } from './dialect.js';
+import { dialectFor, type ClientRequest, type Dialect, type Inbound } from './dialect.js';
 import { Emitter, type Handler } from './emitter.js';
-import { ClientErrorCode, SignalboxError, type SignalboxErrorDetails } from './errors.js';
-import type {
-  AckData, ClientEvents, ClientState, ConnectionEstablishedData, PrpEventData, PublicationMessage, ServerMessage, StateChange,
-  TokenExpiredData, TransitionReason,
-} from './events.js';
+import { ClientErrorCode, SignalboxError } from './errors.js';
+import type { ClientEvents, ClientState, PublicationMessage, ServerMessage, StateChange, TransitionReason } from './events.js';
+import {
+  defaultUrl, resolveConfig, type ClientConfig, type HistoryOptions, type HistoryResult, type PresenceOptions, type PresenceResult,
+  type PublishAck, type PublishOptions, type SignalboxClientOptions, type SubscribeOptions, type TokenRequestReason,
+} from './options.js';
+import { Outbox, type OutboxReplies, type OutboxRequest } from './outbox.js';
 import { Subscription } from './subscription.js';
-import { jwtExpiry } from './token.js';
-import { Transport, type TransportListener, type WebSocketConstructor } from './transport.js';
+import { TokenKeeper, errorMessage, isPromiseLike } from './token-keeper.js';
+import { openOptions, Transport, type TransportListener, type WebSocketConstructor } from './transport.js';
+import { Watchdog } from './watchdog.js';
 
-/** Decodes binary frames; pass `msgpack` from `@signalbox/client/msgpack` to receive MessagePack. */
-export interface FrameFormat {
-  readonly name: 'msgpack';
-  decode(bytes: Uint8Array): unknown;
-}
-
-/** Why `getToken` is being called. */
-export type TokenRequestReason =
-  /** First attempt after `connect()`. */
-  | 'connect'
-  /** A reconnect after the connection was lost. */
-  | 'reconnect'
-  /** Ahead of the current token's `exp`, for an in-band refresh. */
-  | 'refresh'
-  /** The server said the token expired (event or close 4002). Return a fresh one. */
-  | 'token_expired'
-  /** The server refused the token (close 4001). Return a different one, or the same to give up. */
-  | 'auth_failed';
-
-/** How the token reaches the gateway. */
-export type TokenTransport =
-  /** `Authorization: Bearer` header: Node with `ws` only (browsers cannot set headers). */
-  | 'header'
-  /** `?token=` in the URL: works everywhere, but URLs end up in logs. */
-  | 'query'
-  /** `Sec-WebSocket-Protocol: signalbox.json, bearer.<jwt>`: the browser way. */
-  | 'subprotocol';
-
-/** What happens to a publish when the offline queue is full. */
-export type QueueOverflow =
-  /** The new publish is rejected with `QUEUE_FULL`; queued ones keep their order. */
-  | 'reject-new'
-  /** The oldest unacknowledged publish is rejected with `QUEUE_FULL` and the new one is queued. */
-  | 'drop-oldest';
-
-/**
- * The reference client's `WebSocketConfig` (url, token, reconnect, reconnectInterval,
- * maxReconnectAttempts), plus Signalbox's options. All resolved, and read live: changing
- * `client.config.token` is picked up on the next (re)connect, as the reference example expects.
- */
-export interface ClientConfig {
-  /** Endpoint URL, or several tried in turn. Default: same origin `/v1/ws/prps` in browsers, `ws://localhost:8080/v1/ws/prps` elsewhere. */
-  url: string | string[];
-  /** Static token; used when `getToken` is not given. */
-  token: string;
-  /** Called before every (re)connect and before the token's `exp`; its result wins over `token`. */
-  getToken: ((request: { reason: TokenRequestReason }) => string | Promise<string>) | undefined;
-  /** Reconnect after a lost connection. Default true. */
-  reconnect: boolean;
-  /** Minimum reconnect delay, ms (the backoff floor). Default 500. */
-  reconnectInterval: number;
-  /** Maximum reconnect delay, ms (the backoff ceiling). Default 20000. */
-  maxReconnectInterval: number;
-  /** Consecutive failed attempts before giving up (state `closed`). Default Infinity (never give up). */
-  maxReconnectAttempts: number;
-  /** The attempt counter resets only once a connection has stayed up this long, ms. Default 10000. */
-  stableConnectionAfter: number;
-  /** getToken + open + authenticate within this, ms, or the attempt is abandoned. Default 10000. */
-  connectTimeout: number;
-  /** After this long without any frame, ms, send a `ping`. 0 disables the watchdog. Default 30000 (the gateway's heartbeat is 25000). */
-  pingInterval: number;
-  /** After a `ping`, wait this long for any frame, ms, before declaring the connection dead. Default 10000. */
-  pongTimeout: number;
-  /** How long a written publish waits for its ack, ms. Default 10000. */
-  publishTimeout: number;
-  /** Unacknowledged publishes held while not connected. Default 1000. */
-  maxQueueSize: number;
-  /** What a publish does when the queue is full. Default `reject-new`. */
-  queueOverflow: QueueOverflow;
-  /** Refresh the token this long before its `exp`, ms (at most half its remaining life). Default 30000. */
-  refreshMargin: number;
-  /** Endpoint dialect. `auto` (default): PRD-035 when the URL path ends in `/ws`, else PRP. */
-  dialect: DialectName | 'auto';
-  /** How the token is sent. Default `subprotocol`; `header` with `@signalbox/client/node`. */
-  tokenTransport: TokenTransport;
-  /** `json` (default) or a binary format such as `msgpack` from `@signalbox/client/msgpack`. */
-  format: 'json' | FrameFormat;
-  /** The WebSocket constructor. Default `globalThis.WebSocket`. */
-  WebSocket: WebSocketConstructor | undefined;
-}
-
-/** Options of `new SignalboxClient(options)`: every {@link ClientConfig} field, all optional. */
-export type SignalboxClientOptions = Partial<ClientConfig>;
-
-/** The reference client's config shape, kept for users of the PRP API document. */
-export interface WebSocketConfig {
-  url: string;
-  token: string;
-  reconnect: boolean;
-  reconnectInterval: number;
-  maxReconnectAttempts: number;
-}
-
-/** Options of one publish. */
-export interface PublishOptions {
-  /** Event type (e.g. `prp.created`); the gateway uses `message` when omitted. */
-  type?: string;
-  /**
-   * Idempotency key: a publish retried with the same id is stored once. Generated when omitted.
-   * The client itself resends unacknowledged publishes with their id after a reconnect.
-   */
-  id?: string;
-  /** Overrides `publishTimeout` for this publish. */
-  timeout?: number;
-}
-
-/** The gateway's acknowledgement of a publish: where it landed in the channel's stream. */
-export type PublishAck = AckData;
-
-/** Options of one history query. */
-export interface HistoryOptions {
-  /**
-   * At most this many publications: the last `limit` retained or, with `since`, the first `limit`
-   * after it. Default: the gateway's (100, or the namespace's history size if smaller).
-   */
-  limit?: number;
-  /** Only publications after this position (e.g. a persisted `subscription.position`). */
-  since?: StreamPosition;
-  /** Overrides `publishTimeout` for this query: how long it may wait for its answer, from the call. */
-  timeout?: number;
-}
-
-/** The answer to `history()`: publications ascending by offset, and the channel's current position. */
-export interface HistoryResult {
-  channel: string;
-  publications: PublicationMessage[];
-  /** The channel's latest position (`offset` 0 when nothing was ever published). */
-  position: StreamPosition | undefined;
-}
-
-/** The answer to `presence()`: who is subscribed to a presence channel, on every node. */
-export interface PresenceResult {
-  channel: string;
-  members: PresenceMember[];
-}
-
-/** Options of one presence query. */
-export interface PresenceOptions {
-  /** Overrides `publishTimeout` for this query. */
-  timeout?: number;
-}
-
-/** Options of one subscription. */
-export interface SubscribeOptions {
-  /** Resume from this position (e.g. persisted from `subscription.position`): missed publications are replayed. */
-  since?: StreamPosition;
-}
-
-interface PendingPublish {
-  id: string;
-  channel: string;
-  type: string | undefined;
-  data: unknown;
-  timeout: number;
-  resolve: (ack: PublishAck) => void;
-  reject: (err: SignalboxError) => void;
-  promise: Promise<PublishAck>;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
-
-type PendingRequest =
-  | { kind: 'subscribe'; subs: Subscription[] }
-  | { kind: 'refresh'; token: string };
-
-/** A read (history or presence) waiting for its answer; sent again after a reconnect (reads are idempotent). */
-interface PendingQuery {
-  req: Extract<ClientRequest, { kind: 'history' | 'presence' }>;
-  settle: (msg: ServerMessage | SignalboxError) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
+export type {
+  ClientConfig, FrameFormat, HistoryOptions, HistoryResult, PresenceOptions, PresenceResult, PublishAck, PublishOptions, QueueOverflow,
+  SignalboxClientOptions, SubscribeOptions, TokenRequestReason, TokenTransport, WebSocketConfig,
+} from './options.js';
 
 /** Close codes and what the client does about them: every code the gateway documents is decided here. */
 type ClosePolicy = 'reconnect' | 'stop' | 'new-token';
@@ -223,31 +64,8 @@ export function closePolicy(code: number): ClosePolicy {
 
 /** Close code the client uses when it abandons a socket itself (heartbeat/connect timeout, gap). 3000-3999: allowed in browsers. */
 const CLIENT_ABANDON_CODE = 3000;
-/** setTimeout's ceiling; longer delays fire at once. */
-const MAX_TIMER_DELAY = 2 ** 31 - 1;
 /** Error codes after which a refused subscription is retried rather than dropped. */
 const TRANSIENT_ERRORS: ReadonlySet<string> = new Set<ErrorCode>(['UNAVAILABLE', 'INTERNAL_ERROR', 'RATE_LIMITED']);
-
-function defaultUrl(): string {
-  const loc = (globalThis as { location?: { protocol?: string; host?: string } }).location;
-  if (loc && (loc.protocol === 'https:' || loc.protocol === 'http:') && loc.host) {
-    return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/v1/ws/prps`;
-  }
-  return 'ws://localhost:8080/v1/ws/prps';
-}
-
-function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {
-  return typeof v === 'object' && v !== null && typeof (v as PromiseLike<T>).then === 'function';
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function readPosition(v: unknown): StreamPosition | undefined {
-  if (!isObject(v) || typeof v.epoch !== 'string' || typeof v.offset !== 'number') return undefined;
-  return { epoch: v.epoch, offset: v.offset };
-}
 
 function randomId(length: number): string {
   let s = '';
@@ -255,34 +73,29 @@ function randomId(length: number): string {
   return s.slice(0, length);
 }
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /**
  * The Signalbox client. `E` maps publication event types to their data, for typed handlers
- * (default: the PRP API document's events).
+ * (default: none, every publication's `data` is `unknown`; the PRP API document's map is
+ * `PrpEventData` from `@signalbox/client/prp`).
  *
  * @example
- * const client = new SignalboxClient({ url: 'wss://rt.example.com/v1/ws/prps', getToken: fetchToken });
+ * const client = new SignalboxClient<PrpEventData>({ url: 'wss://rt.example.com/v1/ws/prps', getToken: fetchToken });
  * client.on('prp.created', (message) => console.log(message.data.name));
  * await client.connect();
  * const sub = client.subscribe('project:proj_123456');
  * sub.on('recovery_failed', () => reloadProject());
  */
-export class SignalboxClient<E extends object = PrpEventData> {
+export class SignalboxClient<E extends object = Record<never, never>> {
   /** The resolved configuration; fields are read live (e.g. `client.config.token = next`). */
   readonly config: ClientConfig;
 
   #state: ClientState = 'disconnected';
   readonly #events: Emitter;
   readonly #subs = new Map<string, Subscription>();
-  /** Unacknowledged publishes, in call order: the offline queue and the in-flight ones. */
-  readonly #pending = new Map<string, PendingPublish>();
-  /** History and presence queries awaiting an answer, in call order; they outlive a transport. */
-  readonly #queries = new Map<string, PendingQuery>();
-  /** Requests awaiting a reply on the current transport; dropped with it. */
-  readonly #requests = new Map<string, PendingRequest>();
+  /** Every request awaiting an answer: publishes (the offline queue too), reads, subscribes, refreshes. */
+  readonly #outbox = new Outbox((req) => this.#send(req));
+  readonly #tokens: TokenKeeper;
+  readonly #watchdog: Watchdog;
   #connectWaiters: { resolve: () => void; reject: (err: SignalboxError) => void }[] = [];
 
   #transport: Transport | null = null;
@@ -294,50 +107,19 @@ export class SignalboxClient<E extends object = PrpEventData> {
   #attempts = 0;
   #urlIndex = 0;
   #nextTokenReason: TokenRequestReason = 'connect';
-  /** The token the current connection authenticated (or last refreshed) with. */
-  #currentToken: string | undefined;
-  /** A token the server refused (4001/4002): reconnecting with it again cannot succeed. */
-  #refusedToken: { token: string | undefined; reason: TransitionReason; code: number } | undefined;
   #connectionId: string | undefined;
-  #refreshInFlight = false;
 
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
-  #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
-  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   #subRetryTimer: ReturnType<typeof setTimeout> | undefined;
   #subRetryAttempts = 0;
-  #lastFrameAt = 0;
-  #pingSentAt: number | undefined;
 
   readonly #idPrefix = `c${Date.now().toString(36)}${randomId(8)}-`;
   #idSeq = 0;
 
   constructor(options: SignalboxClientOptions = {}) {
-    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as SignalboxClientOptions;
-    this.config = {
-      url: defaultUrl(),
-      token: '',
-      getToken: undefined,
-      reconnect: true,
-      reconnectInterval: 500,
-      maxReconnectInterval: 20_000,
-      maxReconnectAttempts: Infinity,
-      stableConnectionAfter: 10_000,
-      connectTimeout: 10_000,
-      pingInterval: 30_000,
-      pongTimeout: 10_000,
-      publishTimeout: 10_000,
-      maxQueueSize: 1000,
-      queueOverflow: 'reject-new',
-      refreshMargin: 30_000,
-      dialect: 'auto',
-      tokenTransport: 'subprotocol',
-      format: 'json',
-      WebSocket: undefined,
-      ...defined,
-    };
+    this.config = resolveConfig(options);
     if (this.config.tokenTransport === 'header' && !this.config.WebSocket) {
       throw new TypeError("tokenTransport 'header' needs a WebSocket that can send headers: import from '@signalbox/client/node', or pass `WebSocket` from 'ws'");
     }
@@ -345,6 +127,16 @@ export class SignalboxClient<E extends object = PrpEventData> {
       throw new TypeError("No WebSocket implementation here: in Node, import from '@signalbox/client/node' (which uses 'ws'), or pass `WebSocket`");
     }
     this.#events = new Emitter((err, type) => this.#reportHandlerError(err, `'${type}' handler`));
+    this.#tokens = new TokenKeeper(this.config, {
+      canRefresh: () => this.#state === 'connected',
+      transportId: () => this.#transport?.id,
+      sendRefresh: (token) => this.#sendRefresh(token),
+      onError: (err) => this.#emitError(err),
+    });
+    this.#watchdog = new Watchdog(this.config, {
+      ping: () => { this.#send({ kind: 'ping', id: this.#nextId() }); },
+      onDead: (message) => this.#abandon('heartbeat_timeout', message),
+    });
   }
 
   // ---- Public API --------------------------------------------------------------------------------
@@ -382,7 +174,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
   connect(): Promise<void> {
     if (this.#state === 'connected') {
       const token = this.config.token;
-      if (!this.config.getToken && token && token !== this.#currentToken && !this.#refreshPendingWith(token)) this.#sendRefresh(token);
+      if (!this.config.getToken && token && token !== this.#tokens.current && !this.#refreshPendingWith(token)) this.#sendRefresh(token);
       return Promise.resolve();
     }
     const promise = new Promise<void>((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
@@ -391,7 +183,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
     promise.catch(noop);
     if (this.#state === 'disconnected' || this.#state === 'closed') {
       this.#attempts = 0;
-      this.#refusedToken = undefined;
+      this.#tokens.clearRefused();
       this.#nextTokenReason = 'connect';
       this.#emitState(this.#setState('connecting', { reason: 'connect_called' }));
       this.#attempt();
@@ -412,7 +204,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
     const transport = this.#transport;
     this.#teardown();
     transport?.close(1000, 'client disconnect');
-    this.#failPending(ClientErrorCode.DISCONNECTED, 'disconnect() was called');
+    this.#outbox.failAll(ClientErrorCode.DISCONNECTED, 'disconnect() was called');
     if (this.#state !== 'disconnected') this.#emitState(this.#setState('disconnected', { reason: 'disconnect_called', code: 1000 }));
     this.#rejectWaiters(new SignalboxError(ClientErrorCode.DISCONNECTED, 'disconnect() was called'));
   }
@@ -484,24 +276,20 @@ export class SignalboxClient<E extends object = PrpEventData> {
       return Promise.reject(new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel }));
     }
     const id = options.id ?? this.#nextId();
-    const existing = this.#pending.get(id);
+    const existing = this.#outbox.get(id, 'publish');
     if (existing) return existing.promise;
     const online = this.#state === 'connected';
-    if (!online && this.#pending.size >= this.config.maxQueueSize) {
+    const queued = this.#outbox.count('publish');
+    if (!online && queued >= this.config.maxQueueSize) {
       const full = (): SignalboxError => new SignalboxError(ClientErrorCode.QUEUE_FULL, `Offline queue full (${this.config.maxQueueSize} publishes)`, { channel });
-      if (this.config.queueOverflow !== 'drop-oldest' || this.#pending.size === 0) return Promise.reject(full());
-      const oldest = this.#pending.values().next().value as PendingPublish;
-      this.#settlePublish(oldest, full());
+      const oldest = this.#outbox.requests('publish').next();
+      if (this.config.queueOverflow !== 'drop-oldest' || oldest.done) return Promise.reject(full());
+      // As before the split, the error names the channel of the publish that pushed the oldest out.
+      this.#outbox.reject(oldest.value.id, full());
     }
-    let resolve!: (ack: PublishAck) => void;
-    let reject!: (err: SignalboxError) => void;
-    const promise = new Promise<PublishAck>((res, rej) => { resolve = res; reject = rej; });
-    const entry: PendingPublish = {
-      id, channel, type: options.type, data, timeout: options.timeout ?? this.config.publishTimeout, resolve, reject, promise, timer: undefined,
-    };
-    this.#pending.set(id, entry);
-    if (online) this.#writePublish(entry);
-    return promise;
+    const req: OutboxRequest<'publish'> = { kind: 'publish', id, channel, data };
+    if (options.type !== undefined) req.type = options.type;
+    return this.#outbox.track(req, { resend: 'always', timeout: { ms: options.timeout ?? this.config.publishTimeout, from: 'send' } }, online);
   }
 
   /**
@@ -513,19 +301,10 @@ export class SignalboxClient<E extends object = PrpEventData> {
    * again after the reconnect.
    */
   history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
-    const req: Extract<ClientRequest, { kind: 'history' }> = { kind: 'history', id: this.#nextId(), channel };
+    const req: OutboxRequest<'history'> = { kind: 'history', id: this.#nextId(), channel };
     if (options.since) req.since = { epoch: options.since.epoch, offset: options.since.offset };
     if (options.limit !== undefined) req.limit = options.limit;
-    return this.#query(req, options.timeout, (msg) => {
-      const d = isObject(msg.data) ? msg.data : {};
-      const raw = Array.isArray(d.publications) ? d.publications : [];
-      const publications: PublicationMessage[] = [];
-      for (const frame of raw) {
-        const pub = this.#dialect?.normalize(frame);
-        if (pub && typeof pub.channel === 'string' && typeof pub.offset === 'number' && typeof pub.epoch === 'string') publications.push(pub as PublicationMessage);
-      }
-      return { channel, publications, position: readPosition(d.position) };
-    });
+    return this.#query(req, options.timeout);
   }
 
   /**
@@ -534,41 +313,24 @@ export class SignalboxClient<E extends object = PrpEventData> {
    * without presence is `PERMISSION_DENIED`.
    */
   presence(channel: string, options: PresenceOptions = {}): Promise<PresenceResult> {
-    return this.#query({ kind: 'presence', id: this.#nextId(), channel }, options.timeout, (msg) => {
-      const d = isObject(msg.data) ? msg.data : {};
-      const members = Array.isArray(d.members) ? d.members.filter((m): m is PresenceMember => isObject(m) && typeof m.clientId === 'string') : [];
-      return { channel, members };
-    });
+    return this.#query({ kind: 'presence', id: this.#nextId(), channel }, options.timeout);
   }
 
-  #query<T>(req: PendingQuery['req'], timeout: number | undefined, read: (msg: ServerMessage) => T): Promise<T> {
+  #query<K extends 'history' | 'presence'>(req: OutboxRequest<K>, timeout: number | undefined): Promise<OutboxReplies[K]> {
+    const { channel } = req as OutboxRequest<'history' | 'presence'>;
     if (this.#state === 'closed') {
-      return Promise.reject(new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel: req.channel }));
+      return Promise.reject(new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel }));
     }
     if (this.#state === 'disconnected') {
-      return Promise.reject(new SignalboxError(ClientErrorCode.DISCONNECTED, 'Not connected; call connect() first', { channel: req.channel }));
+      return Promise.reject(new SignalboxError(ClientErrorCode.DISCONNECTED, 'Not connected; call connect() first', { channel }));
     }
-    return new Promise<T>((resolve, reject) => {
-      const ms = timeout ?? this.config.publishTimeout;
-      const entry: PendingQuery = {
-        req,
-        timer: setTimeout(() => entry.settle(new SignalboxError(ClientErrorCode.TIMEOUT, `No answer within ${ms} ms`, { channel: req.channel, requestId: req.id })), ms),
-        settle: (outcome) => {
-          if (this.#queries.get(req.id) !== entry) return;
-          this.#queries.delete(req.id);
-          entry.timer = clear(entry.timer);
-          if (outcome instanceof SignalboxError) reject(outcome);
-          else resolve(read(outcome));
-        },
-      };
-      this.#queries.set(req.id, entry);
-      if (this.#state === 'connected') this.#send(req);
-    });
+    // The deadline counts from the call and holds across reconnects; reads are idempotent, so resent.
+    return this.#outbox.track(req, { resend: 'always', timeout: { ms: timeout ?? this.config.publishTimeout, from: 'call' } }, this.#state === 'connected');
   }
 
   /** Number of publishes not yet acknowledged (queued or in flight). */
   get pendingPublishes(): number {
-    return this.#pending.size;
+    return this.#outbox.count('publish');
   }
 
   /**
@@ -609,26 +371,20 @@ export class SignalboxClient<E extends object = PrpEventData> {
     if (change) this.#events.emit('$state', change);
   }
 
+  /** The transport is gone (or about to be): every timer and every transport-scoped request with it. */
   #teardown(): void {
     this.#attemptSeq++;
-    this.#clearConnectionTimers();
+    this.#connectTimer = clear(this.#connectTimer);
+    this.#stableTimer = clear(this.#stableTimer);
     this.#reconnectTimer = clear(this.#reconnectTimer);
     this.#subRetryTimer = clear(this.#subRetryTimer);
+    this.#watchdog.stop();
+    this.#tokens.stop();
     this.#transport = null;
     this.#dialect = null;
     this.#connectionId = undefined;
-    this.#requests.clear();
-    this.#refreshInFlight = false;
+    this.#outbox.dropTransportScoped();
     for (const sub of this.#subs.values()) sub._reset();
-    for (const entry of this.#pending.values()) entry.timer = clear(entry.timer);
-  }
-
-  #clearConnectionTimers(): void {
-    this.#connectTimer = clear(this.#connectTimer);
-    this.#heartbeatTimer = clear(this.#heartbeatTimer);
-    this.#stableTimer = clear(this.#stableTimer);
-    this.#refreshTimer = clear(this.#refreshTimer);
-    this.#pingSentAt = undefined;
   }
 
   /** Stops for good (state `closed`): a refused token, a close code that forbids reconnecting, attempts exhausted. */
@@ -636,7 +392,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
     const transport = this.#transport;
     this.#teardown();
     transport?.close(1000, 'client closed');
-    this.#failPending(ClientErrorCode.CLOSED, `The client closed: ${reason}${message ? ` (${message})` : ''}`);
+    this.#outbox.failAll(ClientErrorCode.CLOSED, `The client closed: ${reason}${message ? ` (${message})` : ''}`);
     this.#emitState(this.#setState('closed', { reason, ...(code === undefined ? {} : { code }), ...(message ? { message } : {}) }));
     this.#rejectWaiters(new SignalboxError(ClientErrorCode.CLOSED, `Could not connect: ${reason}${message ? ` (${message})` : ''}`, { reason, code }));
   }
@@ -645,11 +401,6 @@ export class SignalboxClient<E extends object = PrpEventData> {
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
     for (const w of waiters) w.reject(err);
-  }
-
-  #failPending(code: ClientErrorCode, message: string): void {
-    for (const entry of [...this.#pending.values()]) this.#settlePublish(entry, new SignalboxError(code, message, { channel: entry.channel }));
-    for (const q of [...this.#queries.values()]) q.settle(new SignalboxError(code, message, { channel: q.req.channel, requestId: q.req.id }));
   }
 
   // ---- Connecting --------------------------------------------------------------------------------
@@ -692,7 +443,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
       return;
     }
     const tok = typeof token === 'string' && token.length > 0 ? token : undefined;
-    const refused = this.#refusedToken;
+    const refused = this.#tokens.refused;
     if (refused && refused.token === tok) {
       this.#close(refused.reason, refused.code, 'the server refused this token and no other is available');
       return;
@@ -700,42 +451,24 @@ export class SignalboxClient<E extends object = PrpEventData> {
     const urls = typeof this.config.url === 'string' ? [this.config.url] : this.config.url;
     const baseUrl = urls[this.#urlIndex % Math.max(1, urls.length)] ?? defaultUrl();
     const dialect = dialectFor(this.config.dialect, baseUrl);
-    const binary = this.config.format !== 'json';
-    let url = baseUrl;
-    const protocols: string[] = [];
-    let headers: Record<string, string> | undefined;
-    try {
-      const u = new URL(baseUrl);
-      if (binary) u.searchParams.set('format', 'msgpack');
-      if (tok && this.config.tokenTransport === 'query') u.searchParams.set('token', tok);
-      url = u.toString();
-    } catch {
-      // Leave the URL as given: the WebSocket constructor reports what is wrong with it.
-    }
-    if (this.config.tokenTransport === 'subprotocol') {
-      protocols.push(binary ? 'signalbox.msgpack' : 'signalbox.json');
-      if (tok) protocols.push(`bearer.${tok}`);
-    } else if (this.config.tokenTransport === 'header' && tok) {
-      headers = { Authorization: `Bearer ${tok}` };
-    }
     // Checked in the constructor; read here so a replaced config.WebSocket applies to the next attempt.
     const Ctor = (this.config.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket)!;
     const id = ++this.#transportSeq;
     try {
-      this.#transport = new Transport(id, Ctor, { url, protocols, ...(headers ? { headers } : {}) }, this.#listener);
+      this.#transport = new Transport(id, Ctor, openOptions(this.config, baseUrl, tok), this.#listener);
     } catch (err) {
       this.#emitError(new SignalboxError(ClientErrorCode.TRANSPORT_ERROR, `Cannot open ${baseUrl}: ${errorMessage(err)}`, {}, undefined, err));
       this.#connectionLost(1006, errorMessage(err), 'transport_closed', false);
       return;
     }
     this.#dialect = dialect;
-    this.#currentToken = tok;
+    this.#tokens.markCurrent(tok);
   }
 
   /** Callbacks from transports; anything from a transport that is not the current one is ignored. */
   readonly #listener: TransportListener = {
     onOpen: (id) => {
-      if (id === this.#transport?.id) this.#lastFrameAt = Date.now();
+      if (id === this.#transport?.id) this.#watchdog.seen();
     },
     onMessage: (id, data) => {
       if (id === this.#transport?.id) this.#onFrame(data);
@@ -764,7 +497,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
    */
   #connectionLost(code: number | undefined, message: string, reason: TransitionReason, fromSocket: boolean): void {
     const wasConnected = this.#state === 'connected';
-    const closedToken = this.#currentToken;
+    const closedToken = this.#tokens.current;
     this.#teardown();
     // A failed attempt, or a node going away, moves on to the next URL (not a getToken failure: no URL was tried).
     if ((!wasConnected && reason !== 'token_unavailable') || code === 1001 || code === 1012) this.#urlIndex++;
@@ -779,7 +512,7 @@ export class SignalboxClient<E extends object = PrpEventData> {
       const expired = code === 4002;
       const why: TransitionReason = expired ? 'token_expired' : 'auth_failed';
       this.#nextTokenReason = expired ? 'token_expired' : 'auth_failed';
-      this.#refusedToken = { token: closedToken, reason: why, code: code ?? 4001 };
+      this.#tokens.refuse({ token: closedToken, reason: why, code: code ?? 4001 });
       // Without getToken the only other token can come from config.token: decide now.
       if (!this.config.getToken && (this.config.token || undefined) === closedToken) {
         this.#close(why, code, message);
@@ -806,139 +539,47 @@ export class SignalboxClient<E extends object = PrpEventData> {
     }, delay);
   }
 
-  #onEstablished(data: ConnectionEstablishedData): void {
+  #onEstablished(connectionId: string | undefined): void {
     if (this.#state !== 'connecting' && this.#state !== 'reconnecting') return;
     this.#connectTimer = clear(this.#connectTimer);
-    this.#connectionId = typeof data.connectionId === 'string' ? data.connectionId : undefined;
-    this.#refusedToken = undefined;
+    this.#connectionId = connectionId;
+    this.#tokens.clearRefused();
     const change = this.#setState('connected', { reason: 'established' });
     this.#stableTimer = setTimeout(() => {
       this.#stableTimer = undefined;
       this.#attempts = 0;
     }, this.config.stableConnectionAfter);
-    this.#startHeartbeat();
-    this.#scheduleRefresh(this.#currentToken, undefined);
+    this.#watchdog.start();
+    this.#tokens.scheduleRefresh(this.#tokens.current, undefined);
     // Resubscribe and resend before anyone sees `connected`: a handler publishing on that event
     // must not overtake what was queued before it.
     this.#subRetryAttempts = 0;
     this.#sendSubscribe([...this.#subs.values()]);
-    for (const entry of this.#pending.values()) this.#writePublish(entry);
-    for (const q of this.#queries.values()) this.#send(q.req);
+    this.#outbox.resendAll();
     this.#emitState(change);
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
     for (const w of waiters) w.resolve();
   }
 
-  // ---- Heartbeat watchdog ------------------------------------------------------------------------
-
-  /**
-   * Detects a half-open connection (the peer vanished without a close) within
-   * `pingInterval + pongTimeout` of the last frame: browsers cannot see WebSocket pings, so the
-   * client pings at the application level when the line has been quiet.
-   */
-  #startHeartbeat(): void {
-    this.#lastFrameAt = Date.now();
-    this.#pingSentAt = undefined;
-    if (this.config.pingInterval > 0) this.#armHeartbeat(this.config.pingInterval);
-  }
-
-  #armHeartbeat(delay: number): void {
-    clear(this.#heartbeatTimer);
-    this.#heartbeatTimer = setTimeout(() => this.#onHeartbeatTimer(), Math.max(0, delay));
-  }
-
-  #onHeartbeatTimer(): void {
-    this.#heartbeatTimer = undefined;
-    const now = Date.now();
-    if (this.#pingSentAt !== undefined) {
-      if (this.#lastFrameAt < this.#pingSentAt) {
-        this.#abandon('heartbeat_timeout', `Nothing received within ${this.config.pongTimeout} ms of a ping`);
-        return;
-      }
-      this.#pingSentAt = undefined;
-    }
-    const idle = now - this.#lastFrameAt;
-    if (idle < this.config.pingInterval) {
-      this.#armHeartbeat(this.config.pingInterval - idle);
-      return;
-    }
-    this.#pingSentAt = now;
-    this.#send({ kind: 'ping', id: this.#nextId() });
-    this.#armHeartbeat(this.config.pongTimeout);
-  }
-
-  // ---- Token refresh -----------------------------------------------------------------------------
-
-  /** Schedules an in-band refresh ahead of the token's expiry (needs `getToken`). */
-  #scheduleRefresh(token: string | undefined, expiresAt: number | undefined): void {
-    this.#refreshTimer = clear(this.#refreshTimer);
-    if (!this.config.getToken) return;
-    const exp = jwtExpiry(token) ?? expiresAt;
-    if (exp === undefined || !Number.isFinite(exp)) return;
-    const remaining = exp - Date.now();
-    const margin = Math.min(this.config.refreshMargin, Math.max(0, remaining) / 2);
-    const delay = Math.min(MAX_TIMER_DELAY, Math.max(0, remaining - margin));
-    this.#refreshTimer = setTimeout(() => {
-      this.#refreshTimer = undefined;
-      this.#refresh('refresh');
-    }, delay);
-  }
-
-  /** Gets a fresh token and sends it in-band; the connection stays up. */
-  #refresh(reason: TokenRequestReason): void {
-    const getToken = this.config.getToken;
-    if (!getToken || this.#state !== 'connected' || this.#refreshInFlight) return;
-    this.#refreshInFlight = true;
-    const transportId = this.#transport?.id;
-    const fail = (err: unknown): void => {
-      if (transportId !== this.#transport?.id) return;
-      this.#refreshInFlight = false;
-      this.#emitError(new SignalboxError(ClientErrorCode.TOKEN_UNAVAILABLE, `getToken() failed: ${errorMessage(err)}`, {}, undefined, err));
-      // Try again soon; if the token expires first, the gateway closes with 4002 and the reconnect asks again.
-      this.#refreshTimer = clear(this.#refreshTimer);
-      this.#refreshTimer = setTimeout(() => {
-        this.#refreshTimer = undefined;
-        this.#refresh(reason);
-      }, Math.max(1000, this.config.reconnectInterval));
-    };
-    const use = (token: unknown): void => {
-      if (transportId !== this.#transport?.id) return;
-      this.#refreshInFlight = false;
-      if (typeof token !== 'string' || token.length === 0) return fail(new TypeError('getToken() must return a non-empty string'));
-      if (token === this.#currentToken) return;
-      this.#sendRefresh(token);
-    };
-    try {
-      const source = getToken({ reason });
-      if (isPromiseLike<string>(source)) source.then(use, fail);
-      else use(source);
-    } catch (err) {
-      fail(err);
-    }
-  }
+  // ---- Token refresh (the keeper decides; the wire is here) --------------------------------------
 
   #refreshPendingWith(token: string): boolean {
-    for (const r of this.#requests.values()) if (r.kind === 'refresh' && r.token === token) return true;
+    for (const r of this.#outbox.requests('refresh')) if (r.token === token) return true;
     return false;
   }
 
   #sendRefresh(token: string): void {
     const id = this.#nextId();
-    this.#refreshInFlight = true;
-    this.#requests.set(id, { kind: 'refresh', token });
-    this.#send({ kind: 'refresh', id, token });
+    this.#tokens.markInFlight();
+    this.#outbox.track({ kind: 'refresh', id, token }, { resend: 'transport' }, true);
   }
 
   // ---- Incoming ----------------------------------------------------------------------------------
 
   #onFrame(frame: string | Uint8Array): void {
-    this.#lastFrameAt = Date.now();
-    // The answer to a watchdog ping (or any sign of life): count the quiet time afresh from now.
-    if (this.#pingSentAt !== undefined) {
-      this.#pingSentAt = undefined;
-      this.#armHeartbeat(this.config.pingInterval);
-    }
+    // Any frame is a sign of life (and the answer to a watchdog ping).
+    this.#watchdog.seen();
     let decoded: unknown;
     try {
       if (typeof frame === 'string') decoded = JSON.parse(frame);
@@ -948,56 +589,63 @@ export class SignalboxClient<E extends object = PrpEventData> {
       this.#emitError(new SignalboxError(ClientErrorCode.INVALID_FRAME, `Cannot decode a frame: ${errorMessage(err)}`, {}, undefined, err));
       return;
     }
-    const msg = this.#dialect?.normalize(decoded);
-    if (!msg) {
+    const inbound = this.#dialect?.normalize(decoded);
+    if (!inbound) {
       this.#emitError(new SignalboxError(ClientErrorCode.INVALID_FRAME, 'A frame is not a message of this endpoint'));
       return;
     }
-    this.#onMessage(msg);
+    this.#onMessage(inbound);
   }
 
-  #onMessage(msg: ServerMessage): void {
-    switch (msg.type) {
+  #onMessage(inbound: Inbound): void {
+    switch (inbound.kind) {
       case 'connection.established':
-        this.#onEstablished(isObject(msg.data) ? (msg.data as unknown as ConnectionEstablishedData) : { connectionId: '', serverVersion: '', features: [] });
+        this.#onEstablished(inbound.connectionId);
         break;
       case 'heartbeat':
         if (this.#dialect?.name === 'prd') this.#send({ kind: 'pong' });
         break;
       case 'subscription.confirmed':
-        this.#onSubscribed(msg);
+        this.#onSubscribed(inbound);
         break;
       case 'ack':
-        this.#onAck(msg);
+        this.#onAck(inbound);
         break;
       case 'history':
+        if (inbound.replyTo) {
+          const req = this.#outbox.get(inbound.replyTo, 'history')?.request;
+          if (req) this.#outbox.settle(inbound.replyTo, 'history', { channel: req.channel, publications: inbound.publications, position: inbound.position });
+        }
+        break;
       case 'presence':
-        if (msg.replyTo) this.#queries.get(msg.replyTo)?.settle(msg);
+        if (inbound.replyTo) {
+          const req = this.#outbox.get(inbound.replyTo, 'presence')?.request;
+          if (req) this.#outbox.settle(inbound.replyTo, 'presence', { channel: req.channel, members: inbound.members });
+        }
         break;
       case 'token.refreshed':
-        this.#onRefreshed(msg);
+        this.#onRefreshed(inbound);
         break;
       case 'subscription.removed':
-        this.#onRemoved(msg);
+        this.#onRemoved(inbound);
         break;
       case 'error':
-        this.#onServerError(msg);
-        this.#events.emit('*', msg);
+        this.#onServerError(inbound);
+        this.#events.emit('*', inbound.message);
         return;
-      case 'token_expired': {
-        const data = (isObject(msg.data) ? msg.data : {}) as Partial<TokenExpiredData>;
-        this.#refresh('token_expired');
-        this.#events.emit('token_expired', { expiredAt: data.expiredAt ?? '', graceMs: data.graceMs ?? 0 });
-        this.#events.emit('*', msg);
+      case 'token_expired':
+        this.#tokens.refresh('token_expired');
+        this.#events.emit('token_expired', { expiredAt: inbound.expiredAt, graceMs: inbound.graceMs });
+        this.#events.emit('*', inbound.message);
         return;
-      }
-      default:
-        if (typeof msg.channel === 'string' && typeof msg.offset === 'number' && typeof msg.epoch === 'string') {
-          this.#onPublication(msg as PublicationMessage);
-          return;
-        }
+      case 'publication':
+        this.#onPublication(inbound.message);
+        return;
+      case 'pong':
+      case 'other':
+        break;
     }
-    this.#dispatch(msg);
+    this.#dispatch(inbound.message);
   }
 
   /** Hands a message to its type's handlers, then to `'*'`. Types that could shadow client events are not dispatched by type. */
@@ -1026,100 +674,91 @@ export class SignalboxClient<E extends object = PrpEventData> {
     }
   }
 
-  #onSubscribed(msg: ServerMessage): void {
-    const data = isObject(msg.data) ? msg.data : {};
-    const request = msg.replyTo ? this.#requests.get(msg.replyTo) : undefined;
-    if (msg.replyTo && request?.kind === 'subscribe') this.#requests.delete(msg.replyTo);
-    const outcomes = new Map<string, Record<string, unknown>>();
-    if (Array.isArray(data.channels)) {
-      for (const o of data.channels) if (isObject(o) && typeof o.channel === 'string') outcomes.set(o.channel, o);
-    }
-    const names = Array.isArray(data.subscribedChannels) ? data.subscribedChannels.filter((c): c is string => typeof c === 'string') : [...outcomes.keys()];
-    for (const name of names) {
-      const sub = this.#subs.get(name);
+  /** The subscription of `channel` if it is still the one request `id` asked for. */
+  #requested(channel: string, id: string): Subscription | undefined {
+    const sub = this.#subs.get(channel);
+    return sub && sub._requestId() === id ? sub : undefined;
+  }
+
+  #onSubscribed(inbound: Extract<Inbound, { kind: 'subscription.confirmed' }>): void {
+    const replyTo = inbound.replyTo;
+    const request = replyTo ? this.#outbox.get(replyTo, 'subscribe')?.request : undefined;
+    if (replyTo && request) this.#outbox.remove(replyTo);
+    for (const c of inbound.confirmed) {
+      const sub = this.#subs.get(c.channel);
       if (!sub) continue;
       // A confirmation answers one request; a subscription since re-requested (or a server that does
       // not echo request ids, as the PRP document's does not) is matched by state instead.
-      if (request ? sub._requestId() !== msg.replyTo : sub.state !== 'subscribing') continue;
-      const o = outcomes.get(name);
-      const recovered = typeof o?.recovered === 'boolean' ? o.recovered : undefined;
-      const reason = typeof o?.reason === 'string' ? (o.reason as UnrecoverableReason) : undefined;
-      const missed = typeof o?.missed === 'number' ? o.missed : undefined;
-      sub._confirmed(readPosition(o?.position), recovered, reason, missed);
+      if (request ? sub._requestId() !== replyTo : sub.state !== 'subscribing') continue;
+      sub._confirmed(c.position, c.recovered, c.reason, c.missed);
     }
-    if (request?.kind === 'subscribe') {
+    if (request && replyTo) {
       // Neither confirmed nor refused: ask again later rather than wait forever.
-      const skipped = request.subs.filter((s) => s._requestId() === msg.replyTo && this.#subs.get(s.channel) === s);
+      const skipped = request.channels.map((e) => this.#requested(e.channel, replyTo)).filter((s): s is Subscription => s !== undefined);
       for (const s of skipped) s._reset();
       if (skipped.length > 0) this.#scheduleSubscribeRetry();
       else this.#subRetryAttempts = 0;
     }
   }
 
-  #onAck(msg: ServerMessage): void {
-    const entry = msg.replyTo ? this.#pending.get(msg.replyTo) : undefined;
+  #onAck(inbound: Extract<Inbound, { kind: 'ack' }>): void {
+    const entry = inbound.replyTo ? this.#outbox.get(inbound.replyTo, 'publish') : undefined;
     if (!entry) return;
-    const d = isObject(msg.data) ? msg.data : {};
-    const ack: PublishAck = {
-      id: typeof d.id === 'string' ? d.id : entry.id,
-      channel: typeof d.channel === 'string' ? d.channel : entry.channel,
-      offset: typeof d.offset === 'number' ? d.offset : -1,
-      epoch: typeof d.epoch === 'string' ? d.epoch : '',
-      duplicate: d.duplicate === true,
-    };
-    this.#settlePublish(entry, ack);
+    const { request } = entry;
+    const { ack } = inbound;
+    this.#outbox.settle(request.id, 'publish', {
+      id: ack.id ?? request.id, channel: ack.channel ?? request.channel, offset: ack.offset, epoch: ack.epoch, duplicate: ack.duplicate,
+    });
   }
 
-  #onRefreshed(msg: ServerMessage): void {
-    const request = msg.replyTo ? this.#requests.get(msg.replyTo) : undefined;
-    if (!request || request.kind !== 'refresh' || !msg.replyTo) return;
-    this.#requests.delete(msg.replyTo);
-    this.#refreshInFlight = false;
-    this.#currentToken = request.token;
-    const d = isObject(msg.data) ? msg.data : {};
-    const expiresAt = typeof d.expiresAt === 'string' ? Date.parse(d.expiresAt) : undefined;
-    this.#scheduleRefresh(request.token, expiresAt);
+  #onRefreshed(inbound: Extract<Inbound, { kind: 'token.refreshed' }>): void {
+    const request = inbound.replyTo ? this.#outbox.get(inbound.replyTo, 'refresh')?.request : undefined;
+    if (!request) return;
+    this.#outbox.remove(request.id);
+    this.#tokens.refreshed(request.token, inbound.expiresAt);
   }
 
-  #onRemoved(msg: ServerMessage): void {
-    const d = isObject(msg.data) ? msg.data : {};
-    const channel = typeof d.channel === 'string' ? d.channel : msg.channel;
+  #onRemoved(inbound: Extract<Inbound, { kind: 'subscription.removed' }>): void {
+    const channel = inbound.channel;
     const sub = channel ? this.#subs.get(channel) : undefined;
     if (!sub || !channel) return;
     this.#subs.delete(channel);
-    sub._ended('removed_by_server', typeof d.code === 'string' ? d.code : undefined, typeof d.message === 'string' ? d.message : undefined);
+    sub._ended('removed_by_server', inbound.code, inbound.reason);
   }
 
-  #onServerError(msg: ServerMessage): void {
-    const d = isObject(msg.data) ? msg.data : {};
-    const details = (isObject(d.details) ? d.details : {}) as SignalboxErrorDetails;
-    const code = (typeof d.code === 'string' ? d.code : 'INTERNAL_ERROR') as ErrorCode;
-    const err = new SignalboxError(code, typeof d.message === 'string' ? d.message : code, details, msg.replyTo);
-    const replyTo = msg.replyTo ?? (typeof details.requestId === 'string' ? details.requestId : undefined);
-    if (replyTo) {
-      const entry = this.#pending.get(replyTo);
-      if (entry) this.#settlePublish(entry, err);
-      this.#queries.get(replyTo)?.settle(err);
-      const request = this.#requests.get(replyTo);
-      if (request?.kind === 'refresh') {
-        this.#requests.delete(replyTo);
-        this.#refreshInFlight = false;
-      } else if (request?.kind === 'subscribe') {
-        this.#onSubscribeRefused(replyTo, request.subs, err);
-      }
+  #onServerError(inbound: Extract<Inbound, { kind: 'error' }>): void {
+    const err = new SignalboxError(inbound.code, inbound.text, inbound.details, inbound.message.replyTo);
+    const replyTo = inbound.answers;
+    const request = replyTo ? this.#outbox.request(replyTo) : undefined;
+    switch (request?.kind) {
+      case 'publish':
+      case 'history':
+      case 'presence':
+        this.#outbox.reject(request.id, err);
+        break;
+      case 'refresh':
+        this.#outbox.remove(request.id);
+        this.#tokens.refreshRefused();
+        break;
+      case 'subscribe':
+        this.#onSubscribeRefused(request, err);
+        break;
+      case undefined:
+        break;
     }
     this.#emitError(err);
   }
 
   /** A subscribe request (or one channel of it) was refused. */
-  #onSubscribeRefused(requestId: string, subs: Subscription[], err: SignalboxError): void {
+  #onSubscribeRefused(request: OutboxRequest<'subscribe'>, err: SignalboxError): void {
     const channel = err.details.channel;
     // An error naming a channel precedes the request's confirmation; one that does not ends the request.
-    const targets = typeof channel === 'string' ? subs.filter((s) => s.channel === channel) : subs;
-    if (typeof channel !== 'string') this.#requests.delete(requestId);
+    const targets = typeof channel === 'string' ? request.channels.filter((e) => e.channel === channel) : request.channels;
+    if (typeof channel !== 'string') this.#outbox.remove(request.id);
     let retry = false;
-    for (const sub of targets) {
-      if (this.#subs.get(sub.channel) !== sub || sub._requestId() !== requestId) continue;
+    for (const target of targets) {
+      const sub = this.#requested(target.channel, request.id);
+      if (!sub) continue;
       if (err.code === 'UNRECOVERABLE_POSITION') {
         sub._forgetPosition();
         sub._reset();
@@ -1158,30 +797,9 @@ export class SignalboxClient<E extends object = PrpEventData> {
     });
     for (const batch of dialect.batchSubscribe(entries)) {
       const id = this.#nextId();
-      const batchSubs = batch.map((e) => this.#subs.get(e.channel)).filter((s): s is Subscription => s !== undefined);
-      this.#requests.set(id, { kind: 'subscribe', subs: batchSubs });
-      for (const s of batchSubs) s._requested(id);
-      this.#send({ kind: 'subscribe', id, channels: batch });
+      for (const e of batch) this.#subs.get(e.channel)?._requested(id);
+      this.#outbox.track({ kind: 'subscribe', id, channels: batch }, { resend: 'transport' }, true);
     }
-  }
-
-  #writePublish(entry: PendingPublish): void {
-    const req: ClientRequest = { kind: 'publish', id: entry.id, channel: entry.channel, data: entry.data };
-    if (entry.type !== undefined) req.type = entry.type;
-    if (!this.#send(req)) return;
-    entry.timer = clear(entry.timer);
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      this.#settlePublish(entry, new SignalboxError(ClientErrorCode.TIMEOUT, `No ack within ${entry.timeout} ms`, { channel: entry.channel, requestId: entry.id }));
-    }, entry.timeout);
-  }
-
-  #settlePublish(entry: PendingPublish, outcome: PublishAck | SignalboxError): void {
-    if (this.#pending.get(entry.id) !== entry) return;
-    this.#pending.delete(entry.id);
-    entry.timer = clear(entry.timer);
-    if (outcome instanceof SignalboxError) entry.reject(outcome);
-    else entry.resolve(outcome);
   }
 
   /** Writes a request on the current transport; false when there is none open. */

@@ -1,12 +1,15 @@
 /**
  * The two endpoint dialects, seen from the client: how to write each request, and how to read
- * each server message into the one {@link ServerMessage} shape handlers receive.
+ * each server message into the one {@link ServerMessage} shape handlers receive, classified as a
+ * typed {@link Inbound} so the client's handlers read typed fields. Every check of an untrusted
+ * frame's shape is here; nothing past `normalize` sees `unknown`.
  *
  * Shapes mirror `@signalbox/protocol`'s prp.ts and prd.ts (the source of truth); only types are
  * imported from it, so the browser bundle does not carry the protocol's server-side decoders.
  */
-import type { StreamPosition } from '@signalbox/protocol';
-import type { ServerMessage } from './events.js';
+import type { ErrorCode, PresenceMember, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
+import type { SignalboxErrorDetails } from './errors.js';
+import type { PublicationMessage, ServerMessage } from './events.js';
 
 export type DialectName = 'prp' | 'prd';
 
@@ -36,8 +39,45 @@ export interface Dialect {
   /** The frame to send as JSON; undefined when the dialect has nothing to send for it. */
   encode(req: ClientRequest): unknown;
   /** Reads one decoded frame; null when it is not a message of this dialect. */
-  normalize(frame: unknown): ServerMessage | null;
+  normalize(frame: unknown): Inbound | null;
 }
+
+/** One channel of a subscription confirmation, with its position and recovery outcome when the gateway gave them. */
+export interface ConfirmedChannel {
+  channel: string;
+  position?: StreamPosition;
+  recovered?: boolean;
+  reason?: UnrecoverableReason;
+  missed?: number;
+}
+
+/**
+ * A server message, classified. `message` is what handlers receive (`'*'` and by type); the other
+ * fields are the same content, read and type-checked once. Checked in the order the client has
+ * always dispatched them: a system type wins over a publication that happens to share its name.
+ */
+export type Inbound =
+  | { kind: 'connection.established'; message: ServerMessage; connectionId: string | undefined }
+  | { kind: 'heartbeat'; message: ServerMessage }
+  | { kind: 'pong'; message: ServerMessage }
+  | {
+    kind: 'subscription.confirmed'; message: ServerMessage; replyTo: string | undefined;
+    /** The confirmed channels, each with its outcome (`subscribedChannels`, or the outcomes' channels). */
+    confirmed: ConfirmedChannel[];
+  }
+  | { kind: 'ack'; message: ServerMessage; replyTo: string | undefined; ack: { id?: string; channel?: string; offset: number; epoch: string; duplicate: boolean } }
+  | { kind: 'history'; message: ServerMessage; replyTo: string | undefined; publications: PublicationMessage[]; position: StreamPosition | undefined }
+  | { kind: 'presence'; message: ServerMessage; replyTo: string | undefined; members: PresenceMember[] }
+  | { kind: 'token.refreshed'; message: ServerMessage; replyTo: string | undefined; expiresAt: number | undefined }
+  | { kind: 'subscription.removed'; message: ServerMessage; channel: string | undefined; code?: string; reason?: string }
+  | {
+    kind: 'error'; message: ServerMessage; code: ErrorCode; text: string; details: SignalboxErrorDetails;
+    /** The request this error answers: `replyTo`, else `details.requestId`. */
+    answers: string | undefined;
+  }
+  | { kind: 'token_expired'; message: ServerMessage; expiredAt: string; graceMs: number }
+  | { kind: 'publication'; message: PublicationMessage }
+  | { kind: 'other'; message: ServerMessage };
 
 const MAX_CHANNELS_PER_REQUEST = 1000;
 
@@ -53,6 +93,106 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
+}
+
+function readPosition(v: unknown): StreamPosition | undefined {
+  if (!isObject(v) || typeof v.epoch !== 'string' || typeof v.offset !== 'number') return undefined;
+  return { epoch: v.epoch, offset: v.offset };
+}
+
+function isPublication(msg: ServerMessage): msg is PublicationMessage {
+  return typeof msg.channel === 'string' && typeof msg.offset === 'number' && typeof msg.epoch === 'string';
+}
+
+/** `data` when it is an object, else an empty one: the fields below are then simply absent. */
+function fields(msg: ServerMessage): Record<string, unknown> {
+  return isObject(msg.data) ? msg.data : {};
+}
+
+/**
+ * Classifies a message read by a dialect. `read` is that dialect's reader, for the publications a
+ * history reply carries.
+ */
+function classify(message: ServerMessage, read: (frame: unknown) => ServerMessage | null): Inbound {
+  const replyTo = message.replyTo;
+  switch (message.type) {
+    case 'connection.established': {
+      // A payload that is not an object still establishes the connection, with an empty id as before.
+      const connectionId = isObject(message.data) ? str(message.data.connectionId) : '';
+      return { kind: 'connection.established', message, connectionId };
+    }
+    case 'heartbeat':
+      return { kind: 'heartbeat', message };
+    case 'pong':
+      return { kind: 'pong', message };
+    case 'subscription.confirmed': {
+      const d = fields(message);
+      const outcomes = new Map<string, Record<string, unknown>>();
+      if (Array.isArray(d.channels)) {
+        for (const o of d.channels) if (isObject(o) && typeof o.channel === 'string') outcomes.set(o.channel, o);
+      }
+      const names = Array.isArray(d.subscribedChannels) ? d.subscribedChannels.filter((c): c is string => typeof c === 'string') : [...outcomes.keys()];
+      const confirmed = names.map((channel): ConfirmedChannel => {
+        const o = outcomes.get(channel);
+        const c: ConfirmedChannel = { channel };
+        const position = readPosition(o?.position);
+        if (position) c.position = position;
+        if (typeof o?.recovered === 'boolean') c.recovered = o.recovered;
+        if (typeof o?.reason === 'string') c.reason = o.reason as UnrecoverableReason;
+        if (typeof o?.missed === 'number') c.missed = o.missed;
+        return c;
+      });
+      return { kind: 'subscription.confirmed', message, replyTo, confirmed };
+    }
+    case 'ack': {
+      const d = fields(message);
+      const ack: Extract<Inbound, { kind: 'ack' }>['ack'] = {
+        offset: typeof d.offset === 'number' ? d.offset : -1,
+        epoch: str(d.epoch) ?? '',
+        duplicate: d.duplicate === true,
+      };
+      if (typeof d.id === 'string') ack.id = d.id;
+      if (typeof d.channel === 'string') ack.channel = d.channel;
+      return { kind: 'ack', message, replyTo, ack };
+    }
+    case 'history': {
+      const d = fields(message);
+      const publications: PublicationMessage[] = [];
+      for (const frame of Array.isArray(d.publications) ? d.publications : []) {
+        const pub = read(frame);
+        if (pub && isPublication(pub)) publications.push(pub);
+      }
+      return { kind: 'history', message, replyTo, publications, position: readPosition(d.position) };
+    }
+    case 'presence': {
+      const d = fields(message);
+      const members = Array.isArray(d.members) ? d.members.filter((m): m is PresenceMember => isObject(m) && typeof m.clientId === 'string') : [];
+      return { kind: 'presence', message, replyTo, members };
+    }
+    case 'token.refreshed': {
+      const expiresAt = str(fields(message).expiresAt);
+      return { kind: 'token.refreshed', message, replyTo, expiresAt: expiresAt === undefined ? undefined : Date.parse(expiresAt) };
+    }
+    case 'subscription.removed': {
+      const d = fields(message);
+      const removed: Extract<Inbound, { kind: 'subscription.removed' }> = { kind: 'subscription.removed', message, channel: str(d.channel) ?? message.channel };
+      if (typeof d.code === 'string') removed.code = d.code;
+      if (typeof d.message === 'string') removed.reason = d.message;
+      return removed;
+    }
+    case 'error': {
+      const d = fields(message);
+      const details = (isObject(d.details) ? d.details : {}) as SignalboxErrorDetails;
+      const code = (str(d.code) ?? 'INTERNAL_ERROR') as ErrorCode;
+      return { kind: 'error', message, code, text: str(d.message) ?? code, details, answers: replyTo ?? str(details.requestId) };
+    }
+    case 'token_expired': {
+      const d = fields(message);
+      return { kind: 'token_expired', message, expiredAt: str(d.expiredAt) ?? '', graceMs: typeof d.graceMs === 'number' ? d.graceMs : 0 };
+    }
+    default:
+      return isPublication(message) ? { kind: 'publication', message } : { kind: 'other', message };
+  }
 }
 
 /** Copies the optional fields a message may carry, only when they have the right type. */
@@ -100,18 +240,26 @@ export const prpDialect: Dialect = {
         return undefined;
     }
   },
-  normalize(frame) {
-    if (!isObject(frame) || typeof frame.type !== 'string') return null;
-    const msg: ServerMessage = {
-      id: str(frame.id) ?? '',
-      type: frame.type,
-      timestamp: str(frame.timestamp) ?? '',
-      data: frame.data,
-    };
-    if (isObject(frame.metadata)) msg.metadata = frame.metadata as ServerMessage['metadata'];
-    return withOptional(msg, frame);
-  },
+  normalize: (frame) => classifyWith(readPrp, frame),
 };
+
+/** Reads a PRP frame into the message handlers receive. */
+function readPrp(frame: unknown): ServerMessage | null {
+  if (!isObject(frame) || typeof frame.type !== 'string') return null;
+  const msg: ServerMessage = {
+    id: str(frame.id) ?? '',
+    type: frame.type,
+    timestamp: str(frame.timestamp) ?? '',
+    data: frame.data,
+  };
+  if (isObject(frame.metadata)) msg.metadata = frame.metadata as ServerMessage['metadata'];
+  return withOptional(msg, frame);
+}
+
+function classifyWith(read: (frame: unknown) => ServerMessage | null, frame: unknown): Inbound | null {
+  const message = read(frame);
+  return message ? classify(message, read) : null;
+}
 
 /** `/ws` (PRD-035): `{type, channel?, data, id?, timestamp}` both ways; server replies are mostly `ack`s. */
 export const prdDialect: Dialect = {
@@ -148,65 +296,68 @@ export const prdDialect: Dialect = {
         return { type: 'pong', data: {} };
     }
   },
-  normalize(frame) {
-    if (!isObject(frame) || typeof frame.type !== 'string') return null;
-    const id = str(frame.id) ?? '';
-    const timestamp = str(frame.timestamp) ?? '';
-    const data = isObject(frame.data) ? frame.data : {};
-    const make = (type: string, d: unknown): ServerMessage => withOptional({ id, type, timestamp, data: d }, frame);
-    switch (frame.type) {
-      case 'message': {
-        // A publication (event type in `event`), or a presence change (no offset).
-        const event = str(frame.event) ?? 'message';
-        if (event === 'presence.joined' || event === 'presence.left') {
-          const channel = str(frame.channel) ?? '';
-          return make(event, { channel, member: data.member });
-        }
-        return make(event, frame.data);
-      }
-      case 'ack': {
-        const { action, ...rest } = data;
-        switch (action) {
-          case 'connect':
-            return make('connection.established', rest);
-          case 'subscribe':
-            return make('subscription.confirmed', { subscribedChannels: rest.subscribedChannels ?? [], channels: rest.channels });
-          case 'unsubscribe':
-            return make('unsubscription.confirmed', { unsubscribedChannels: rest.unsubscribedChannels ?? [] });
-          case 'message':
-            return make('ack', rest);
-          case 'refresh':
-            return make('token.refreshed', { expiresAt: rest.expiresAt ?? null });
-          case 'history':
-            return make('history', { channel: str(frame.channel), ...rest });
-          case 'presence':
-            return make('presence', { channel: str(frame.channel), ...rest });
-          default:
-            return make('ack', rest);
-        }
-      }
-      case 'ping':
-        // The server's heartbeat.
-        return make('heartbeat', { serverTime: str(data.serverTime) ?? timestamp });
-      case 'pong':
-        return make('pong', undefined);
-      case 'error': {
-        // PRD-035 has no token_expired type: the gateway sends an error with code TOKEN_EXPIRED and
-        // the grace period in details, without replyTo. A handshake refusal has no graceMs.
-        const details = isObject(data.details) ? data.details : {};
-        if (data.code === 'TOKEN_EXPIRED' && typeof details.graceMs === 'number' && frame.replyTo === undefined) {
-          return make('token_expired', { expiredAt: str(details.expiredAt) ?? '', graceMs: details.graceMs });
-        }
-        return make('error', frame.data);
-      }
-      case 'unsubscribe':
-        // Server-initiated: the subscription was removed.
-        return make('subscription.removed', { channel: str(frame.channel) ?? '', code: data.code, message: data.message });
-      default:
-        return make(frame.type, frame.data);
-    }
-  },
+  normalize: (frame) => classifyWith(readPrd, frame),
 };
+
+/** Reads a PRD-035 frame into the PRP-shaped message handlers receive. */
+function readPrd(frame: unknown): ServerMessage | null {
+  if (!isObject(frame) || typeof frame.type !== 'string') return null;
+  const id = str(frame.id) ?? '';
+  const timestamp = str(frame.timestamp) ?? '';
+  const data = isObject(frame.data) ? frame.data : {};
+  const make = (type: string, d: unknown): ServerMessage => withOptional({ id, type, timestamp, data: d }, frame);
+  switch (frame.type) {
+    case 'message': {
+      // A publication (event type in `event`), or a presence change (no offset).
+      const event = str(frame.event) ?? 'message';
+      if (event === 'presence.joined' || event === 'presence.left') {
+        const channel = str(frame.channel) ?? '';
+        return make(event, { channel, member: data.member });
+      }
+      return make(event, frame.data);
+    }
+    case 'ack': {
+      const { action, ...rest } = data;
+      switch (action) {
+        case 'connect':
+          return make('connection.established', rest);
+        case 'subscribe':
+          return make('subscription.confirmed', { subscribedChannels: rest.subscribedChannels ?? [], channels: rest.channels });
+        case 'unsubscribe':
+          return make('unsubscription.confirmed', { unsubscribedChannels: rest.unsubscribedChannels ?? [] });
+        case 'message':
+          return make('ack', rest);
+        case 'refresh':
+          return make('token.refreshed', { expiresAt: rest.expiresAt ?? null });
+        case 'history':
+          return make('history', { channel: str(frame.channel), ...rest });
+        case 'presence':
+          return make('presence', { channel: str(frame.channel), ...rest });
+        default:
+          return make('ack', rest);
+      }
+    }
+    case 'ping':
+      // The server's heartbeat.
+      return make('heartbeat', { serverTime: str(data.serverTime) ?? timestamp });
+    case 'pong':
+      return make('pong', undefined);
+    case 'error': {
+      // PRD-035 has no token_expired type: the gateway sends an error with code TOKEN_EXPIRED and
+      // the grace period in details, without replyTo. A handshake refusal has no graceMs.
+      const details = isObject(data.details) ? data.details : {};
+      if (data.code === 'TOKEN_EXPIRED' && typeof details.graceMs === 'number' && frame.replyTo === undefined) {
+        return make('token_expired', { expiredAt: str(details.expiredAt) ?? '', graceMs: details.graceMs });
+      }
+      return make('error', frame.data);
+    }
+    case 'unsubscribe':
+      // Server-initiated: the subscription was removed.
+      return make('subscription.removed', { channel: str(frame.channel) ?? '', code: data.code, message: data.message });
+    default:
+      return make(frame.type, frame.data);
+  }
+}
 
 /** The dialect of an endpoint: explicit, or from the URL path (`/ws` is PRD-035; anything else PRP). */
 export function dialectFor(option: DialectName | 'auto', url: string): Dialect {

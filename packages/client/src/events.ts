@@ -1,6 +1,7 @@
 /**
- * The typed event map: the PRP API document's events, the gateway's system events, and the
- * client's own (`error`, `token_expired`, `$state`). Every server message is normalized to one
+ * The typed event map: the gateway's system events, the client's own (`error`, `token_expired`,
+ * `$state`), and publications typed by an application's own map (the PRP API document's is in
+ * `prp.ts`, entry `@signalbox/client/prp`). Every server message is normalized to one
  * shape, {@link ServerMessage}, whichever endpoint dialect it came from.
  */
 import type { ErrorInfo, PresenceMember, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
@@ -29,80 +30,6 @@ export interface PublicationMessage<T = unknown> extends ServerMessage<T> {
   channel: string;
   offset: number;
   epoch: string;
-}
-
-// ---- The PRP API document's events -------------------------------------------------------------
-
-/** A PRP's status; the document's values, open to others. */
-export type PrpStatus = 'pending' | 'active' | 'completed' | (string & {});
-/** A PRP's or an assignment's priority. */
-export type PrpPriority = 'low' | 'medium' | 'high' | (string & {});
-
-/** `prp.created`: a new PRP. */
-export interface PrpCreatedData {
-  id: string;
-  projectId: string;
-  name: string;
-  description?: string;
-  status: PrpStatus;
-  priority: PrpPriority;
-  createdBy: string;
-  createdAt: string;
-}
-
-/** `prp.updated`: fields changed, each with its old and new value. */
-export interface PrpUpdatedData {
-  id: string;
-  changes: Record<string, { old: unknown; new: unknown }>;
-  updatedBy: string;
-  updatedAt: string;
-}
-
-/** `prp.status_changed`: the status moved. */
-export interface PrpStatusChangedData {
-  id: string;
-  previousStatus: PrpStatus;
-  newStatus: PrpStatus;
-  reason?: string;
-  changedBy: string;
-  metrics?: { estimatedHours?: number; actualHours?: number; completionRate?: number };
-}
-
-/** `prp.deleted`. */
-export interface PrpDeletedData {
-  id: string;
-  projectId: string;
-  deletedBy: string;
-  reason?: string;
-}
-
-/** `agent.assigned`: an agent took a PRP. */
-export interface AgentAssignedData {
-  agentId: string;
-  prpId: string;
-  priority: PrpPriority;
-  estimatedStartTime?: string;
-}
-
-/** `agent.progress`: an agent reports progress on a PRP. */
-export interface AgentProgressData {
-  agentId: string;
-  prpId: string;
-  /** Percent, 0-100. */
-  progress: number;
-  currentTask?: string;
-  completedTasks?: string[];
-  remainingTasks?: string[];
-}
-
-/** Publication data of the PRP API document's events, by event type. The default of `SignalboxClient`'s type parameter. */
-export interface PrpEventData {
-  'prp.created': PrpCreatedData;
-  'prp.updated': PrpUpdatedData;
-  'prp.status_changed': PrpStatusChangedData;
-  'prp.deleted': PrpDeletedData;
-  'agent.assigned': AgentAssignedData;
-  'agent.progress': AgentProgressData;
 }
 
 // ---- System events -----------------------------------------------------------------------------
@@ -232,10 +159,10 @@ export interface SubscriptionEvents<T = unknown> {
 
 /**
  * Everything `client.on(type, handler)` can listen to, typed. `E` maps publication event types to
- * their data (default: the PRP API document's events). Any other string is accepted too, with an
- * untyped {@link ServerMessage}.
+ * their data (default: none; e.g. `PrpEventData` from `@signalbox/client/prp`). Any other string is
+ * accepted too, with an untyped {@link ServerMessage}.
  */
-export type ClientEvents<E extends object = PrpEventData> = { [K in keyof E]: PublicationMessage<E[K]> } & SystemMessages & {
+export type ClientEvents<E extends object = Record<never, never>> = { [K in keyof E]: PublicationMessage<E[K]> } & SystemMessages & {
   /** Every message from the server, after deduplication. */
   '*': ServerMessage;
   /** Server errors and the client's own; not called twice for one error. */

@@ -4,17 +4,24 @@
  * Browser-safe: nothing here imports Node built-ins or `ws`. In Node, import from
  * `@signalbox/client/node`, which injects `ws` (and lets the token travel in a header).
  */
-export {
-  SignalboxClient,
-  /** The PRP API document's reference client name, kept so its examples work unchanged. */
-  SignalboxClient as PRPWebSocketClient,
-  closePolicy,
-} from './client.js';
+import { SignalboxClient } from './client.js';
+import type { SignalboxClientOptions } from './options.js';
+import type { PrpEventData } from './prp.js';
+
+export { SignalboxClient, closePolicy } from './client.js';
+/**
+ * The PRP API document's reference client name, kept so its examples work unchanged: the same
+ * class as `SignalboxClient`, typed for the document's events (`PrpEventData`), which are not the
+ * general client's default.
+ */
+export const PRPWebSocketClient: new (options?: SignalboxClientOptions) => SignalboxClient<PrpEventData> = SignalboxClient;
+/** An instance of {@link PRPWebSocketClient}. */
+export type PRPWebSocketClient = SignalboxClient<PrpEventData>;
 export type {
   ClientConfig, FrameFormat, HistoryOptions, HistoryResult, PresenceOptions, PresenceResult, PublishAck, PublishOptions, QueueOverflow,
   SignalboxClientOptions, SubscribeOptions, TokenRequestReason,
   TokenTransport, WebSocketConfig,
-} from './client.js';
+} from './options.js';
 export { Subscription } from './subscription.js';
 export type { SubscriptionState } from './subscription.js';
 export { SignalboxError, ClientErrorCode } from './errors.js';
@@ -24,4 +31,9 @@ export type { WebSocketConstructor, WebSocketLike, WebSocketOptions } from './tr
 export type { DialectName } from './dialect.js';
 export type { Handler } from './emitter.js';
 export type * from './events.js';
+/**
+ * The PRP API document's event types, still exported here so existing imports keep working; they
+ * live in `@signalbox/client/prp` and are no longer the default of `SignalboxClient`'s type parameter.
+ */
+export type * from './prp.js';
 export type { PresenceMember, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';

@@ -5,7 +5,7 @@
  */
 import WebSocket from 'ws';
 import { SignalboxClient as BaseClient, type SignalboxClientOptions } from './client.js';
-import type { PrpEventData } from './events.js';
+import type { PrpEventData } from './prp.js';
 import type { WebSocketConstructor } from './transport.js';
 
 export * from './index.js';
@@ -14,14 +14,16 @@ export * from './index.js';
 export const NodeWebSocket: WebSocketConstructor = WebSocket;
 
 /** `SignalboxClient` for Node: `WebSocket` defaults to `ws`, `tokenTransport` to `header`. */
-export class SignalboxClient<E extends object = PrpEventData> extends BaseClient<E> {
+export class SignalboxClient<E extends object = Record<never, never>> extends BaseClient<E> {
   constructor(options: SignalboxClientOptions = {}) {
     super({ WebSocket: NodeWebSocket, tokenTransport: 'header', ...stripUndefined(options) });
   }
 }
 
-/** The PRP API document's reference client name, for Node. */
-export { SignalboxClient as PRPWebSocketClient };
+/** The PRP API document's reference client name, for Node: `SignalboxClient` typed for `PrpEventData`. */
+export const PRPWebSocketClient: new (options?: SignalboxClientOptions) => SignalboxClient<PrpEventData> = SignalboxClient;
+/** An instance of {@link PRPWebSocketClient}. */
+export type PRPWebSocketClient = SignalboxClient<PrpEventData>;
 
 function stripUndefined(options: SignalboxClientOptions): SignalboxClientOptions {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as SignalboxClientOptions;

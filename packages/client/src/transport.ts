@@ -6,6 +6,7 @@
  * transport's: a late `close` or `message` from a socket it already abandoned (heartbeat timeout,
  * connect timeout) must not tear down, or feed, its successor.
  */
+import type { ClientConfig } from './options.js';
 
 /**
  * The subset of the WHATWG WebSocket the client uses; the browser's WebSocket and `ws` both satisfy it.
@@ -44,6 +45,32 @@ export interface TransportOptions {
   url: string;
   protocols: string[];
   headers?: Record<string, string>;
+}
+
+/**
+ * What to open for one attempt: the URL (with `format=msgpack` and, for `query`, the token), the
+ * subprotocols (`signalbox.json`/`signalbox.msgpack`, then `bearer.<jwt>`) and, for `header`,
+ * `Authorization: Bearer`. Browsers cannot set headers, hence three ways to carry the token.
+ */
+export function openOptions(config: Pick<ClientConfig, 'tokenTransport' | 'format'>, baseUrl: string, token: string | undefined): TransportOptions {
+  const binary = config.format !== 'json';
+  let url = baseUrl;
+  try {
+    const u = new URL(baseUrl);
+    if (binary) u.searchParams.set('format', 'msgpack');
+    if (token && config.tokenTransport === 'query') u.searchParams.set('token', token);
+    url = u.toString();
+  } catch {
+    // Leave the URL as given: the WebSocket constructor reports what is wrong with it.
+  }
+  const protocols: string[] = [];
+  if (config.tokenTransport === 'subprotocol') {
+    protocols.push(binary ? 'signalbox.msgpack' : 'signalbox.json');
+    if (token) protocols.push(`bearer.${token}`);
+  } else if (config.tokenTransport === 'header' && token) {
+    return { url, protocols, headers: { Authorization: `Bearer ${token}` } };
+  }
+  return { url, protocols };
 }
 
 const OPEN = 1;

@@ -5,25 +5,26 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SignalboxClient, type PublicationMessage, type SignalboxClientOptions, type StateChange } from '../src/node.js';
+import type { PrpEventData } from '../src/prp.js';
 import { msgpack } from '../src/msgpack.js';
 import { FakeServer, once, type FakeConnection } from './helpers/fake-server.js';
 
 let server: FakeServer;
-const clients: SignalboxClient[] = [];
+const clients: SignalboxClient<PrpEventData>[] = [];
 
-function makeClient(options: SignalboxClientOptions = {}): SignalboxClient {
-  const client = new SignalboxClient({ url: server.url(), token: 'tok', reconnectInterval: 20, maxReconnectInterval: 50, ...options });
+function makeClient(options: SignalboxClientOptions = {}): SignalboxClient<PrpEventData> {
+  const client = new SignalboxClient<PrpEventData>({ url: server.url(), token: 'tok', reconnectInterval: 20, maxReconnectInterval: 50, ...options });
   client.on('error', () => {});
   clients.push(client);
   return client;
 }
 
-function state(client: SignalboxClient, to: StateChange['to'], reason?: StateChange['reason']): Promise<StateChange> {
+function state(client: SignalboxClient<PrpEventData>, to: StateChange['to'], reason?: StateChange['reason']): Promise<StateChange> {
   return once<StateChange>(client, '$state', (c) => c.to === to && (reason === undefined || c.reason === reason));
 }
 
 /** Connects a client and completes the handshake on the server side. */
-async function connected(client: SignalboxClient): Promise<FakeConnection> {
+async function connected(client: SignalboxClient<PrpEventData>): Promise<FakeConnection> {
   const done = client.connect();
   const conn = await server.accept();
   conn.establish();

@@ -5,10 +5,11 @@
  */
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { SignalboxClient, type PublicationMessage, type SignalboxError, type StateChange } from '../src/index.js';
+import type { PrpEventData } from '../src/prp.js';
 import { FakeSocket, FakeWebSocket } from './helpers/fake-socket.js';
 
 function setup() {
-  const client = new SignalboxClient({ url: 'ws://gw.test/v1/ws/prps', token: 't', WebSocket: FakeWebSocket, pingInterval: 0 });
+  const client = new SignalboxClient<PrpEventData>({ url: 'ws://gw.test/v1/ws/prps', token: 't', WebSocket: FakeWebSocket, pingInterval: 0 });
   const errors: SignalboxError[] = [];
   const states: StateChange[] = [];
   client.on('error', (e) => { errors.push(e); });

@@ -5,15 +5,16 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SignalboxClient, type PublicationMessage, type SignalboxClientOptions, type StateChange, type Subscription } from '../src/node.js';
+import type { PrpEventData } from '../src/prp.js';
 import { msgpack } from '../src/msgpack.js';
 import { once } from './helpers/fake-server.js';
 import { startGateway, survivingBroker, type RunningGateway } from './helpers/gateway.js';
 
 let gw: RunningGateway;
-const clients: SignalboxClient[] = [];
+const clients: SignalboxClient<PrpEventData>[] = [];
 
-function makeClient(options: SignalboxClientOptions = {}): SignalboxClient {
-  const client = new SignalboxClient({ url: gw.url(), reconnectInterval: 20, maxReconnectInterval: 100, ...options });
+function makeClient(options: SignalboxClientOptions = {}): SignalboxClient<PrpEventData> {
+  const client = new SignalboxClient<PrpEventData>({ url: gw.url(), reconnectInterval: 20, maxReconnectInterval: 100, ...options });
   client.on('error', () => {});
   clients.push(client);
   return client;

@@ -5,6 +5,7 @@
  */
 import { afterEach, expect, it, vi } from 'vitest';
 import { SignalboxClient, type SignalboxClientOptions } from '../src/node.js';
+import type { PrpEventData } from '../src/prp.js';
 import { FakeServer, once } from './helpers/fake-server.js';
 
 let server: FakeServer | undefined;
@@ -16,8 +17,8 @@ afterEach(async () => {
 it("runs the PRP API document's usage example line for line", async () => {
   server = await FakeServer.start();
   const url = server.url();
-  const created: SignalboxClient[] = [];
-  class PRPWebSocketClient extends SignalboxClient {
+  const created: SignalboxClient<PrpEventData>[] = [];
+  class PRPWebSocketClient extends SignalboxClient<PrpEventData> {
     constructor(config: SignalboxClientOptions) {
       super({ url, ...config });
       created.push(this);

@@ -1,0 +1,153 @@
+/**
+ * The outbox on its own, with fake timers and a recording `send`: timeouts from the call and from
+ * each write, the two resend policies, settle/reject/failAll, and no timer left behind.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ClientRequest } from '../src/dialect.js';
+import { ClientErrorCode, SignalboxError } from '../src/errors.js';
+import { Outbox } from '../src/outbox.js';
+
+let online = true;
+let sent: ClientRequest[] = [];
+let outbox: Outbox;
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  online = true;
+  sent = [];
+  outbox = new Outbox((req) => {
+    if (!online) return false;
+    sent.push(req);
+    return true;
+  });
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const publish = (id: string, channel = 'c:1') => ({ kind: 'publish' as const, id, channel, data: { n: id } });
+const history = (id: string, channel = 'c:1') => ({ kind: 'history' as const, id, channel });
+const ids = () => sent.map((r) => ('id' in r ? r.id : r.kind));
+/** For requests nobody awaits in a test: a later failAll must not surface as an unhandled rejection. */
+const quiet = (p: Promise<unknown>): void => { p.catch(() => {}); };
+
+describe('Outbox', () => {
+  it('resolves a publish with its ack and leaves no timer', async () => {
+    const p = outbox.track(publish('p1'), { resend: 'always', timeout: { ms: 1000, from: 'send' } }, true);
+    expect(ids()).toEqual(['p1']);
+    expect(vi.getTimerCount()).toBe(1);
+    const ack = { id: 'p1', channel: 'c:1', offset: 3, epoch: 'e', duplicate: false };
+    expect(outbox.settle('p1', 'publish', ack)).toBe(true);
+    await expect(p).resolves.toEqual(ack);
+    expect(outbox.count('publish')).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    // A second answer to the same id is ignored.
+    expect(outbox.settle('p1', 'publish', ack)).toBe(false);
+  });
+
+  it('does not settle an entry with an answer of another kind', () => {
+    quiet(outbox.track(history('h1'), { resend: 'always', timeout: { ms: 1000, from: 'call' } }, true));
+    expect(outbox.settle('h1', 'publish', { id: 'h1', channel: 'c:1', offset: 1, epoch: 'e', duplicate: false })).toBe(false);
+    expect(outbox.count('history')).toBe(1);
+    expect(outbox.get('h1', 'publish')).toBeUndefined();
+    expect(outbox.get('h1', 'history')?.request).toEqual(history('h1'));
+    outbox.failAll(ClientErrorCode.DISCONNECTED, 'bye');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('times a publish out from its write, not from the call: an offline one has no deadline', async () => {
+    online = false;
+    const p = outbox.track(publish('p1'), { resend: 'always', timeout: { ms: 1000, from: 'send' } }, true);
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(outbox.count('publish')).toBe(1);
+    online = true;
+    outbox.resendAll();
+    expect(ids()).toEqual(['p1']);
+    expect(vi.getTimerCount()).toBe(1);
+    const rejected = expect(p).rejects.toMatchObject({ code: 'TIMEOUT', message: 'No ack within 1000 ms', details: { channel: 'c:1', requestId: 'p1' } });
+    await vi.advanceTimersByTimeAsync(999);
+    expect(outbox.count('publish')).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    await rejected;
+    expect(outbox.count('publish')).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('times a read out from the call, across a dropped transport', async () => {
+    const q = outbox.track(history('h1'), { resend: 'always', timeout: { ms: 1000, from: 'call' } }, true);
+    const rejected = expect(q).rejects.toMatchObject({ code: 'TIMEOUT', message: 'No answer within 1000 ms', details: { channel: 'c:1', requestId: 'h1' } });
+    await vi.advanceTimersByTimeAsync(600);
+    outbox.dropTransportScoped();
+    outbox.resendAll();
+    expect(ids()).toEqual(['h1', 'h1']);
+    await vi.advanceTimersByTimeAsync(400);
+    await rejected;
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('stops per-write timers when the transport drops, and re-arms them on the resend', async () => {
+    const p = outbox.track(publish('p1'), { resend: 'always', timeout: { ms: 1000, from: 'send' } }, true);
+    await vi.advanceTimersByTimeAsync(900);
+    outbox.dropTransportScoped();
+    expect(vi.getTimerCount()).toBe(0);
+    outbox.resendAll();
+    await vi.advanceTimersByTimeAsync(900);
+    // 1800 ms after the call, 900 after the resend: still waiting.
+    expect(outbox.count('publish')).toBe(1);
+    outbox.settle('p1', 'publish', { id: 'p1', channel: 'c:1', offset: 1, epoch: 'e', duplicate: false });
+    await expect(p).resolves.toMatchObject({ offset: 1 });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("drops transport-scoped requests with their transport and resends only 'always' ones, publishes first", () => {
+    quiet(outbox.track(history('h1'), { resend: 'always', timeout: { ms: 1000, from: 'call' } }, false));
+    quiet(outbox.track(publish('p1'), { resend: 'always', timeout: { ms: 1000, from: 'send' } }, false));
+    quiet(outbox.track({ kind: 'subscribe', id: 's1', channels: [{ channel: 'c:1' }] }, { resend: 'transport' }, true));
+    quiet(outbox.track({ kind: 'refresh', id: 'r1', token: 't' }, { resend: 'transport' }, true));
+    quiet(outbox.track(publish('p2'), { resend: 'always', timeout: { ms: 1000, from: 'send' } }, false));
+    expect(ids()).toEqual(['s1', 'r1']);
+    outbox.dropTransportScoped();
+    expect(outbox.count('subscribe')).toBe(0);
+    expect(outbox.count('refresh')).toBe(0);
+    expect([...outbox.requests('refresh')]).toEqual([]);
+    sent = [];
+    outbox.resendAll();
+    expect(ids()).toEqual(['p1', 'p2', 'h1']);
+    outbox.failAll(ClientErrorCode.CLOSED, 'closed');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('rejects a request with a server error, whatever its kind', async () => {
+    const q = outbox.track({ kind: 'presence', id: 'q1', channel: 'p:1' }, { resend: 'always', timeout: { ms: 1000, from: 'call' } }, true);
+    const err = new SignalboxError('PERMISSION_DENIED', 'no');
+    expect(outbox.reject('q1', err)).toBe(true);
+    await expect(q).rejects.toBe(err);
+    expect(outbox.reject('q1', err)).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('failAll rejects everything pending, publishes first, and leaves no timer', async () => {
+    const order: string[] = [];
+    const q = outbox.track(history('h1', 'c:2'), { resend: 'always', timeout: { ms: 1000, from: 'call' } }, true);
+    const p = outbox.track(publish('p1'), { resend: 'always', timeout: { ms: 1000, from: 'send' } }, true);
+    q.catch(() => order.push('h1'));
+    p.catch(() => order.push('p1'));
+    expect(vi.getTimerCount()).toBe(2);
+    outbox.failAll(ClientErrorCode.DISCONNECTED, 'disconnect() was called');
+    await expect(p).rejects.toMatchObject({ code: 'DISCONNECTED', details: { channel: 'c:1' } });
+    await expect(q).rejects.toMatchObject({ code: 'DISCONNECTED', details: { channel: 'c:2', requestId: 'h1' } });
+    expect(order).toEqual(['p1', 'h1']);
+    expect(outbox.count('publish') + outbox.count('history')).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('removes a transport-scoped request without settling it', () => {
+    quiet(outbox.track({ kind: 'subscribe', id: 's1', channels: [{ channel: 'c:1' }] }, { resend: 'transport' }, true));
+    expect(outbox.request('s1')?.kind).toBe('subscribe');
+    outbox.remove('s1');
+    expect(outbox.request('s1')).toBeUndefined();
+    expect(outbox.count('subscribe')).toBe(0);
+  });
+});
