@@ -85,7 +85,7 @@ export const SETTINGS: SettingSpec[] = [
   S('metricsIntervalMs', 'metrics-interval', 'SIGNALBOX_METRICS_INTERVAL', 'duration', 1000, 'How often each node publishes a `metrics.node` publication (its live metrics) on the `metrics` channel; 0 turns it off.', { min: 0 }),
   S('heartbeatIntervalMs', 'heartbeat-interval', 'SIGNALBOX_HEARTBEAT_INTERVAL', 'duration', 25_000, 'Heartbeat event + WebSocket ping interval; a client silent for two intervals is terminated.', { min: 100 }),
   S('drainTimeoutMs', 'drain-timeout', 'SIGNALBOX_DRAIN_TIMEOUT', 'duration', 10_000, 'On SIGTERM/SIGINT, how long to wait for clients to close before exiting.', { min: 0 }),
-  S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request and for token verification.', { min: 100 }),
+  S('handshakeTimeoutMs', 'handshake-timeout', 'SIGNALBOX_HANDSHAKE_TIMEOUT', 'duration', 10_000, 'Time allowed for the HTTP upgrade request (enforced within a quarter of it, however slowly it trickles in) and for token verification.', { min: 100 }),
   S('tokenExpiryGraceMs', 'token-expiry-grace', 'SIGNALBOX_TOKEN_EXPIRY_GRACE', 'duration', 30_000, 'After `token_expired`, how long a client has to `refresh` before it is closed (4002).', { min: 0 }),
   S('maxMessageBytes', 'max-message-size', 'SIGNALBOX_MAX_MESSAGE_SIZE', 'bytes', 131_072, 'Largest client frame processed; larger ones get MESSAGE_TOO_LARGE (above 4x: the socket is closed with 1009).', { min: 256 }),
   // At most 96: the MessagePack codec (subscribers, and the Redis broker's storage) refuses nesting past 100, and a publication frame adds a level or two.

@@ -127,7 +127,12 @@ export class Gateway {
       onClosed: (conn) => this.onConnectionClosed(conn),
     };
     this.wss = createWebSocketServer(config.maxMessageBytes * 4);
-    this.app = Fastify({ logger: false, bodyLimit: Math.max(1024 * 1024, config.maxMessageBytes), trustProxy: config.trustProxy, forceCloseConnections: true });
+    this.app = Fastify({
+      logger: false, bodyLimit: Math.max(1024 * 1024, config.maxMessageBytes), trustProxy: config.trustProxy, forceCloseConnections: true,
+      // Node checks the headers timeout only this often (default 30 s): without it a request trickled
+      // in byte by byte outlives SIGNALBOX_HANDSHAKE_TIMEOUT many times over.
+      http: { headersTimeout: config.handshakeTimeoutMs, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.handshakeTimeoutMs / 4))) },
+    });
     registerApi(this.app, {
       config, apiKey: config.apiKey, broker: this.broker, hub: this.hub, ops, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
       readiness: () => this.readiness(),
