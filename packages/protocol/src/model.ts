@@ -47,8 +47,6 @@ export type Command =
   /** A PRD-035 client answering a server `ping`; nothing to do. */
   | { kind: 'pong'; requestId?: string };
 
-export type CommandKind = Command['kind'];
-
 /** Why a requested recovery could not be served exactly. */
 export type UnrecoverableReason =
   | 'epoch_changed'
@@ -88,6 +86,7 @@ export interface PresenceMember {
 
 /** Everything a server sends, before a dialect shapes it. */
 export type ServerEvent =
+  /** `serverVersion` is the gateway's release (`SERVER_VERSION` in @signalbox/server), not a protocol version. */
   | { kind: 'established'; connectionId: string; serverVersion: string; features: string[] }
   | { kind: 'heartbeat'; serverTime: string }
   | { kind: 'pong'; replyTo?: string }

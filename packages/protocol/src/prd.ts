@@ -11,8 +11,6 @@ import type { Publication, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
 import { type DecodeResult, decodeError, isPlainObject, readChannelList, readHistoryLimit, readRequestId } from './decode-util.js';
 
-export const PRD_TYPES = ['subscribe', 'unsubscribe', 'message', 'ack', 'ping', 'pong', 'error'] as const;
-
 export interface PrdServerMessage {
   type: 'subscribe' | 'unsubscribe' | 'message' | 'ack' | 'ping' | 'pong' | 'error';
   channel?: string;

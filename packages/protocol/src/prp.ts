@@ -12,8 +12,6 @@ import {
   MAX_CHANNELS_PER_REQUEST,
 } from './decode-util.js';
 
-export const PRP_ACTIONS = ['subscribe', 'unsubscribe', 'publish', 'history', 'presence', 'refresh', 'ping'] as const;
-
 /** Server message of the PRP dialect. */
 export interface PrpServerMessage {
   id: string;

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
 import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import { claims, http, metricValue, quietPeriod, scrapeMetrics, signHmac } from './helpers/core-util.js';
+import { until } from './helpers/wait.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
@@ -337,8 +338,7 @@ describe('subscribing again to a held channel', () => {
     expect(client.messages.filter((m) => m.type === 'prp.created')).toHaveLength(1);
     await client.close();
     // Once the node has seen the close, nothing is left counted.
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && (await http(gw, '/v1/stats')).body.connections !== 0);
+    await until(async () => (await http(gw, '/v1/stats')).body.connections === 0, { label: 'the node to count 0 connections', timeoutMs: 10_000 });
     expect((await http(gw, '/v1/stats')).body).toMatchObject({ connections: 0, channels: 0, subscriptions: 0 });
     expect(metricValue(await scrapeMetrics(gw), 'signalbox_subscriptions', { namespace: 'project' })).toBe(0);
   });

@@ -4,6 +4,7 @@ import { RedisBroker, redisChannelKeys } from '../src/broker/redis.js';
 import { brokerContract, publishTo, Recorder, uniqueChannel, type BrokerFactory } from './contract/broker.contract.js';
 import { deleteKeys, describeWithRedis, listKeys, probeRedis, rawClient, uniquePrefix } from './helpers/redis.js';
 import { freePort } from './helpers/redis-server.js';
+import { until } from './helpers/wait.js';
 
 const redis = await probeRedis();
 const prefix = uniquePrefix('broker');
@@ -75,11 +76,7 @@ describeWithRedis('RedisBroker', redis, () => {
         const first = await publishTo(broker, ch, 1, { history: { size: 10, ttlMs: 100 } });
         const meta = redisChannelKeys(prefix, ch).meta;
         // Expiry is Redis' clock at work: poll the key, bounded.
-        const deadline = Date.now() + 5000;
-        while ((await raw.exists(meta)) === 1) {
-          if (Date.now() > deadline) throw new Error('meta hash did not expire');
-          await new Promise((r) => setTimeout(r, 25));
-        }
+        await until(async () => (await raw.exists(meta)) === 0, { label: 'the meta hash to expire', timeoutMs: 5000 });
         const next = await publishTo(broker, ch, 2, { history: { size: 10, ttlMs: 100 } });
         expect(next.publication.epoch).not.toBe(first.publication.epoch);
         expect(next.publication.offset).toBe(1);

@@ -18,11 +18,12 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, expect, it } from 'vitest';
 import { SignalboxClient, type SignalboxError } from '../../client/src/node.js';
 import {
-  checkAll, checkRecord, clusterToken, describeWithRedisServer, GatewayProcess, HttpPublisher, startNodes, startSubscribers, waitUntil,
+  checkAll, checkRecord, clusterToken, describeWithRedisServer, GatewayProcess, HttpPublisher, startNodes, startSubscribers,
   type RecordingSubscriber,
 } from './helpers/cluster.js';
 import { uniquePrefix } from './helpers/redis.js';
 import { RedisServerProcess } from './helpers/redis-server.js';
+import { until } from './helpers/wait.js';
 
 const SUBSCRIBERS = 60;
 const COUNT = 600;
@@ -97,7 +98,7 @@ describeWithRedisServer('cluster: Redis restarted while publishing', () => {
       await late.connect();
       expect((await lateRefused).code).toBe('UNAVAILABLE');
       // The publisher kept trying during the outage (same ids).
-      await waitUntil('the publisher to hit the outage', () => publisher!.failureCount > 0, 60_000);
+      await until(() => publisher!.failureCount > 0, { label: 'the publisher to hit the outage', timeoutMs: 60_000, intervalMs: 50 });
       await redis.restart(keepData);
 
       // Up again: the same processes become ready by themselves.
@@ -110,15 +111,20 @@ describeWithRedisServer('cluster: Redis restarted while publishing', () => {
       await lateSubscribed;
       const lateAck = await all[0]!.publish({ channel: lateChannel, data: { late: true } });
       expect(lateAck.status).toBe(200);
-      await waitUntil('the late subscriber to get its publication', () => lateGot.includes(lateAck.body.offset as number), 60_000);
+      await until(() => lateGot.includes(lateAck.body.offset as number), { label: 'the late subscriber to get its publication', timeoutMs: 60_000, intervalMs: 50 });
 
       const order = publisher.streamOrder();
       expect(order).toHaveLength(COUNT);
       const epochs = [...new Set(order.map((a) => a.epoch))];
       const end = order[order.length - 1]!;
-      await waitUntil('every subscriber to reach the last message', () => subscribers.every((s) => s.reached(end)), 120_000, () => {
-        const behind = subscribers.filter((s) => !s.reached(end));
-        return `${behind.length} behind, e.g. ${behind.slice(0, 5).map((s) => `${s.label} at ${JSON.stringify(s.last)} (${s.client.state})`).join(', ')}`;
+      await until(() => subscribers.every((s) => s.reached(end)), {
+        label: 'every subscriber to reach the last message',
+        timeoutMs: 120_000,
+        intervalMs: 50,
+        detail: () => {
+          const behind = subscribers.filter((s) => !s.reached(end));
+          return `${behind.length} behind, e.g. ${behind.slice(0, 5).map((s) => `${s.label} at ${JSON.stringify(s.last)} (${s.client.state})`).join(', ')}`;
+        },
       });
 
       if (keepData) {

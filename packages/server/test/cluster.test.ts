@@ -14,9 +14,10 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { SignalboxClient, type PublicationMessage } from '../../client/src/node.js';
 import {
-  checkAll, checkRecord, clusterToken, GatewayProcess, HttpPublisher, startNodes, startSubscribers, waitUntil, type RecordingSubscriber,
+  checkAll, checkRecord, clusterToken, GatewayProcess, HttpPublisher, startNodes, startSubscribers, type RecordingSubscriber,
 } from './helpers/cluster.js';
 import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix } from './helpers/redis.js';
+import { until } from './helpers/wait.js';
 
 const probe = await probeRedis();
 
@@ -74,9 +75,14 @@ describeWithRedis('cluster: three gateway processes on one Redis', probe, () => 
     expect(order.map((a) => a.offset)).toEqual(Array.from({ length: COUNT }, (_, i) => i + 1));
     const end = order[COUNT - 1]!;
 
-    await waitUntil('every subscriber to reach the last message', () => subscribers.every((s) => s.reached(end)), 180_000, () => {
-      const behind = subscribers.filter((s) => !s.reached(end));
-      return `${behind.length} behind, e.g. ${behind.slice(0, 5).map((s) => `${s.label} at ${JSON.stringify(s.last)} (${s.client.state})`).join(', ')}`;
+    await until(() => subscribers.every((s) => s.reached(end)), {
+      label: 'every subscriber to reach the last message',
+      timeoutMs: 180_000,
+      intervalMs: 50,
+      detail: () => {
+        const behind = subscribers.filter((s) => !s.reached(end));
+        return `${behind.length} behind, e.g. ${behind.slice(0, 5).map((s) => `${s.label} at ${JSON.stringify(s.last)} (${s.client.state})`).join(', ')}`;
+      },
     });
 
     expect(checkAll(subscribers, (s) => checkRecord(s.events, order, 'exact'))).toEqual([]);
@@ -90,10 +96,10 @@ describeWithRedis('cluster: three gateway processes on one Redis', probe, () => 
     for (const s of subscribers) expect(s.resubscribes.every((r) => r.recovered === true), `${s.label}: ${JSON.stringify(s.resubscribes)}`).toBe(true);
     const survivors = nodes.filter((n) => n.alive);
     expect(survivors).toHaveLength(2);
-    await waitUntil('all subscribers connected to the two survivors', async () => {
+    await until(async () => {
       const counts = await Promise.all(survivors.map(async (n) => (await n.stats()).connections));
       return counts.reduce((a, b) => a + b, 0) === SUBSCRIBERS;
-    }, 30_000);
+    }, { label: 'all subscribers connected to the two survivors', timeoutMs: 30_000, intervalMs: 50 });
   }, 480_000);
 
   it('a subscriber on node A gets publishes made through node B (HTTP) and a client on node C, in offset order', async () => {
@@ -145,8 +151,12 @@ describeWithRedis('cluster: three gateway processes on one Redis', probe, () => 
     await Promise.all([viaHttp, viaWs]);
 
     const total = 2 * PER_SOURCE;
-    await waitUntil('the three subscribers to receive every publication', () => [...received.values()].every((g) => g.length >= total), 60_000,
-      () => [...received].map(([k, g]) => `${k}: ${g.length}`).join(', '));
+    await until(() => [...received.values()].every((g) => g.length >= total), {
+      label: 'the three subscribers to receive every publication',
+      timeoutMs: 60_000,
+      intervalMs: 50,
+      detail: () => [...received].map(([k, g]) => `${k}: ${g.length}`).join(', '),
+    });
 
     const expected = [...acks].sort((x, y) => x[1].offset - y[1].offset);
     expect(expected.map(([, v]) => v.offset)).toEqual(Array.from({ length: total }, (_, i) => i + 1));

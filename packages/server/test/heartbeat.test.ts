@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { TestClient, connectPrp, startGateway, type TestGateway } from './helpers/gateway.js';
 import { expectPrpEnvelope, http } from './helpers/core-util.js';
+import { until } from './helpers/wait.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
@@ -56,8 +57,7 @@ describe.concurrent('heartbeat', { timeout: 60_000 }, () => {
     expect(pings).toBe(1);
     expect(silent.messages.filter((m) => m.type === 'heartbeat').length).toBeLessThanOrEqual(1);
     // The node has dropped it.
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && (await http(gw, '/v1/stats')).body.connections !== 0);
+    await until(async () => (await http(gw, '/v1/stats')).body.connections === 0, { label: 'the node to drop the silent client', timeoutMs: 30_000 });
     expect((await http(gw, '/v1/stats')).body.connections).toBe(0);
   });
 

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
 import { TEST_API_KEY, connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
-import { historyHttp, namespace, namespacesWith, pollUntil, publishManyHttp, type Position } from './helpers/delivery-kit.js';
+import { historyHttp, namespace, namespacesWith, publishManyHttp, type Position } from './helpers/delivery-kit.js';
+import { until } from './helpers/wait.js';
 
 describe('history', () => {
   let gw: TestGateway;
@@ -127,7 +128,7 @@ describe('history', () => {
       const bp = await publishManyHttp(gw, brief, 4, 1);
       const since = { epoch: bp[0]!.epoch as string, offset: 1 };
       // Wait for the TTL by watching the endpoint (until nothing is retained), not by sleeping blindly.
-      await pollUntil(async () => ((await historyHttp(gw, brief)).body.publications.length === 0 ? true : undefined), 'history to expire', 20_000);
+      await until(async () => (await historyHttp(gw, brief)).body.publications.length === 0, { label: 'history to expire', timeoutMs: 20_000 });
       const r = await historyHttp(gw, brief, { since });
       expect(r.status).toBe(409);
       expect(r.body.error).toMatchObject({ code: ErrorCode.UNRECOVERABLE_POSITION, details: { reason: 'history_expired', position: { offset: 4 } } });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
 import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { http, metricValue, scrapeMetrics } from './helpers/core-util.js';
+import { eventually } from './helpers/wait.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
@@ -223,9 +224,10 @@ describe('GET /metrics', () => {
     const client = await connectPrp(gw);
     await client.close(1000);
     // The server records the close when its side of the socket is done; scrape until it shows.
-    const deadline = Date.now() + 10_000;
-    let v: number | undefined;
-    while (Date.now() < deadline && (v = metricValue(await scrapeMetrics(gw), 'signalbox_connections_closed_total', { code: '1000' })) === undefined);
+    const v = await eventually(async () => metricValue(await scrapeMetrics(gw), 'signalbox_connections_closed_total', { code: '1000' }), {
+      label: 'signalbox_connections_closed_total{code="1000"}',
+      timeoutMs: 10_000,
+    });
     expect(v).toBeGreaterThanOrEqual(1);
   });
 });

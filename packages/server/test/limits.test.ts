@@ -8,6 +8,7 @@ import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { DEFAULT_NAMESPACES } from '../src/index.js';
 import { TestClient, connectPrp, startGateway, uniqueChannel, type Msg, type TestGateway } from './helpers/gateway.js';
 import { http, upgradeStatus } from './helpers/core-util.js';
+import { until } from './helpers/wait.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
@@ -18,13 +19,8 @@ async function errorsFor(client: TestClient, id: string, final: (m: Msg) => bool
 }
 
 /** Polls /v1/stats (an event source of its own) until the node counts `n` connections. */
-async function untilConnections(gw: TestGateway, n: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const stats = await http(gw, '/v1/stats');
-    if (stats.body.connections === n) return;
-  }
-  throw new Error(`gateway never reached ${n} connections`);
+function untilConnections(gw: TestGateway, n: number): Promise<void> {
+  return until(async () => (await http(gw, '/v1/stats')).body.connections === n, { label: `the gateway to count ${n} connections`, timeoutMs: 10_000 });
 }
 
 describe('rate limits', () => {

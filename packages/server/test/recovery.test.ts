@@ -12,9 +12,10 @@ import { CloseCode, type Publication } from '@signalbox/protocol';
 import { recoveryOutcome, type HistoryResult } from '../src/index.js';
 import { TEST_API_KEY, connectPrd, connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import {
-  WithholdingBroker, awaitOffset, historyHttp, namespace, namespacesWith, outcomeOf, pollUntil, positionOf, prdRequest,
+  WithholdingBroker, awaitOffset, historyHttp, namespace, namespacesWith, outcomeOf, positionOf, prdRequest,
   publications, publishManyHttp, quietPeriod, streamViolation, subscribePrp, type Position,
 } from './helpers/delivery-kit.js';
+import { until } from './helpers/wait.js';
 
 const TTL_MS = 300;
 
@@ -96,10 +97,7 @@ const CASES: RecoveryCase[] = [
       const channel = uniqueChannel('brief'); // TTL 300 ms
       const pos = await publishN(gw, channel, 6);
       // Wait for the TTL by watching the history endpoint, not by sleeping blindly.
-      await pollUntil(async () => {
-        const h = await historyHttp(gw, channel);
-        return h.body.publications.length === 0 ? true : undefined;
-      }, 'history to expire', 20_000);
+      await until(async () => (await historyHttp(gw, channel)).body.publications.length === 0, { label: 'history to expire', timeoutMs: 20_000 });
       return { channel, since: { epoch: pos.epoch, offset: 3 } };
     },
     expected: () => ({ recovered: false, reason: 'history_expired' }),
@@ -279,7 +277,7 @@ describe('a recovery larger than the outbound buffer', () => {
       await recovering.close();
       await reader.close();
       // Once the last subscriber leaves, the node stops carrying the channel.
-      await pollUntil(async () => ((await stats()) === undefined ? true : undefined), 'the channel to be dropped', 5000);
+      await until(async () => (await stats()) === undefined, { label: 'the channel to be dropped', timeoutMs: 5000 });
     } finally {
       await gw.close();
     }

@@ -6,9 +6,16 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CloseCode } from '@signalbox/protocol';
 import { connectPrp, startGateway, TEST_API_KEY, uniqueChannel, type TestGateway } from './helpers/gateway.js';
+import { until } from './helpers/wait.js';
 
 // Starting gateways can take long on a starved CI machine; a hang still fails, just later.
 vi.setConfig({ hookTimeout: 120_000 });
+
+/** The node's channel table (GET /v1/channels): how a test sees from outside that a client was dropped. */
+async function channelTable(gw: TestGateway): Promise<{ channel: string; subscribers: number }[]> {
+  const res = await fetch(`${gw.http}/v1/channels`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
+  return ((await res.json()) as { channels: { channel: string; subscribers: number }[] }).channels;
+}
 
 describe('slow consumer', () => {
   let gw: TestGateway;
@@ -36,14 +43,12 @@ describe('slow consumer', () => {
     // The reader stays stalled past the grace period: the server starts closing it, which drops its
     // subscription at once (the close handshake completes only once it reads again). Only then does
     // it resume: it reads what was sent before the overflow, then the 4010 close.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const res = await fetch(`${gw.http}/v1/channels`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
-      const { channels } = (await res.json()) as { channels: { channel: string; subscribers: number }[] };
-      if (channels.find((c) => c.channel === channel)?.subscribers === 1) break;
-      if (Date.now() > deadline) throw new Error('the stalled subscriber was not closed as a slow consumer');
-      await new Promise((r) => setTimeout(r, 50)); // polling the server's channel table for the close
-    }
+    // Polling the server's channel table for the close: no event reaches the test while the reader is paused.
+    await until(async () => (await channelTable(gw)).find((c) => c.channel === channel)?.subscribers === 1, {
+      label: 'the stalled subscriber to be closed as a slow consumer',
+      timeoutMs: 20_000,
+      intervalMs: 50,
+    });
     slow.ws.resume();
     const closed = await slow.closed;
     expect(closed.code).toBe(CloseCode.SLOW_CONSUMER);
@@ -74,14 +79,12 @@ describe('replies count against the outbound buffer', () => {
     reader.ws.pause();
     // 40 replies of ~700 KB each: nothing but replies, no channel delivery.
     for (let i = 0; i < 40; i++) reader.send({ id: `h${i}`, action: 'history', payload: { channel, limit: 1000 } });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const res = await fetch(`${gw.http}/v1/channels`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
-      const { channels } = (await res.json()) as { channels: { channel: string; subscribers: number }[] };
-      if (!channels.some((c) => c.channel === marker)) break;
-      if (Date.now() > deadline) throw new Error('a client that reads nothing was never closed: its replies bypass the outbound buffer');
-      await new Promise((r) => setTimeout(r, 50)); // polling the server's channel table for the close
-    }
+    // Polling the server's channel table for the close, as above.
+    await until(async () => !(await channelTable(gw)).some((c) => c.channel === marker), {
+      label: 'a client that reads nothing to be closed (else its replies bypass the outbound buffer)',
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
     reader.ws.resume();
     expect((await reader.closed).code).toBe(CloseCode.SLOW_CONSUMER);
   });

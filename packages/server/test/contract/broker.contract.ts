@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Bytes, type Publication } from '@signalbox/protocol';
 import type { Broker, BrokerHandler, HistoryPolicy, PublishRequest, PublishResult } from '../../src/broker/types.js';
+import { eventually } from '../helpers/wait.js';
 
 /** What an engine can do beyond the common contract; decides which tests run. */
 export interface BrokerCapabilities {
@@ -97,20 +98,6 @@ const DEFAULT_HISTORY: HistoryPolicy = { size: 1000, ttlMs: 60_000 };
 /** Publishes with sensible defaults; overrides go through `extra`. */
 export function publishTo(broker: Broker, channel: string, data: unknown, extra: Partial<PublishRequest> = {}): Promise<PublishResult> {
   return broker.publish({ channel, type: 'message', data, history: DEFAULT_HISTORY, idempotencyWindowMs: 60_000, ...extra });
-}
-
-/**
- * Re-evaluates `probe` until it returns a value (not undefined), for state that changes with the
- * passage of time rather than on an event (expiry). Fails after `timeoutMs`.
- */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function offsets(pubs: readonly Publication[]): number[] {
@@ -300,7 +287,7 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
         const expired = await eventually(async () => {
           const h = await broker.history(ch, {});
           return h.publications.length === 0 ? h : undefined;
-        }, 'history to expire');
+        }, { label: 'history to expire' });
         expect(expired.position).toEqual({ epoch, offset: 3 });
         expect(expired.earliestOffset).toBe(4);
         const next = await publishTo(broker, ch, 'after', { history: policy });
@@ -356,7 +343,7 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
             return undefined;
           }
           return r;
-        }, 'the idempotency window to pass');
+        }, { label: 'the idempotency window to pass' });
         expect(Date.now()).toBeGreaterThanOrEqual(first.publication.time + windowMs - 50);
         expect(again.publication).toMatchObject({ offset: 2, epoch: first.publication.epoch, id: 'w', data: 2 });
       });

@@ -9,32 +9,23 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { SignalboxClient, type PublicationMessage, type StateChange, type Subscription } from '../../../client/src/node.js';
 import { mintToken } from '../../src/auth/jwt.js';
+import { CLI_PATH } from './core-process.js';
 import { freePort } from './redis-server.js';
+import { until } from './wait.js';
 
 export const CLUSTER_SECRET = 'cluster-test-secret-0123456789abcdef';
 export const CLUSTER_API_KEY = 'cluster-test-api-key-0123456789';
-export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
 const spawned = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of spawned) child.kill('SIGKILL');
 });
 
-/** Resolves after `ms` (pacing and poll intervals only, never to wait for something to happen). */
+/** Resolves after `ms` (pacing only, never to wait for something to happen: that is `until`, helpers/wait.ts). */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `cond` every `intervalMs` until it holds; throws `what` (and `detail()`) after `timeoutMs`. */
-export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, detail?: () => string, intervalMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `\n${detail()}` : ''}`);
-    await delay(intervalMs);
-  }
 }
 
 export interface GatewayProcessOptions {
@@ -151,10 +142,10 @@ export class GatewayProcess {
   }
 
   async waitReady(status: 200 | 503, timeoutMs = 30_000): Promise<void> {
-    await waitUntil(`${this.name} /readyz ${status}`, async () => {
+    await until(async () => {
       if (!this.alive) throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}):\n${this.out}`);
       return (await this.readyz()) === status;
-    }, timeoutMs, () => `${this.name} pid ${this.pid} port ${this.port} alive ${this.alive}; output:\n${this.out}`);
+    }, { label: `${this.name} /readyz ${status}`, timeoutMs, intervalMs: 50, detail: () => `${this.name} pid ${this.pid} port ${this.port} alive ${this.alive}; output:\n${this.out}` });
   }
 
   /** POST /v1/publish with the API key. */
@@ -271,10 +262,10 @@ export class HttpPublisher {
 
   /** Resolves once `n` messages are acknowledged (fails if the publisher fails first). */
   waitAcked(n: number, timeoutMs: number): Promise<void> {
-    return waitUntil(`${n} acked publishes`, () => {
+    return until(() => {
       if (this.error) throw this.error;
       return this.acks.size >= n;
-    }, timeoutMs, () => `acked ${this.acks.size}, failures ${JSON.stringify([...this.failures])}`);
+    }, { label: `${n} acked publishes`, timeoutMs, intervalMs: 50, detail: () => `acked ${this.acks.size}, failures ${JSON.stringify([...this.failures])}` });
   }
 
   private async run(): Promise<void> {
@@ -424,10 +415,15 @@ export async function startSubscribers(count: number, urls: string[], channel: s
   for (let i = 0; i < subs.length; i += 100) {
     const batch = subs.slice(i, i + 100);
     batch.forEach((s) => void s.connect().catch(() => {}));
-    await waitUntil(`subscribers ${i}..${i + batch.length - 1} subscribed`, async () => {
+    await until(async () => {
       await Promise.race([Promise.all(batch.map((s) => s.subscribed)), delay(200)]);
       return batch.every((s) => s.sub.state === 'subscribed');
-    }, 120_000, () => batch.filter((s) => s.sub.state !== 'subscribed').map((s) => `${s.label}: ${s.client.state} ${JSON.stringify(s.states.slice(-3))}`).slice(0, 10).join('\n'));
+    }, {
+      label: `subscribers ${i}..${i + batch.length - 1} subscribed`,
+      timeoutMs: 120_000,
+      intervalMs: 50,
+      detail: () => batch.filter((s) => s.sub.state !== 'subscribed').map((s) => `${s.label}: ${s.client.state} ${JSON.stringify(s.states.slice(-3))}`).slice(0, 10).join('\n'),
+    });
   }
   return subs;
 }

@@ -139,20 +139,6 @@ export async function publishManyHttp(gw: TestGateway, channel: string, n: numbe
 }
 
 /**
- * Polls `check` until it returns a value other than undefined. For conditions no event signals
- * (e.g. history expiring by TTL); each poll is a real request, spaced by `intervalMs`.
- */
-export async function pollUntil<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 10_000, intervalMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/**
  * Resolves after `ms`: ONLY for asserting that nothing more arrives (a negative check has no event
  * to await). Never use it to wait for something to happen.
  */
