@@ -20,6 +20,7 @@ export interface GatewayConfig {
   jwtAudience: string | undefined;
   apiKey: string | undefined;
   allowedOrigins: string[];
+  requireOrigin: boolean;
   broker: string;
   redisPrefix: string;
   redisTimeoutMs: number;
@@ -78,7 +79,8 @@ export const SETTINGS: SettingSpec[] = [
   S('jwtIssuer', 'jwt-issuer', 'SIGNALBOX_JWT_ISSUER', 'string', undefined, 'Required `iss` claim, if set.'),
   S('jwtAudience', 'jwt-audience', 'SIGNALBOX_JWT_AUDIENCE', 'string', undefined, 'Required `aud` claim, if set.'),
   S('apiKey', 'api-key', 'SIGNALBOX_API_KEY', 'string', undefined, 'Bearer key for the HTTP API (publish, history). Dev mode generates one.', { secret: true }),
-  S('allowedOrigins', 'allowed-origins', 'SIGNALBOX_ALLOWED_ORIGINS', 'list', [], 'Comma-separated Origin allow-list for WebSocket upgrades; empty allows any. `*` allows any.'),
+  S('allowedOrigins', 'allowed-origins', 'SIGNALBOX_ALLOWED_ORIGINS', 'list', [], 'Comma-separated Origin allow-list for WebSocket upgrades from browsers; empty allows any. `*` allows any. An upgrade without an Origin header is not from a browser and is admitted unless SIGNALBOX_REQUIRE_ORIGIN is set.'),
+  S('requireOrigin', 'require-origin', 'SIGNALBOX_REQUIRE_ORIGIN', 'bool', false, 'With an Origin allow-list: refuse (403) upgrades that carry no Origin header, i.e. every non-browser client.'),
   S('broker', 'broker', 'SIGNALBOX_BROKER', 'string', 'memory', '`memory` (single node, embedded) or a Redis URL `redis://host:port` (several nodes).'),
   S('redisPrefix', 'redis-prefix', 'SIGNALBOX_REDIS_PREFIX', 'string', 'signalbox', 'Prefix of every Redis key and topic.'),
   S('redisTimeoutMs', 'redis-timeout', 'SIGNALBOX_REDIS_TIMEOUT', 'duration', 5000, 'A Redis command without a reply for this long fails (UNAVAILABLE) and the connection is re-made: a hung Redis is detected, not waited on.', { min: 100 }),

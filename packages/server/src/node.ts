@@ -198,8 +198,12 @@ export class Gateway {
       if (!dialect) return this.refuse(socket, 404, 'path', `No WebSocket endpoint at ${url.pathname}; use /v1/ws/prps or /ws`);
       const origins = this.config.allowedOrigins;
       if (origins.length > 0 && !origins.includes('*')) {
+        // The allow-list protects browsers' users (cross-site WebSocket hijacking). Browsers always send
+        // Origin; a client without one is not a browser and could send any Origin it liked.
         const origin = req.headers.origin;
-        if (typeof origin !== 'string' || !origins.includes(origin)) return this.refuse(socket, 403, 'origin', 'Origin not allowed');
+        if (typeof origin !== 'string') {
+          if (this.config.requireOrigin) return this.refuse(socket, 403, 'origin', 'Origin header required (SIGNALBOX_REQUIRE_ORIGIN)');
+        } else if (!origins.includes(origin)) return this.refuse(socket, 403, 'origin', `Origin ${origin.slice(0, 200)} not allowed (SIGNALBOX_ALLOWED_ORIGINS)`);
       }
       const ip = this.clientIp(req);
       const maxPerIp = this.config.maxConnectionsPerIp;

@@ -156,12 +156,13 @@ describe('refused before the upgrade', () => {
     }
   });
 
-  it('Origin allow-list: 403 for a missing or unlisted Origin, upgrade for a listed one', async () => {
+  it('Origin allow-list: 403 for an unlisted Origin, upgrade for a listed one and for a non-browser (no Origin)', async () => {
     const gw = await startGateway({ allowedOrigins: ['https://app.example.com'] });
     try {
       const token = await gw.token();
       const url = `${gw.ws}/v1/ws/prps?token=${token}`;
-      expect((await upgradeStatus(url)).status).toBe(403);
+      // No Origin: not a browser (the project's own Node SDK, the reference clients): admitted.
+      expect((await upgradeStatus(url)).status).toBe(101);
       const evil = await upgradeStatus(url, { origin: 'https://evil.example.com' });
       expect(evil.status).toBe(403);
       expect(JSON.parse(evil.body)).toMatchObject({ error: { code: ErrorCode.PERMISSION_DENIED } });
@@ -171,6 +172,19 @@ describe('refused before the upgrade', () => {
       const ok = new TestClient(url, { origin: 'https://app.example.com' });
       await ok.nextType('connection.established');
       await ok.close();
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('SIGNALBOX_REQUIRE_ORIGIN: an upgrade without Origin is refused with 403 naming the setting', async () => {
+    const gw = await startGateway({ allowedOrigins: ['https://app.example.com'], requireOrigin: true });
+    try {
+      const url = `${gw.ws}/v1/ws/prps?token=${await gw.token()}`;
+      const refused = await upgradeStatus(url);
+      expect(refused.status).toBe(403);
+      expect(JSON.parse(refused.body).error.message).toContain('SIGNALBOX_REQUIRE_ORIGIN');
+      expect((await upgradeStatus(url, { origin: 'https://app.example.com' })).status).toBe(101);
     } finally {
       await gw.close();
     }
