@@ -10,7 +10,7 @@ import type { Broker, PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
 import type { ChannelOperations } from '../channels/operations.js';
 import type { GatewayConfig } from '../config.js';
-import { GatewayError, toGatewayError } from '../errors.js';
+import { toGatewayError, type GatewayError } from '../errors.js';
 import type { Hub } from '../hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -34,7 +34,7 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
   return reply.code(status).send({ error: { code, message, ...(details ? { details } : {}) } });
 }
 
-export function errorBody(e: GatewayError): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+function errorBody(e: GatewayError): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
   return { error: { code: e.code, message: e.message, ...(Object.keys(e.details).length > 0 ? { details: e.details } : {}) } };
 }
 
