@@ -38,7 +38,7 @@ if (!version && IN_CI) {
     it("the document's client subscribes and its prp.created handler receives the event", async () => {
       const channel = uniqueChannel('project');
       const child = spawn(PYTHON, [DRIVER], {
-        env: { PATH: process.env.PATH ?? '', SIGNALBOX_WS_URL: `${gw.ws}/v1/ws/prps`, SIGNALBOX_TOKEN: await gw.token({ sub: 'usr_py', channels: [channel] }), CHANNEL: channel },
+        env: { PATH: process.env.PATH ?? '', PYTHONDONTWRITEBYTECODE: '1', SIGNALBOX_WS_URL: `${gw.ws}/v1/ws/prps`, SIGNALBOX_TOKEN: await gw.token({ sub: 'usr_py', channels: [channel] }), CHANNEL: channel },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
