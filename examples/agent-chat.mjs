@@ -15,7 +15,7 @@ run(async () => {
   const gw = await setup();
 
   // ---- the agent process ----
-  const agent = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('agent_001', [CHANNEL]) });
+  const agent = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('agent_001', { channels: [CHANNEL], handle: [CHANNEL] }) });
   await agent.connect();
   const inbox = agent.subscribe(CHANNEL);
   inbox.on('publication', async (m) => {
@@ -31,7 +31,7 @@ run(async () => {
   await next(inbox, 'subscribed');
 
   // ---- the user's client ----
-  const user = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_alice', [CHANNEL]) });
+  const user = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_alice', { channels: [CHANNEL], publish: [CHANNEL] }) });
   user.on('error', (err) => console.error('[user] error:', err.code, err.message));
   await user.connect();
   const chat = user.subscribe(CHANNEL);

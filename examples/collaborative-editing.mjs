@@ -16,7 +16,7 @@ const DOC = 'doc:readme';
 
 /** One editor: a client, its view of the document, and the edits it applied, in offset order. */
 async function openEditor(gw, user) {
-  const client = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token(user, [DOC]) });
+  const client = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token(user, { channels: [DOC], publish: [DOC] }) });
   client.on('error', (err) => console.error(`[${user}] error:`, err.code, err.message));
   await client.connect();
   const editor = { user, client, text: '', applied: 0 };

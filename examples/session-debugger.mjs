@@ -13,7 +13,7 @@ run(async () => {
   const gw = await setup();
 
   // ---- the instrumented page (in a browser this is `@signalbox/client`) ----
-  const page = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_visitor', [SESSION]) });
+  const page = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_visitor', { channels: [SESSION], handle: [SESSION] }) });
   await page.connect();
   const pageSub = page.subscribe(SESSION);
   await next(pageSub, 'subscribed');
@@ -30,7 +30,7 @@ run(async () => {
   });
 
   // ---- the debugger attaches later: first what happened, then live ----
-  const dbg = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_support', [SESSION]) });
+  const dbg = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_support', { channels: [SESSION], publish: [SESSION] }) });
   dbg.on('error', (err) => console.error('[debugger] error:', err.code, err.message));
   await dbg.connect();
   const { publications } = await dbg.history(SESSION, { limit: 50 });

@@ -19,7 +19,16 @@ export const DOC_NAMESPACE = {
 };
 
 /**
- * @returns {Promise<{ wsUrl: (path?: string) => string, token: (sub: string, channels?: string[]) => Promise<string>,
+ * A participant's grants: what it may read (`channels`), publish to, produce (`handle`: RPC handler
+ * and the channel's reserved event types) and call. A bare array is a read grant only.
+ * @param {string[] | { channels?: string[], publish?: string[], handle?: string[], call?: string[] }} grants
+ */
+function grantsOf(grants) {
+  return Array.isArray(grants) ? { channels: grants } : grants;
+}
+
+/**
+ * @returns {Promise<{ wsUrl: (path?: string) => string, token: (sub: string, grants?: string[] | object) => Promise<string>,
  *   publish: (body: object) => Promise<object>, close: () => Promise<void>, embedded: boolean }>}
  */
 export async function setup() {
@@ -32,7 +41,7 @@ export async function setup() {
     return {
       embedded: false,
       wsUrl: (path = '/v1/ws/prps') => origin.replace(/^http/, 'ws') + path,
-      token: async (sub, channels = ['*']) => (secret ? mintToken(secret, { sub, channels, ttlSeconds: 3600 }) : fixed),
+      token: async (sub, grants = ['*']) => (secret ? mintToken(secret, { sub, ...grantsOf(grants), ttlSeconds: 3600 }) : fixed),
       publish: (body) => httpPublish(origin, process.env.SIGNALBOX_API_KEY, body),
       close: async () => {},
     };
@@ -52,7 +61,7 @@ export async function setup() {
   return {
     embedded: true,
     wsUrl: (path = '/v1/ws/prps') => `ws://127.0.0.1:${port}${path}`,
-    token: (sub, channels = ['*']) => mintToken(secret, { sub, channels, ttlSeconds: 3600 }),
+    token: (sub, grants = ['*']) => mintToken(secret, { sub, ...grantsOf(grants), ttlSeconds: 3600 }),
     publish: (body) => httpPublish(origin, apiKey, body),
     close: () => gateway.drain(1000),
   };

@@ -7,7 +7,7 @@
  * Shapes mirror `@signalbox/protocol`'s prp.ts and prd.ts (the source of truth); only types are
  * imported from it, so the browser bundle does not carry the protocol's server-side decoders.
  */
-import type { ErrorCode, PresenceMember, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
+import type { ErrorCode, PresenceMember, Publisher, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
 import type { SignalboxErrorDetails } from './errors.js';
 import type { PublicationMessage, ServerMessage } from './events.js';
 
@@ -195,12 +195,24 @@ function classify(message: ServerMessage, read: (frame: unknown) => ServerMessag
   }
 }
 
+/** A publisher as the gateway writes it (see `Publisher`); the SDK keeps no runtime dependency on @signalbox/protocol. */
+function isPublisher(v: unknown): v is Publisher {
+  if (!isObject(v)) return false;
+  switch (v.via) {
+    case 'ws': return typeof v.sub === 'string' && typeof v.client === 'string';
+    case 'http': return typeof v.key === 'string' && (v.sub === undefined || typeof v.sub === 'string');
+    case 'gateway': return typeof v.service === 'string';
+    default: return false;
+  }
+}
+
 /** Copies the optional fields a message may carry, only when they have the right type. */
 function withOptional(msg: ServerMessage, raw: Record<string, unknown>): ServerMessage {
   if (typeof raw.channel === 'string') msg.channel = raw.channel;
   if (typeof raw.offset === 'number') msg.offset = raw.offset;
   if (typeof raw.epoch === 'string') msg.epoch = raw.epoch;
   if (typeof raw.replyTo === 'string') msg.replyTo = raw.replyTo;
+  if (isPublisher(raw.publisher)) msg.publisher = raw.publisher;
   return msg;
 }
 

@@ -4,7 +4,9 @@
  * `prp.ts`, entry `@signalbox/client/prp`). Every server message is normalized to one
  * shape, {@link ServerMessage}, whichever endpoint dialect it came from.
  */
-import type { ErrorInfo, PresenceMember, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
+import type { ErrorInfo, PresenceMember, Publisher, StreamPosition, SubscribeOutcome, UnrecoverableReason } from '@signalbox/protocol';
+
+export type { Publisher } from '@signalbox/protocol';
 import type { SignalboxError } from './errors.js';
 
 /** A message from the server, in the PRP API document's shape (PRD-035 messages are normalized to it). */
@@ -22,6 +24,12 @@ export interface ServerMessage<T = unknown> {
   epoch?: string;
   /** For replies: the id of the request answered. */
   replyTo?: string;
+  /**
+   * For publications: who published, as the gateway authenticated it (never the payload's claim):
+   * a client (`via: 'ws'`, its `sub` and connection), the HTTP API (`via: 'http'`, the key's name,
+   * and `sub` when a backend published on someone's behalf), or the gateway itself.
+   */
+  publisher?: Publisher;
   metadata?: { version: string; source: string };
 }
 

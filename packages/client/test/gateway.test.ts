@@ -181,4 +181,24 @@ describe('against the real gateway', () => {
     await gw.publish('project:bin', 'prp.created', { name: 'binary' });
     expect(await next).toMatchObject({ type: 'prp.created', data: { name: 'binary' } });
   });
+
+  it('every publication says who published it, live (each dialect and encoding) and in history', async () => {
+    const urls = [{ url: gw.url() }, { url: gw.url('/ws') }, { url: gw.url(), format: msgpack }, { url: gw.url('/ws'), format: msgpack }] as const;
+    const publisher = makeClient({ token: await gw.token({ sub: 'usr_pub' }) });
+    await publisher.connect();
+    for (const [i, opts] of urls.entries()) {
+      const channel = `agent:who_${i}`;
+      const reader = makeClient({ token: await gw.token({ sub: 'usr_reader' }), ...opts });
+      await reader.connect();
+      const sub = reader.subscribe(channel);
+      await once(sub, 'subscribed');
+      const got = collect(sub, 2);
+      await publisher.publish(channel, { n: 1 }, { type: 'chat.message' });
+      await gw.publish(channel, 'agent.progress', { n: 2 });
+      const live = (await got.done).map((m) => m.publisher);
+      const expected = [{ via: 'ws', sub: 'usr_pub', client: publisher.connectionId }, { via: 'http', key: 'default' }];
+      expect(live, JSON.stringify(opts)).toEqual(expected);
+      expect((await reader.history(channel)).publications.map((m) => m.publisher)).toEqual(expected);
+    }
+  });
 });

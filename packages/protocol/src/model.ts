@@ -23,8 +23,33 @@ export interface Publication {
   epoch: string;
   /** Milliseconds since the Unix epoch, set by the broker when the publication was appended. */
   time: number;
-  /** Who published: `api`, or the subject (`sub`) of the publishing client's token. */
-  publisher?: string;
+  /** Who published, as the gateway authenticated it (never taken from the payload). */
+  publisher?: Publisher;
+}
+
+/**
+ * Who published a publication, set by the gateway from what it authenticated:
+ * - `ws`: a client connection, its token's subject and the connection's id;
+ * - `http`: the HTTP API, the name of the key used and, when the backend published on someone's
+ *   behalf (`as`), that subject in `sub`;
+ * - `gateway`: the gateway itself (`service`: `presence` for joins and leaves, `metrics` for live metrics).
+ */
+export type Publisher =
+  | { via: 'ws'; sub: string; client: string }
+  | { via: 'http'; key: string; sub?: string }
+  | { via: 'gateway'; service: string };
+
+/** A publisher read back from storage or the wire; anything else is not one. */
+export function isPublisher(v: unknown): v is Publisher {
+  if (typeof v !== 'object' || v === null) return false;
+  const p = v as Record<string, unknown>;
+  const str = (x: unknown) => typeof x === 'string' && x.length > 0 && x.length <= 256;
+  switch (p.via) {
+    case 'ws': return str(p.sub) && str(p.client);
+    case 'http': return str(p.key) && (p.sub === undefined || str(p.sub));
+    case 'gateway': return str(p.service);
+    default: return false;
+  }
 }
 
 export type Dialect = 'prp' | 'prd';

@@ -7,7 +7,7 @@
  * Extensions, with the same shape: `history`, `presence` and `refresh` request types.
  */
 import { ErrorCode } from './errors.js';
-import type { Publication, ServerEvent, StreamPosition } from './model.js';
+import type { Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
 import { type DecodeResult, decodeError, isPlainObject, readChannelList, readHistoryLimit, readRequestId } from './decode-util.js';
 
@@ -22,6 +22,8 @@ export interface PrdServerMessage {
   event?: string;
   offset?: number;
   epoch?: string;
+  /** For `message`: who published (see `Publisher`). */
+  publisher?: Publisher;
 }
 
 export function decodePrdCommand(msg: unknown): DecodeResult {
@@ -94,6 +96,7 @@ export function prdPublication(pub: Publication): PrdServerMessage {
     event: pub.type,
     offset: pub.offset,
     epoch: pub.epoch,
+    ...(pub.publisher ? { publisher: pub.publisher } : {}),
   };
 }
 

@@ -5,7 +5,7 @@
  * `channel`, `offset` and `epoch`.
  */
 import { ErrorCode } from './errors.js';
-import type { Command, Publication, ServerEvent, StreamPosition } from './model.js';
+import type { Command, Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
 import {
   type DecodeResult, decodeError, isPlainObject, readChannelList, readChannelRequest, readHistoryLimit, readRequestId,
@@ -22,6 +22,8 @@ export interface PrpServerMessage {
   channel?: string;
   offset?: number;
   epoch?: string;
+  /** On channel events: who published (see `Publisher`). */
+  publisher?: Publisher;
   metadata?: { version: string; source: string };
 }
 
@@ -113,6 +115,7 @@ export function prpPublication(pub: Publication): PrpServerMessage {
     offset: pub.offset,
     epoch: pub.epoch,
     data: pub.data,
+    ...(pub.publisher ? { publisher: pub.publisher } : {}),
   };
 }
 

@@ -18,7 +18,7 @@ const USAGE = `signalbox ${SERVER_VERSION}
 
 Usage:
   signalbox serve [--port 8080] [--broker memory|redis://host:6379] [--config file.json] [...settings]
-  signalbox token --sub usr_1 [--channels 'project:*,agent:agent_001'] [--ttl 1h]
+  signalbox token --sub usr_1 [--channels 'project:*'] [--publish 'agent:a1'] [--handle ...] [--call ...] [--ttl 1h]
   signalbox publish --channel project:proj_1 --type prp.created --data '{"id":"prp_1"}' [--id key] [--url http://127.0.0.1:8080]
   signalbox listen --channels project:proj_1[,agent:a1] [--token JWT] [--url ws://127.0.0.1:8080/v1/ws/prps]
 
@@ -31,9 +31,11 @@ Runs the gateway. With no JWT secret, public key or JWKS set it runs in dev mode
 token and an API key, kept in ~/.signalbox/dev.json so that \`signalbox token\`, \`publish\` and
 \`listen\` work from another terminal. Every setting has a flag and an env variable; see
 docs/configuration.md.`,
-  token: `Usage: signalbox token --sub usr_1 [--channels 'project:*,agent:agent_001'] [--ttl 1h] [--secret S]
+  token: `Usage: signalbox token --sub usr_1 [--channels 'project:*,agent:agent_001'] [--publish P] [--handle P] [--call P] [--ttl 1h] [--secret S]
 
-Mints an HS256 token. The secret is --secret, else SIGNALBOX_JWT_SECRET, else the dev secret of
+Mints an HS256 token. Each grant is a comma-separated list of channel patterns: --channels what
+the holder may read, --publish where it may publish, --handle the channels it produces (RPC
+handler, reserved event types), --call the channels whose handler it may call. The secret is --secret, else SIGNALBOX_JWT_SECRET, else the dev secret of
 \`signalbox serve\` in dev mode (~/.signalbox/dev.json).`,
   publish: `Usage: signalbox publish --channel project:proj_1 --type prp.created --data '{"id":"prp_1"}' [--id key] [--url http://127.0.0.1:8080]
 
@@ -167,13 +169,13 @@ async function serve(args: string[]): Promise<number> {
     `  Console: http://${host}:${port}/console`,
   ];
   if (dev) {
-    const devToken = await mintToken(config.jwtSecret!, { sub: 'dev', channels: ['*'], ttlSeconds: 24 * 3600 });
+    const devToken = await mintToken(config.jwtSecret!, { sub: 'dev', channels: ['*'], publish: ['*'], handle: ['*'], call: ['*'], ttlSeconds: 24 * 3600 });
     lines.push(
       '',
       devCreds!.saved
         ? `  DEV MODE: no SIGNALBOX_JWT_SECRET set; using the dev secret in ${devFile()} (mode 600),\n  so \`signalbox token --sub usr_1\`, \`signalbox publish\` and \`signalbox listen\` work from another terminal.`
         : '  DEV MODE: no SIGNALBOX_JWT_SECRET set; a random secret was generated for this run only.',
-      `  Dev token (sub=dev, all channels, 24h):`,
+      `  Dev token (sub=dev, every grant on every channel, 24h):`,
       `    ${devToken}`,
       `  API key${generatedKey ? ' (generated)' : ''}:`,
       `    ${config.apiKey}`,
@@ -216,14 +218,19 @@ async function serve(args: string[]): Promise<number> {
 }
 
 async function token(args: string[]): Promise<number> {
-  const flags = parse(args, { sub: { type: 'string' }, channels: { type: 'string' }, ttl: { type: 'string' }, secret: { type: 'string' } });
+  const flags = parse(args, {
+    sub: { type: 'string' }, channels: { type: 'string' }, publish: { type: 'string' }, handle: { type: 'string' }, call: { type: 'string' },
+    ttl: { type: 'string' }, secret: { type: 'string' },
+  });
   const config: GatewayConfig = loadConfig({ flags });
   const secret = (flags.secret as string | undefined) ?? config.jwtSecret ?? readDevCredentials()?.secret;
   if (!secret) throw new ConfigError('Invalid setting SIGNALBOX_JWT_SECRET (--jwt-secret): `signalbox token` needs the HS256 secret the gateway uses (or a dev-mode `signalbox serve` run first)');
   if (typeof flags.sub !== 'string' || flags.sub.length === 0) throw new ConfigError('Missing --sub (the token subject, e.g. usr_1)');
-  const channels = typeof flags.channels === 'string' ? flags.channels.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const list = (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
   const ttlSeconds = parseDuration((flags.ttl as string | undefined) ?? '1h');
-  console.log(await mintToken(secret, { sub: flags.sub, channels, ttlSeconds }));
+  console.log(await mintToken(secret, {
+    sub: flags.sub, channels: list(flags.channels), publish: list(flags.publish), handle: list(flags.handle), call: list(flags.call), ttlSeconds,
+  }));
   return 0;
 }
 

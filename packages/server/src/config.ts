@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { ApiKeyring, parseApiKeys, type ApiKeySpec } from './auth/api-keys.js';
 import { DEFAULT_NAMESPACES, parseNamespaces, type NamespaceConfig } from './channels/namespaces.js';
 
 export type { NamespaceConfig, NamespaceType } from './channels/namespaces.js';
@@ -19,6 +20,7 @@ export interface GatewayConfig {
   jwtIssuer: string | undefined;
   jwtAudience: string | undefined;
   apiKey: string | undefined;
+  apiKeys: ApiKeySpec[];
   allowedOrigins: string[];
   requireOrigin: boolean;
   broker: string;
@@ -51,7 +53,7 @@ export interface GatewayConfig {
   namespaces: NamespaceConfig[];
 }
 
-type Kind = 'string' | 'int' | 'duration' | 'bytes' | 'list' | 'bool';
+type Kind = 'string' | 'int' | 'duration' | 'bytes' | 'list' | 'bool' | 'keys';
 
 export interface SettingSpec {
   key: Exclude<keyof GatewayConfig, 'namespaces'>;
@@ -78,7 +80,8 @@ export const SETTINGS: SettingSpec[] = [
   S('jwtAlgorithms', 'jwt-algorithms', 'SIGNALBOX_JWT_ALGORITHMS', 'list', undefined, 'Accepted JWT algorithms (pinned). Default: HS256 with a secret, RS256,ES256 with a key or JWKS.'),
   S('jwtIssuer', 'jwt-issuer', 'SIGNALBOX_JWT_ISSUER', 'string', undefined, 'Required `iss` claim, if set.'),
   S('jwtAudience', 'jwt-audience', 'SIGNALBOX_JWT_AUDIENCE', 'string', undefined, 'Required `aud` claim, if set.'),
-  S('apiKey', 'api-key', 'SIGNALBOX_API_KEY', 'string', undefined, 'Bearer key for the HTTP API (publish, history). Dev mode generates one.', { secret: true }),
+  S('apiKey', 'api-key', 'SIGNALBOX_API_KEY', 'string', undefined, 'Bearer key for the HTTP API, named `default`, with every scope. Dev mode generates one.', { secret: true }),
+  S('apiKeys', 'api-keys', 'SIGNALBOX_API_KEYS', 'keys', [], 'Named HTTP API keys, comma-separated `name:key` (every scope) or `name:key:scope+scope` (scopes: publish, history, presence, rpc, admin); in the config file also `[{"name", "key", "scopes"}]`. Publications show the key\'s name, never the key.', { secret: true }),
   S('allowedOrigins', 'allowed-origins', 'SIGNALBOX_ALLOWED_ORIGINS', 'list', [], 'Comma-separated Origin allow-list for WebSocket upgrades from browsers; empty allows any. `*` allows any. An upgrade without an Origin header is not from a browser and is admitted unless SIGNALBOX_REQUIRE_ORIGIN is set.'),
   S('requireOrigin', 'require-origin', 'SIGNALBOX_REQUIRE_ORIGIN', 'bool', false, 'With an Origin allow-list: refuse (403) upgrades that carry no Origin header, i.e. every non-browser client.'),
   S('broker', 'broker', 'SIGNALBOX_BROKER', 'string', 'memory', '`memory` (single node, embedded) or a Redis URL `redis://host:port` (several nodes).'),
@@ -164,6 +167,8 @@ function parseValue(spec: SettingSpec, raw: unknown): unknown {
       const mult = unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1;
       return bounds(Number(m[1]) * mult);
     }
+    case 'keys':
+      return parseApiKeys(raw, fail);
     case 'list':
       if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
       if (typeof raw !== 'string') return fail('must be a comma-separated list');
@@ -240,4 +245,13 @@ function validate(cfg: GatewayConfig): void {
     throw new ConfigError(`Invalid setting ${spec('logLevel')}: must be one of fatal, error, warn, info, debug, trace, silent`);
   }
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) throw new ConfigError(`Invalid setting ${spec('apiKey')}: must be at least 16 characters`);
+  apiKeyring(cfg);
+}
+
+/** The HTTP API's keys: SIGNALBOX_API_KEY (`default`) and the named ones. A clash stops the start, naming the key, never showing it. */
+export function apiKeyring(cfg: Pick<GatewayConfig, 'apiKey' | 'apiKeys'>): ApiKeyring {
+  const spec = describe(SETTINGS.find((s) => s.key === 'apiKeys')!);
+  return new ApiKeyring(cfg.apiKey, cfg.apiKeys, (why) => {
+    throw new ConfigError(`Invalid setting ${spec}: ${why}`);
+  });
 }

@@ -335,7 +335,7 @@ export class Connection implements Subscriber {
   }
 
   private async publish(cmd: Extract<Command, { kind: 'publish' }>): Promise<void> {
-    const { details, channel } = this.channelRequest(cmd, 'publish');
+    const { details, channel } = this.channelRequest(cmd, 'publish', cmd.type);
     if (!channel) return;
     if (!isValidEventType(cmd.type)) {
       this.violation(ErrorCode.INVALID_MESSAGE, 'Event `type` must be 1-64 characters [A-Za-z0-9_.:-], start with a letter, and not be a system event type', details);
@@ -347,7 +347,7 @@ export class Connection implements Subscriber {
       return;
     }
     try {
-      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId }, { via: 'client', sub: this.creds!.sub });
+      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId }, { via: 'ws', sub: this.creds!.sub, client: this.id });
       const p = r.publication;
       this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
     } catch (err) {
@@ -356,10 +356,11 @@ export class Connection implements Subscriber {
   }
 
   /** The error details of a single-channel request, and its channel if the token may use it (else the error is sent). */
-  private channelRequest(cmd: Extract<Command, { channel: string }>, op: 'read' | 'publish'): { details: ErrorInfo['details']; channel: ResolvedChannel | null } {
-    const details = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
-    const check = this.ctx.namespaces.check(this.creds!, cmd.channel, op);
+  private channelRequest(cmd: Extract<Command, { channel: string }>, op: 'read' | 'publish', type?: string): { details: ErrorInfo['details']; channel: ResolvedChannel | null } {
+    const details: ErrorInfo['details'] = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel };
+    const check = op === 'publish' ? this.ctx.namespaces.check(this.creds!, cmd.channel, op, type!) : this.ctx.namespaces.check(this.creds!, cmd.channel, op);
     if (check.ok) return { details, channel: check.channel };
+    if (op === 'publish' && check.code === ErrorCode.PERMISSION_DENIED) details.type = type;
     this.sendError(check.code, check.message, details);
     return { details, channel: null };
   }

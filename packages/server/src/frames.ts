@@ -93,9 +93,10 @@ function encodePublication(p: Publication, cache: FrameCache, idx: EncIndex): Bu
   // JSON: splice the data's JSON (computed once for both dialects) into a hand-built envelope.
   const data = (cache.dataJson ??= JSON.stringify(p.data) ?? 'null');
   const ts = isoTime(p.time);
+  const publisher = p.publisher ? `,"publisher":${JSON.stringify(p.publisher)}` : '';
   const s = idx === 0
-    ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}}`
-    : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}}`;
+    ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}${publisher}}`
+    : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}${publisher}}`;
   return frame(s, false);
 }
 

@@ -7,6 +7,6 @@ export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { service: 'signalbox' },
-    redact: { paths: ['token', '*.token', 'apiKey', '*.apiKey', 'authorization', '*.authorization', 'headers.authorization'], censor: '[redacted]' },
+    redact: { paths: ['token', '*.token', 'apiKey', '*.apiKey', 'apiKeys', '*.apiKeys', 'authorization', '*.authorization', 'headers.authorization'], censor: '[redacted]' },
   });
 }

@@ -14,7 +14,7 @@ import { MemoryBroker } from './broker/memory.js';
 import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
-import type { GatewayConfig } from './config.js';
+import { apiKeyring, type GatewayConfig } from './config.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
@@ -134,7 +134,7 @@ export class Gateway {
       http: { headersTimeout: config.handshakeTimeoutMs, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.handshakeTimeoutMs / 4))) },
     });
     registerApi(this.app, {
-      config, apiKey: config.apiKey, broker: this.broker, hub: this.hub, ops, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
+      config, keys: apiKeyring(config), broker: this.broker, hub: this.hub, ops, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
       readiness: () => this.readiness(),
       stats: () => this.stats(),
     });
@@ -156,7 +156,7 @@ export class Gateway {
           const s = this.stats();
           return { connections: s.connections as number, subscriptions: s.subscriptions as number, channels: s.channels as number };
         },
-        publish: (data) => ops.publish(ch, { type: 'metrics.node', data }, { via: 'gateway' }),
+        publish: (data) => ops.publish(ch, { type: 'metrics.node', data }, { via: 'gateway', service: 'metrics' }),
       }, config.metricsIntervalMs, this.log);
       this.liveMetrics.start();
     }

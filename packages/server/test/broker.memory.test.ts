@@ -15,7 +15,7 @@ brokerContract('memory', factory);
 
 describe('MemoryBroker idempotency key cap', () => {
   const req = (i: number, key: string) => ({
-    channel: 'project:cap', type: 'e', data: { i }, publisher: 'p', idempotencyKey: key,
+    channel: 'project:cap', type: 'e', data: { i }, publisher: { via: 'http' as const, key: 'p' }, idempotencyKey: key,
     history: { size: 0, ttlMs: 0 }, idempotencyWindowMs: 60_000,
   });
 

@@ -109,13 +109,16 @@ async function startlessToken(): Promise<string> {
 
 describe.concurrent('signalbox token', { timeout: 90_000 }, () => {
   it('mints a token the gateway accepts with exactly the asked grants', async () => {
-    const r = await runCliToEnd(['token', '--sub', 'usr_1', '--channels', 'project:*,agent:agent_001', '--ttl', '1h'], { SIGNALBOX_JWT_SECRET: TEST_SECRET });
+    const r = await runCliToEnd(['token', '--sub', 'usr_1', '--channels', 'project:*,agent:agent_001', '--publish', 'agent:agent_001,session:s1', '--ttl', '1h'], { SIGNALBOX_JWT_SECRET: TEST_SECRET });
     expect(r, JSON.stringify(r)).toMatchObject({ code: 0, signal: null });
     const token = r.stdout.trim();
     expect(token.split('.')).toHaveLength(3);
     const payload = decodeJwt(token);
     expect(payload.sub).toBe('usr_1');
     expect(payload.channels).toEqual(['project:*', 'agent:agent_001']);
+    expect(payload.publish).toEqual(['agent:agent_001', 'session:s1']);
+    expect(payload).not.toHaveProperty('handle');
+    expect(payload).not.toHaveProperty('call');
     expect(payload.exp! - payload.iat!).toBe(3600);
     const gw = await startGateway();
     try {
@@ -130,7 +133,11 @@ describe.concurrent('signalbox token', { timeout: 90_000 }, () => {
         ['prp:prp_789012', ErrorCode.PERMISSION_DENIED],
         ['session:s1', ErrorCode.PERMISSION_DENIED],
       ]);
-      expect((await client.request('publish', { channel: 'agent:agent_001', type: 'agent.progress', data: { progress: 45 } })).type).toBe('ack');
+      // Publishing: where --publish grants it, whether or not the token may read there; never a producer's type without --handle.
+      expect((await client.request('publish', { channel: 'agent:agent_001', type: 'chat.message', data: { text: 'hi' } })).type).toBe('ack');
+      expect((await client.request('publish', { channel: 'session:s1', type: 'note', data: {} })).type).toBe('ack');
+      expect((await client.request('publish', { channel: 'agent:agent_001', type: 'agent.progress', data: { progress: 45 } })).data.code).toBe(ErrorCode.PERMISSION_DENIED);
+      expect((await client.request('publish', { channel: 'agent:agent_002', type: 'chat.message', data: {} })).data.code).toBe(ErrorCode.PERMISSION_DENIED);
       await client.close();
     } finally {
       await gw.close();

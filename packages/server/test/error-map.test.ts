@@ -86,7 +86,7 @@ describe('broker and presence store failing unexpectedly (a bug, not an outage)'
   beforeAll(async () => {
     class BrokenBroker extends MemoryBroker {
       override publish(req: PublishRequest): ReturnType<MemoryBroker['publish']> {
-        return req.channel === BROKEN && req.publisher !== 'presence' ? Promise.reject(new Error(SECRET)) : super.publish(req);
+        return req.channel === BROKEN && req.publisher?.via !== 'gateway' ? Promise.reject(new Error(SECRET)) : super.publish(req);
       }
       override history(channel: string, query: HistoryQuery): ReturnType<MemoryBroker['history']> {
         return channel === BROKEN ? Promise.reject(new Error(SECRET)) : super.history(channel, query);

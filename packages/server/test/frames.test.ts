@@ -2,8 +2,8 @@
  * Frames built by hand on the hot path must be exactly what the generic encoders produce.
  */
 import { describe, expect, it } from 'vitest';
-import { prdEvent, prpEvent, type ServerEvent } from '@signalbox/protocol';
-import { encodeEvent, isoTime } from '../src/frames.js';
+import { prdEvent, prdPublication, prpEvent, prpPublication, type Publication, type ServerEvent } from '@signalbox/protocol';
+import { encodeEvent, isoTime, publicationFrame } from '../src/frames.js';
 
 type Ack = Extract<ServerEvent, { kind: 'ack' }>;
 
@@ -22,6 +22,21 @@ describe('hand-built frames', () => {
         const generic = idx === 0 ? prpEvent(ev, m.id, m.timestamp) : prdEvent(ev, m.id, m.timestamp);
         expect(text).toBe(JSON.stringify(generic));
       }
+    }
+  });
+
+  it('a publication frame is byte for byte JSON.stringify of the dialect encoders, publisher included', () => {
+    const base = { channel: 'agent:a"1', type: 'chat.token', data: { text: 'é 🚀 "q"', n: [1, null] }, offset: 9, epoch: 'Ab-9', time: 1_700_000_000_123 };
+    const pubs: Publication[] = [
+      { ...base, id: 'p1' },
+      { ...base, id: 'p2', publisher: { via: 'ws', sub: 'usr_"1', client: 'conn_x' } },
+      { ...base, id: 'p3', publisher: { via: 'http', key: 'backend', sub: 'usr_2' } },
+      { ...base, id: 'p4', publisher: { via: 'gateway', service: 'presence' } },
+    ];
+    for (const pub of pubs) {
+      const text = (idx: 0 | 1) => publicationFrame(pub, idx).subarray(publicationFrame(pub, idx).length > 127 ? 4 : 2).toString('utf8');
+      expect(text(0)).toBe(JSON.stringify(prpPublication(pub)));
+      expect(text(1)).toBe(JSON.stringify(prdPublication(pub)));
     }
   });
 

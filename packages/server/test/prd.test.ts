@@ -93,8 +93,11 @@ describe('PRD-035 on /ws', () => {
     const got = publications(prd, channel);
     got.forEach(expectPrdShape);
     expect(got).toEqual([
-      { type: 'message', channel, data: { agentId: 'agent_001', status: 'running' }, id: wsAck.data.id, timestamp: expect.any(String), event: 'agent.progress', offset: 1, epoch: wsAck.data.epoch },
-      { type: 'message', channel, data: { agentId: 'agent_001' }, id: http.body.id, timestamp: expect.any(String), event: 'agent.assigned', offset: 2, epoch: wsAck.data.epoch },
+      {
+        type: 'message', channel, data: { agentId: 'agent_001', status: 'running' }, id: wsAck.data.id, timestamp: expect.any(String), event: 'agent.progress', offset: 1, epoch: wsAck.data.epoch,
+        publisher: { via: 'ws', sub: 'usr_1', client: prp.messages[0]!.data.connectionId },
+      },
+      { type: 'message', channel, data: { agentId: 'agent_001' }, id: http.body.id, timestamp: expect.any(String), event: 'agent.assigned', offset: 2, epoch: wsAck.data.epoch, publisher: { via: 'http', key: 'default' } },
     ]);
     await Promise.all([prd.close(), prp.close()]);
   });

@@ -42,7 +42,7 @@ export async function startGateway(opts: { port?: number; broker?: Broker; overr
     gateway,
     port,
     url: (path = '/v1/ws/prps') => `ws://127.0.0.1:${port}${path}`,
-    token: (o = {}) => mintToken(SECRET, { sub: o.sub ?? 'usr_1', channels: o.channels ?? ['*'], ttlSeconds: o.ttlSeconds ?? 3600 }),
+    token: (o = {}) => mintToken(SECRET, { sub: o.sub ?? 'usr_1', channels: o.channels ?? ['*'], publish: o.channels ?? ['*'], handle: o.channels ?? ['*'], call: o.channels ?? ['*'], ttlSeconds: o.ttlSeconds ?? 3600 }),
     async publish(channel, type, data, id) {
       const res = await fetch(`${http}/v1/publish`, {
         method: 'POST',

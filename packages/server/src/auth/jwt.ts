@@ -1,7 +1,9 @@
 /**
- * JWT verification (jose) with pinned algorithms. Claims: `sub` (required), `exp`, optional
- * `channels` (patterns the holder may read: `*`, `project:*`, `agent:agent_001`), optional `info`
- * (shown to presence members).
+ * JWT verification (jose) with pinned algorithms. Claims: `sub` (required), `exp`, and four
+ * separate grants, each a list of channel patterns (`*`, `project:*`, `agent:agent_001`):
+ * `channels` (what the holder may read), `publish` (where it may publish), `handle` (channels it
+ * produces: it may register as their RPC handler and publish their reserved event types) and
+ * `call` (channels whose handler it may call); optional `info` (shown to presence members).
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -13,8 +15,14 @@ import { ConfigError } from '../config.js';
 export interface Credentials {
   /** Token subject: the user (or service) id. */
   sub: string;
-  /** Channel patterns from the `channels` claim (empty when absent). */
+  /** Patterns the holder may read, from the `channels` claim (empty when absent). */
   channels: ChannelPatterns;
+  /** Patterns the holder may publish to, from the `publish` claim (empty when absent). */
+  publish: ChannelPatterns;
+  /** Channels the holder produces (RPC handler, reserved event types), from the `handle` claim. */
+  handle: ChannelPatterns;
+  /** Channels whose handler the holder may call, from the `call` claim. */
+  call: ChannelPatterns;
   /** `exp` in milliseconds since the epoch, or null for a token without expiry. */
   expiresAt: number | null;
   /** Optional `info` claim, shown in presence. */
@@ -98,13 +106,18 @@ export class Authenticator {
     }
     const sub = payload.sub;
     if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) throw new AuthError(ErrorCode.AUTH_FAILED, 'Invalid `sub` claim');
-    const channelsClaim = (payload as Record<string, unknown>).channels;
-    if (channelsClaim !== undefined && !isChannelPatternList(channelsClaim)) {
-      throw new AuthError(ErrorCode.AUTH_FAILED, 'Invalid `channels` claim: must be an array of channel patterns');
-    }
+    const grant = (claim: 'channels' | 'publish' | 'handle' | 'call'): ChannelPatterns => {
+      const v = (payload as Record<string, unknown>)[claim];
+      if (v === undefined) return this.compile([]);
+      if (!isChannelPatternList(v)) throw new AuthError(ErrorCode.AUTH_FAILED, `Invalid \`${claim}\` claim: must be an array of channel patterns`);
+      return this.compile(v);
+    };
     return {
       sub,
-      channels: this.compile((channelsClaim as string[] | undefined) ?? []),
+      channels: grant('channels'),
+      publish: grant('publish'),
+      handle: grant('handle'),
+      call: grant('call'),
       expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null,
       info: (payload as Record<string, unknown>).info,
     };
@@ -149,14 +162,24 @@ function toAuthError(err: unknown): AuthError {
 
 export interface MintOptions {
   sub: string;
+  /** Read grant. */
   channels?: string[];
+  /** Publish grant. */
+  publish?: string[];
+  /** Producer / RPC handler grant. */
+  handle?: string[];
+  /** RPC call grant. */
+  call?: string[];
   ttlSeconds?: number;
   info?: unknown;
 }
 
 /** Mints an HS256 token (for `signalbox token`, dev mode, and tests). */
 export async function mintToken(secret: string, opts: MintOptions): Promise<string> {
-  const jwt = new SignJWT({ ...(opts.channels ? { channels: opts.channels } : {}), ...(opts.info !== undefined ? { info: opts.info } : {}) })
+  const claims: Record<string, unknown> = {};
+  for (const k of ['channels', 'publish', 'handle', 'call'] as const) if (opts[k]) claims[k] = opts[k];
+  if (opts.info !== undefined) claims.info = opts.info;
+  const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(opts.sub)
     .setIssuedAt();

@@ -15,7 +15,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
-import { decodeMsgpack, encodeMsgpack, type Publication } from '@signalbox/protocol';
+import { decodeMsgpack, encodeMsgpack, isPublisher, type Publication, type Publisher } from '@signalbox/protocol';
 import { generatePublicationId } from './memory.js';
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js';
 import {
@@ -484,8 +484,20 @@ function decodeMessage(buf: Buffer): Publication {
     offset,
     epoch,
     time,
-    publisher: typeof b.publisher === 'string' ? b.publisher : undefined,
+    publisher: readPublisher(b.publisher),
   };
+}
+
+/**
+ * The stored publisher. Before publisher identity, nodes stored a string (`api`, `presence`, or the
+ * client's subject): a history written by such a node still says who published, as well as it can.
+ */
+function readPublisher(v: unknown): Publisher | undefined {
+  if (isPublisher(v)) return v;
+  if (typeof v !== 'string' || v.length === 0) return undefined;
+  if (v === 'api') return { via: 'http', key: 'default' };
+  if (v === 'presence' || v === 'gateway') return { via: 'gateway', service: v === 'gateway' ? 'metrics' : v };
+  return { via: 'ws', sub: v, client: 'unknown' };
 }
 
 /** Random part of a new epoch; the script appends the server time (hex seconds). */

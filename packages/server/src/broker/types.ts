@@ -3,7 +3,7 @@
  * fanned out between nodes. `MemoryBroker` is the embedded default; `RedisBroker` is the
  * distributed engine. Both pass the same contract suite (test/contract/broker.contract.ts).
  */
-import type { Publication, StreamPosition } from '@signalbox/protocol';
+import type { Publication, Publisher, StreamPosition } from '@signalbox/protocol';
 
 export interface HistoryPolicy {
   /** How many publications to retain per channel; 0 keeps none (offsets still advance). */
@@ -20,8 +20,8 @@ export interface PublishRequest {
   id?: string;
   /** Idempotency key: a publish repeated with the same key within `idempotencyWindowMs` publishes nothing new. */
   idempotencyKey?: string;
-  /** `api`, or the publishing client's subject. */
-  publisher?: string;
+  /** Who published, as the gateway authenticated it; stored with the publication. */
+  publisher?: Publisher;
   history: HistoryPolicy;
   idempotencyWindowMs: number;
 }

@@ -16,8 +16,14 @@ export interface NamespaceConfig {
   historySize: number;
   /** History is kept this long after the channel's last publication. */
   historyTtlMs: number;
-  /** May clients publish (with read access to the channel)? The HTTP API always may. */
+  /** May clients publish here at all (they also need a `publish` or `handle` grant for the channel)? The HTTP API always may. */
   clientPublish: boolean;
+  /**
+   * Event types only the channel's producer may publish: clients holding a `handle` grant for the
+   * channel (the HTTP API always may). Exact types or prefixes ending in `.*` (`agent.*`). A
+   * viewer can then never speak as the producer.
+   */
+  producerTypes?: string[];
   /** Track who is subscribed (presence list + join/leave events). Implied by type `presence`. */
   presence: boolean;
   /** Most subscribers one channel may have on this node; 0 = unlimited. */
@@ -33,8 +39,10 @@ const H = 3600_000;
 export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
   ns('project', 'private', 1000, H, false),
   ns('prp', 'private', 500, H, false),
-  ns('agent', 'private', 1000, H, true),
-  ns('session', 'private', 1000, 10 * 60_000, true),
+  // What an agent says about its run is the agent's alone; users publish their own messages (`chat.message`).
+  { ...ns('agent', 'private', 1000, H, true), producerTypes: ['agent.*', 'chat.token', 'chat.done'] },
+  // What a page reports about itself is the page's alone.
+  { ...ns('session', 'private', 1000, 10 * 60_000, true), producerTypes: ['console.*', 'network.*', 'page.*', 'error.*', 'debug.result'] },
   ns('user', 'private', 200, H, false),
   // Presence out of the box: who is in a room, with join/leave on the room's own stream.
   ns('room', 'presence', 100, H, true),
@@ -42,7 +50,20 @@ export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
 ];
 
 function ns(name: string, type: NamespaceType, historySize: number, historyTtlMs: number, clientPublish: boolean): NamespaceConfig {
-  return { name, type, historySize, historyTtlMs, clientPublish, presence: type === 'presence', maxSubscribers: 0, allowBare: false, allowIds: true };
+  return { name, type, historySize, historyTtlMs, clientPublish, producerTypes: [], presence: type === 'presence', maxSubscribers: 0, allowBare: false, allowIds: true };
+}
+
+/** Compiled `producerTypes`: exact types, and prefixes (from `agent.*`). */
+class TypeSet {
+  private readonly exact: Set<string>;
+  private readonly prefixes: string[];
+  constructor(patterns: readonly string[]) {
+    this.exact = new Set(patterns.filter((p) => !p.endsWith('*')));
+    this.prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
+  }
+  has(type: string): boolean {
+    return this.exact.has(type) || this.prefixes.some((p) => type.startsWith(p));
+  }
 }
 
 export interface ResolvedChannel {
@@ -55,9 +76,11 @@ export type ChannelCheck = { ok: true; channel: ResolvedChannel } | { ok: false;
 
 export class NamespaceTable {
   private readonly byName: Map<string, NamespaceConfig>;
+  private readonly producerTypes: Map<string, TypeSet>;
 
   constructor(readonly namespaces: NamespaceConfig[]) {
     this.byName = new Map(namespaces.map((n) => [n.name, n]));
+    this.producerTypes = new Map(namespaces.filter((n) => (n.producerTypes?.length ?? 0) > 0).map((n) => [n.name, new TypeSet(n.producerTypes!)]));
   }
 
   get(name: string): NamespaceConfig | undefined {
@@ -85,21 +108,36 @@ export class NamespaceTable {
     return creds.channels.matches(ch.name);
   }
 
-  /** May these credentials publish to the channel over WebSocket? */
-  canPublish(creds: Credentials, ch: ResolvedChannel): boolean {
-    return ch.namespace.clientPublish && this.canRead(creds, ch);
+  /** Is `type` reserved on this channel for its producer (a `handle` grant)? */
+  isProducerType(ch: ResolvedChannel, type: string): boolean {
+    return this.producerTypes.get(ch.namespace.name)?.has(type) ?? false;
   }
 
-  /** Resolve and authorize in one step, with the error to send. */
-  check(creds: Credentials, name: unknown, op: 'read' | 'publish'): ChannelCheck {
+  /**
+   * May these credentials publish `type` to the channel over WebSocket? The namespace must allow
+   * client publishing, the token must grant the channel in `publish` (or `handle`: a producer
+   * publishes to what it produces), and a reserved producer type needs `handle`.
+   */
+  publishRefusal(creds: Credentials, ch: ResolvedChannel, type: string): string | null {
+    if (!ch.namespace.clientPublish) return `Clients may not publish to namespace '${ch.namespace.name}'`;
+    const producer = creds.handle.matches(ch.name);
+    if (this.isProducerType(ch, type) && !producer) {
+      return `Event type '${type}' on channel '${ch.name}' is reserved for the channel's producer (a \`handle\` grant)`;
+    }
+    if (!producer && !creds.publish.matches(ch.name)) return `Token does not grant publishing to channel '${ch.name}' (\`publish\` claim)`;
+    return null;
+  }
+
+  /** Resolve and authorize in one step, with the error to send. `type` is the event type of a publish. */
+  check(creds: Credentials, name: unknown, op: 'read'): ChannelCheck;
+  check(creds: Credentials, name: unknown, op: 'publish', type: string): ChannelCheck;
+  check(creds: Credentials, name: unknown, op: 'read' | 'publish', type?: string): ChannelCheck {
     const r = this.resolve(name);
     if (!r.ok) return r;
-    if (op === 'publish' && !r.channel.namespace.clientPublish) {
-      return { ok: false, code: ErrorCode.PERMISSION_DENIED, message: `Clients may not publish to namespace '${r.channel.namespace.name}'` };
-    }
-    if (!this.canRead(creds, r.channel)) {
-      return { ok: false, code: ErrorCode.PERMISSION_DENIED, message: `Token does not grant channel '${r.channel.name}'` };
-    }
+    const refusal = op === 'publish'
+      ? this.publishRefusal(creds, r.channel, type!)
+      : this.canRead(creds, r.channel) ? null : `Token does not grant channel '${r.channel.name}'`;
+    if (refusal !== null) return { ok: false, code: ErrorCode.PERMISSION_DENIED, message: refusal };
     return r;
   }
 }
@@ -129,7 +167,7 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       if (typeof v !== 'boolean') fail(`${name}.${k} must be true or false`);
       return v as boolean;
     };
-    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'presence', 'maxSubscribers', 'allowBare', 'allowIds']);
+    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds']);
     for (const k of Object.keys(e)) if (!known.has(k)) fail(`${name}: unknown field "${k}"`);
     const historySize = int('historySize', 100);
     if (historySize > 100_000) fail(`${name}.historySize must be at most 100000`);
@@ -139,10 +177,21 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       historySize,
       historyTtlMs: int('historyTtlMs', 3600_000),
       clientPublish: bool('clientPublish', false),
+      producerTypes: typePatterns(e.producerTypes, `${name}.producerTypes`, fail),
       presence: bool('presence', type === 'presence'),
       maxSubscribers: int('maxSubscribers', 0),
       allowBare: bool('allowBare', false),
       allowIds: bool('allowIds', true),
     };
   });
+}
+
+const TYPE_PATTERN_RE = /^(?:[A-Za-z][A-Za-z0-9_.:-]{0,63}|[A-Za-z][A-Za-z0-9_.:-]{0,62}\*)$/;
+
+function typePatterns(v: unknown, what: string, fail: (why: string) => never): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.length > 100 || !v.every((t) => typeof t === 'string' && TYPE_PATTERN_RE.test(t))) {
+    return fail(`${what} must be an array of event types or prefixes ending in * (e.g. "agent.*")`);
+  }
+  return v as string[];
 }

@@ -8,7 +8,7 @@
  * Failures come out as {@link GatewayError}s (see errors.ts): a refusal with its code, a broker
  * outage as `UNAVAILABLE`, anything else as `INTERNAL_ERROR` with its cause.
  */
-import { ErrorCode, type PresenceMember, type StreamPosition, type UnrecoverableReason } from '@signalbox/protocol';
+import { ErrorCode, type PresenceMember, type Publisher, type StreamPosition, type UnrecoverableReason } from '@signalbox/protocol';
 import { generatePublicationId } from '../broker/memory.js';
 import type { Broker, HistoryResult, PublishResult } from '../broker/types.js';
 import { GatewayError, toGatewayError } from '../errors.js';
@@ -17,8 +17,15 @@ import type { Metrics } from '../metrics.js';
 import type { PresenceStore } from '../presence/types.js';
 import type { ResolvedChannel } from './namespaces.js';
 
-/** Who asks for a publish: the HTTP API (its key), an authenticated client (its subject), or the gateway itself (live metrics). */
-export type PublishOrigin = { via: 'api' } | { via: 'client'; sub: string } | { via: 'gateway' };
+/**
+ * Who asks for a publish, as the caller authenticated it: a client connection (`ws`), the HTTP API
+ * (`http`, with its key's name), or the gateway itself. It is stored with the publication as its
+ * publisher: subscribers, recovery and history all see it.
+ */
+export type PublishOrigin = Publisher;
+
+/** The gateway's own presence announcements. */
+const PRESENCE_PUBLISHER: Publisher = Object.freeze({ via: 'gateway', service: 'presence' });
 
 /** A publication as a caller hands it over: already validated (type, id, size and depth). */
 export interface PublishMessage {
@@ -61,8 +68,8 @@ export class ChannelOperations {
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
-    const publisher = origin.via === 'client' ? origin.sub : origin.via;
-    const source = origin.via === 'client' ? 'client' : origin.via;
+    const publisher = origin;
+    const source = origin.via === 'ws' ? 'client' : origin.via === 'http' ? 'api' : 'gateway';
     const idempotencyKey = id === undefined || origin.via === 'gateway' ? undefined : scopedIdempotencyKey(origin, id);
     const started = performance.now();
     let results: PublishResult[];
@@ -127,7 +134,7 @@ export class ChannelOperations {
       else await presence.remove(ch.name, member.clientId);
       const ns = ch.namespace;
       await broker.publish({
-        channel: ch.name, type: `presence.${change}`, data: { member }, publisher: 'presence',
+        channel: ch.name, type: `presence.${change}`, data: { member }, publisher: PRESENCE_PUBLISHER,
         history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: 0,
       });
     } catch (err) {
@@ -147,5 +154,6 @@ export class ChannelOperations {
  * `api`, say) can reach the HTTP API's key space or another kind's.
  */
 export function scopedIdempotencyKey(origin: Exclude<PublishOrigin, { via: 'gateway' }>, id: string): string {
-  return origin.via === 'api' ? `api|${id}` : `client|${origin.sub.length}:${origin.sub}:${id}`;
+  // Every API key shares one scope (they are the backend's); a client's is its token subject's, not its connection's, so a retry after a reconnect is still de-duplicated.
+  return origin.via === 'http' ? `api|${id}` : `client|${origin.sub.length}:${origin.sub}:${id}`;
 }

@@ -1,11 +1,12 @@
 /**
  * HTTP API: publish, history, channels, health, readiness, metrics. API-key protected routes use
- * `Authorization: Bearer <SIGNALBOX_API_KEY>`. Errors: `{error: {code, message, details?}}`.
+ * `Authorization: Bearer <key>`: SIGNALBOX_API_KEY, or a named key of SIGNALBOX_API_KEYS with the
+ * route's scope. Errors: `{error: {code, message, details?}}`.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode, isValidEventType, isValidMessageId, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
+import type { ApiKeyring, ApiPrincipal, ApiScope } from '../auth/api-keys.js';
 import type { Broker, PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
 import type { ChannelOperations } from '../channels/operations.js';
@@ -17,7 +18,7 @@ import type { Metrics } from '../metrics.js';
 
 export interface ApiContext {
   config: GatewayConfig;
-  apiKey: string | undefined;
+  keys: ApiKeyring;
   broker: Broker;
   hub: Hub;
   ops: ChannelOperations;
@@ -38,10 +39,6 @@ function errorBody(e: GatewayError): { error: { code: ErrorCode; message: string
   return { error: { code: e.code, message: e.message, ...(Object.keys(e.details).length > 0 ? { details: e.details } : {}) } };
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
 export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   /** A failed request's reply: the one error map decides code and status; an unexpected failure is logged, its cause never sent. */
   const sendFailure = (reply: FastifyReply, err: unknown, details: Record<string, unknown> = {}) => {
@@ -50,13 +47,20 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return reply.code(e.httpStatus).send(errorBody(e));
   };
 
-  const keyDigest = ctx.apiKey ? digest(ctx.apiKey) : null;
+  // Who called: set by the scope check before a handler runs.
+  const principals = new WeakMap<FastifyRequest, ApiPrincipal>();
+  const principal = (req: FastifyRequest): ApiPrincipal => principals.get(req)!;
 
-  const requireKey = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!keyDigest) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'The HTTP API is disabled: set SIGNALBOX_API_KEY');
+  /** A preHandler admitting a valid key that has `scope`: 401 without a valid key, 403 without the scope. */
+  const requireScope = (scope: ApiScope) => async (req: FastifyRequest, reply: FastifyReply) => {
+    if (ctx.keys.size === 0) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'The HTTP API is disabled: set SIGNALBOX_API_KEY or SIGNALBOX_API_KEYS');
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    // Compare digests so the comparison is constant-time whatever the presented length.
-    if (!m || !timingSafeEqual(digest(m[1]!), keyDigest)) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Missing or invalid API key');
+    const who = m ? ctx.keys.authenticate(m[1]!) : null;
+    if (!who) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Missing or invalid API key');
+    if (!who.scopes.has(scope)) {
+      return sendError(reply, 403, ErrorCode.PERMISSION_DENIED, `API key '${who.name}' does not have the '${scope}' scope`, { key: who.name, scope });
+    }
+    principals.set(req, who);
   };
 
   // JSON bodies get the WebSocket frames' nesting limit, checked on the text before it is parsed:
@@ -102,7 +106,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
 
-  app.post('/v1/publish', { preHandler: requireKey }, async (req, reply) => {
+  app.post('/v1/publish', { preHandler: requireScope('publish') }, async (req, reply) => {
     const body = req.body as Record<string, unknown> | undefined;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, 'Body must be a JSON object {channel | channels, type, data, id?}');
@@ -121,6 +125,10 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     if (body.id !== undefined && !isValidMessageId(body.id)) {
       return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`id` must be a string of 1-128 printable ASCII characters');
     }
+    // On whose behalf a backend publishes: the publication names both the key and this subject.
+    if (body.as !== undefined && (typeof body.as !== 'string' || body.as.length === 0 || body.as.length > 128)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`as` must be a subject of 1-128 characters');
+    }
     const channels: ResolvedChannel[] = [];
     for (const name of new Set(names as string[])) {
       const r = ctx.namespaces.resolve(name);
@@ -130,7 +138,9 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     // One id for the publication in every channel; it is also the idempotency key.
     let results: PublishResult[];
     try {
-      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined }, { via: 'api' });
+      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined }, {
+        via: 'http', key: principal(req).name, ...(body.as !== undefined ? { sub: body.as as string } : {}),
+      });
     } catch (err) {
       return sendFailure(reply, err);
     }
@@ -138,7 +148,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return reply.code(200).send(single ? { ...publications[0], publications } : { id: publications[0]!.id, publications });
   });
 
-  app.get('/v1/channels/:channel/history', { preHandler: requireKey }, async (req, reply) => {
+  app.get('/v1/channels/:channel/history', { preHandler: requireScope('history') }, async (req, reply) => {
     const { channel } = req.params as { channel: string };
     const q = req.query as Record<string, string | undefined>;
     const r = ctx.namespaces.resolve(channel);
@@ -164,7 +174,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
   });
 
-  app.get('/v1/channels/:channel/presence', { preHandler: requireKey }, async (req, reply) => {
+  app.get('/v1/channels/:channel/presence', { preHandler: requireScope('presence') }, async (req, reply) => {
     const { channel } = req.params as { channel: string };
     const r = ctx.namespaces.resolve(channel);
     if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel });
@@ -175,8 +185,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
   });
 
-  app.get('/v1/channels', { preHandler: requireKey }, async () => ({ channels: ctx.hub.channelStats() }));
-  app.get('/v1/stats', { preHandler: requireKey }, async () => ctx.stats());
+  app.get('/v1/channels', { preHandler: requireScope('admin') }, async () => ({ channels: ctx.hub.channelStats() }));
+  app.get('/v1/stats', { preHandler: requireScope('admin') }, async () => ctx.stats());
 }
 
 function loadConsole(): string | null {

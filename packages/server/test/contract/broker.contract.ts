@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Bytes, type Publication } from '@signalbox/protocol';
+import { Bytes, type Publication, type Publisher } from '@signalbox/protocol';
 import type { Broker, BrokerHandler, HistoryPolicy, PublishRequest, PublishResult } from '../../src/broker/types.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -136,7 +136,12 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
       it('gives offsets 1..N in one epoch, and history returns them in order', async () => {
         const ch = uniqueChannel('seq');
         const results: PublishResult[] = [];
-        for (let i = 0; i < 20; i++) results.push(await publishTo(broker, ch, { i }, { publisher: 'api' }));
+        // Each kind of publisher is stored with its publication and read back as it was given.
+        const publishers: Publisher[] = [
+          { via: 'http', key: 'backend', sub: 'usr_9' }, { via: 'http', key: 'default' },
+          { via: 'ws', sub: 'usr_1', client: 'conn_x1' }, { via: 'gateway', service: 'presence' },
+        ];
+        for (let i = 0; i < 20; i++) results.push(await publishTo(broker, ch, { i }, { publisher: publishers[i % 4] }));
         expect(offsets(results.map((r) => r.publication))).toEqual(range(1, 20));
         const epoch = results[0]!.publication.epoch;
         expect(epoch.length).toBeGreaterThan(0);
@@ -146,7 +151,7 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
           expect(r.publication.epoch).toBe(epoch);
           expect(r.publication.channel).toBe(ch);
           expect(r.publication.type).toBe('message');
-          expect(r.publication.publisher).toBe('api');
+          expect(r.publication.publisher).toEqual(publishers[(r.publication.offset - 1) % 4]);
           expect(Math.abs(r.publication.time - Date.now())).toBeLessThan(60_000);
         }
         const h = await broker.history(ch, {});

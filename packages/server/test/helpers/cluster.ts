@@ -179,7 +179,7 @@ export async function startNodes(count: number, opts: GatewayProcessOptions): Pr
 }
 
 export function clusterToken(sub = 'usr_cluster'): Promise<string> {
-  return mintToken(CLUSTER_SECRET, { sub, channels: ['*'], ttlSeconds: 3600 });
+  return mintToken(CLUSTER_SECRET, { sub, channels: ['*'], publish: ['*'], handle: ['*'], call: ['*'], ttlSeconds: 3600 });
 }
 
 // ---- Publisher -----------------------------------------------------------------------------------

@@ -41,9 +41,14 @@ export function unsecuredJwt(claims: Record<string, unknown>): string {
   return `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url(claims)}.`;
 }
 
-/** Standard claims for a valid token: sub usr_1, all channels, one hour. */
+/**
+ * Standard claims for a valid token: sub usr_1, all channels, one hour; by default every grant
+ * (publish, handle, call) on what it may read. Tests of the separate grants set each one.
+ */
 export function claims(extra: Record<string, unknown> = {}): JWTPayload & Record<string, unknown> {
-  return { sub: 'usr_1', channels: ['*'], iat: nowSeconds(), exp: nowSeconds() + 3600, ...extra };
+  const channels = extra.channels ?? ['*'];
+  const publish = extra.publish ?? channels;
+  return { sub: 'usr_1', iat: nowSeconds(), exp: nowSeconds() + 3600, ...extra, channels, publish, handle: extra.handle ?? publish, call: extra.call ?? channels };
 }
 
 export interface RsaPair {

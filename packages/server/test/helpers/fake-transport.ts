@@ -15,7 +15,7 @@ import { createLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryPresenceStore } from '../../src/presence/memory.js';
 import type { Transport } from '../../src/transport/types.js';
-import type { Msg } from './gateway.js';
+import { testGrants, type Msg } from './gateway.js';
 
 export const UNIT_SECRET = 'unit-test-secret-0123456789abcdef';
 
@@ -115,7 +115,7 @@ export async function unitNode(overrides: Partial<GatewayConfig> = {}): Promise<
   };
   return {
     config, ctx, broker, hub, closed,
-    token: (o = {}) => mintToken(UNIT_SECRET, { sub: 'usr_1', channels: ['*'], ttlSeconds: 3600, ...o }),
+    token: (o = {}) => mintToken(UNIT_SECRET, testGrants(o)),
     connect(token, info = {}) {
       const t = new FakeTransport();
       const conn = new Connection(ctx, t, { id: `conn_unit_${++seq}`, ip: '127.0.0.1', dialect: info.dialect ?? 'prp', encoding: info.encoding ?? 'json' });

@@ -36,7 +36,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}, opts:
   const http = `http://127.0.0.1:${port}`;
   return {
     gateway, config, port, http, ws: `ws://127.0.0.1:${port}`,
-    token: (o = {}) => mintToken(config.jwtSecret ?? TEST_SECRET, { sub: 'usr_1', channels: ['*'], ttlSeconds: 3600, ...o }),
+    token: (o = {}) => mintToken(config.jwtSecret ?? TEST_SECRET, testGrants(o)),
     async publish(body, apiKey = TEST_API_KEY) {
       const res = await fetch(`${http}/v1/publish`, {
         method: 'POST', headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
@@ -168,4 +168,15 @@ export async function connectPrd(gw: TestGateway, opts: { token?: string } = {})
 
 export function uniqueChannel(ns = 'project'): string {
   return `${ns}:t_${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * A test token's claims: sub usr_1, one hour, and by default every grant (publish, handle, call)
+ * on what it may read, as when reading implied publishing. Tests of the separate grants set each
+ * grant they mean.
+ */
+export function testGrants(o: Partial<MintOptions> = {}): MintOptions {
+  const channels = o.channels ?? ['*'];
+  const publish = o.publish ?? channels;
+  return { sub: 'usr_1', ttlSeconds: 3600, ...o, channels, publish, handle: o.handle ?? publish, call: o.call ?? channels };
 }
