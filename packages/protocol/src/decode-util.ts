@@ -1,5 +1,5 @@
 import { ErrorCode } from './errors.js';
-import { isStreamPosition, isValidMessageId, type ChannelRequest, type Command } from './model.js';
+import { MAX_RPC_METHODS, isStreamPosition, isValidMessageId, isValidMethodName, type ChannelRequest, type Command } from './model.js';
 
 /** A request that could not be turned into a command; answered with an `error` event. */
 export interface DecodeError {
@@ -61,4 +61,33 @@ export function readHistoryLimit(value: unknown): number | undefined | string {
     return `\`limit\` must be an integer from 0 to ${MAX_HISTORY_LIMIT}`;
   }
   return value;
+}
+
+/** `methods` of an `rpc.handle`: absent/null (every method) or a list of method names. */
+export function readMethods(value: unknown): string[] | null | string {
+  if (value === undefined || value === null) return null;
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_RPC_METHODS || !value.every(isValidMethodName)) {
+    return `\`methods\` must be a list of 1-${MAX_RPC_METHODS} method names (1-64 characters [A-Za-z0-9_.:-], letter first)`;
+  }
+  return [...new Set(value as string[])];
+}
+
+/** The fields of an `rpc.call` after its channel; an error message for the first bad one. */
+export function readCall(requestId: string | undefined, channel: string, v: Record<string, unknown>): Extract<Command, { kind: 'rpc_call' }> | string {
+  if (!isValidMethodName(v.method)) return '`method` must be a method name (1-64 characters [A-Za-z0-9_.:-], letter first)';
+  const t = v.timeoutMs;
+  if (t !== undefined && t !== null && (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 1)) return '`timeoutMs` must be a positive integer';
+  return { kind: 'rpc_call', requestId, channel, method: v.method, params: v.params ?? null, ...(typeof t === 'number' ? { timeoutMs: t } : {}) };
+}
+
+/** The body of an `rpc.reply`: `{callId, result}` or `{callId, error: {code?, message}}`. */
+export function readReply(requestId: string | undefined, v: Record<string, unknown>): Extract<Command, { kind: 'rpc_reply' }> | string {
+  if (typeof v.callId !== 'string' || v.callId.length === 0 || v.callId.length > 128) return '`callId` must be the id of the request answered';
+  if (v.error !== undefined && v.error !== null) {
+    const e = v.error;
+    if (!isPlainObject(e) || typeof e.message !== 'string') return '`error` must be {code?, message}';
+    if (e.code !== undefined && (typeof e.code !== 'string' || !/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(e.code))) return '`error.code` must be 1-64 characters [A-Za-z0-9_.:-], letter first';
+    return { kind: 'rpc_reply', requestId, callId: v.callId, error: { ...(typeof e.code === 'string' ? { code: e.code } : {}), message: e.message.slice(0, 1024) } };
+  }
+  return { kind: 'rpc_reply', requestId, callId: v.callId, result: v.result ?? null };
 }

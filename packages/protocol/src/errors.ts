@@ -31,6 +31,14 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** An unexpected server-side failure; the request may be retried. */
   INTERNAL_ERROR: 'INTERNAL_ERROR',
+  /** No live handler is registered for the channel (and method) called. */
+  RPC_NO_HANDLER: 'RPC_NO_HANDLER',
+  /** The handler did not answer within the call's timeout. */
+  RPC_TIMEOUT: 'RPC_TIMEOUT',
+  /** The handler answered with an error: its message, and its code in `details.handlerCode`. */
+  RPC_FAILED: 'RPC_FAILED',
+  /** The handler serving the call disconnected or stopped handling before it answered. */
+  RPC_HANDLER_GONE: 'RPC_HANDLER_GONE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -48,6 +56,10 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCode, { description: string; action
   UNRECOVERABLE_POSITION: { description: 'Stream position cannot be recovered', action: 'Reload state, then subscribe without a position' },
   UNAVAILABLE: { description: 'Broker unavailable', action: 'Retry with backoff' },
   INTERNAL_ERROR: { description: 'Internal server error', action: 'Retry; report if it persists' },
+  RPC_NO_HANDLER: { description: 'No handler for this channel and method', action: 'Retry once a handler has registered (e.g. when its presence shows)' },
+  RPC_TIMEOUT: { description: 'The handler did not answer in time', action: 'Retry if the method is safe to repeat; raise timeoutMs' },
+  RPC_FAILED: { description: "The handler answered with an error", action: "See the handler's message and details.handlerCode" },
+  RPC_HANDLER_GONE: { description: 'The handler went away mid-call', action: 'Retry if the method is safe to repeat: another handler may serve it' },
 };
 
 /**

@@ -70,7 +70,13 @@ export type Command =
   | { kind: 'refresh'; requestId?: string; token: string }
   | { kind: 'ping'; requestId?: string }
   /** A PRD-035 client answering a server `ping`; nothing to do. */
-  | { kind: 'pong'; requestId?: string };
+  | { kind: 'pong'; requestId?: string }
+  /** Register as the channel's RPC handler, for these methods (null: every method). */
+  | { kind: 'rpc_handle'; requestId?: string; channel: string; methods: string[] | null }
+  | { kind: 'rpc_unhandle'; requestId?: string; channel: string }
+  | { kind: 'rpc_call'; requestId?: string; channel: string; method: string; params: unknown; timeoutMs?: number }
+  /** A handler's answer to an `rpc_request`: a result, or an error of its own. */
+  | { kind: 'rpc_reply'; requestId?: string; callId: string; result?: unknown; error?: { code?: string; message: string } };
 
 /** Why a requested recovery could not be served exactly. */
 export type UnrecoverableReason =
@@ -124,7 +130,12 @@ export type ServerEvent =
   | { kind: 'history'; replyTo?: string; channel: string; publications: Publication[]; position: StreamPosition }
   | { kind: 'presence'; replyTo?: string; channel: string; members: PresenceMember[] }
   | { kind: 'presence_change'; channel: string; joined?: PresenceMember; left?: PresenceMember }
-  | { kind: 'unsubscribed_by_server'; channel: string; code: ErrorCode; message: string };
+  | { kind: 'unsubscribed_by_server'; channel: string; code: ErrorCode; message: string }
+  | { kind: 'rpc_handling'; replyTo?: string; channel: string; methods: string[] | null }
+  | { kind: 'rpc_unhandled'; replyTo?: string; channel: string }
+  | { kind: 'rpc_result'; replyTo?: string; channel: string; method: string; result: unknown }
+  /** A call routed to this connection, its channel's handler. `timeoutMs`: what is left of the caller's timeout. */
+  | { kind: 'rpc_request'; callId: string; channel: string; method: string; params: unknown; caller: Publisher; timeoutMs: number };
 
 /** Event types a publisher may not use: they would impersonate system events. */
 export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
@@ -151,3 +162,11 @@ export function isStreamPosition(v: unknown): v is StreamPosition {
   return typeof p.epoch === 'string' && p.epoch.length > 0 && p.epoch.length <= 64 &&
     typeof p.offset === 'number' && Number.isSafeInteger(p.offset) && p.offset >= 0;
 }
+
+/** An RPC method name: 1-64 characters, letter first, then letters, digits, `_ . : -`. */
+export function isValidMethodName(m: unknown): m is string {
+  return typeof m === 'string' && EVENT_TYPE_RE.test(m);
+}
+
+/** Most methods one registration may list. */
+export const MAX_RPC_METHODS = 64;

@@ -9,7 +9,7 @@
 import { ErrorCode } from './errors.js';
 import type { Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
-import { type DecodeResult, decodeError, isPlainObject, readChannelList, readHistoryLimit, readRequestId } from './decode-util.js';
+import { type DecodeResult, decodeError, isPlainObject, readCall, readChannelList, readHistoryLimit, readMethods, readReply, readRequestId } from './decode-util.js';
 
 export interface PrdServerMessage {
   type: 'subscribe' | 'unsubscribe' | 'message' | 'ack' | 'ping' | 'pong' | 'error';
@@ -75,6 +75,24 @@ export function decodePrdCommand(msg: unknown): DecodeResult {
       return { kind: 'refresh', requestId, token: data.token };
     case 'ping':
       return { kind: 'ping', requestId };
+    case 'rpc.handle': {
+      if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
+      const methods = readMethods(data?.methods);
+      if (typeof methods === 'string') return bad(methods.replace('`methods`', '`data.methods`'));
+      return { kind: 'rpc_handle', requestId, channel: msg.channel, methods };
+    }
+    case 'rpc.unhandle':
+      if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
+      return { kind: 'rpc_unhandle', requestId, channel: msg.channel };
+    case 'rpc.call': {
+      if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
+      const call = readCall(requestId, msg.channel, data ?? {});
+      return typeof call === 'string' ? bad(call.replace(/^`(\w+)`/, '`data.$1`')) : call;
+    }
+    case 'rpc.reply': {
+      const reply = readReply(requestId, data ?? {});
+      return typeof reply === 'string' ? bad(reply.replace(/^`(\w+)`/, '`data.$1`')) : reply;
+    }
     case 'pong':
       return { kind: 'pong', requestId };
     default:
@@ -154,5 +172,16 @@ export function prdEvent(ev: ServerEvent, id: string, timestamp: string): PrdSer
       };
     case 'unsubscribed_by_server':
       return { type: 'unsubscribe', channel: ev.channel, id, timestamp, data: { code: ev.code, message: ev.message } };
+    case 'rpc_handling':
+      return { type: 'ack', channel: ev.channel, id, timestamp, replyTo: ev.replyTo, data: { action: 'rpc.handle', methods: ev.methods } };
+    case 'rpc_unhandled':
+      return { type: 'ack', channel: ev.channel, id, timestamp, replyTo: ev.replyTo, data: { action: 'rpc.unhandle' } };
+    case 'rpc_result':
+      return { type: 'ack', channel: ev.channel, id, timestamp, replyTo: ev.replyTo, data: { action: 'rpc.call', method: ev.method, result: ev.result } };
+    case 'rpc_request':
+      return {
+        type: 'message', channel: ev.channel, id, timestamp, event: 'rpc.request',
+        data: { callId: ev.callId, channel: ev.channel, method: ev.method, params: ev.params, caller: ev.caller, timeoutMs: ev.timeoutMs },
+      };
   }
 }

@@ -8,8 +8,8 @@ import { ErrorCode } from './errors.js';
 import type { Command, Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
 import {
-  type DecodeResult, decodeError, isPlainObject, readChannelList, readChannelRequest, readHistoryLimit, readRequestId,
-  MAX_CHANNELS_PER_REQUEST,
+  type DecodeResult, decodeError, isPlainObject, readCall, readChannelList, readChannelRequest, readHistoryLimit, readMethods, readReply,
+  readRequestId, MAX_CHANNELS_PER_REQUEST,
 } from './decode-util.js';
 
 /** Server message of the PRP dialect. */
@@ -96,6 +96,24 @@ export function decodePrpCommand(msg: unknown): DecodeResult {
     }
     case 'ping':
       return { kind: 'ping', requestId };
+    case 'rpc.handle': {
+      if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
+      const methods = readMethods(p.methods);
+      if (typeof methods === 'string') return bad(methods.replace('`methods`', '`payload.methods`'));
+      return { kind: 'rpc_handle', requestId, channel: p.channel, methods };
+    }
+    case 'rpc.unhandle':
+      if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
+      return { kind: 'rpc_unhandle', requestId, channel: p.channel };
+    case 'rpc.call': {
+      if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
+      const call = readCall(requestId, p.channel, p);
+      return typeof call === 'string' ? bad(call) : call;
+    }
+    case 'rpc.reply': {
+      const reply = readReply(requestId, p);
+      return typeof reply === 'string' ? bad(reply) : reply;
+    }
     default:
       return decodeError(ErrorCode.INVALID_ACTION, `Unknown action '${action.slice(0, 64)}'`, requestId, action.slice(0, 64));
   }
@@ -159,5 +177,16 @@ export function prpEvent(ev: ServerEvent, id: string, timestamp: string): PrpSer
         : { id, type: 'presence.left', timestamp, channel: ev.channel, data: { channel: ev.channel, member: ev.left } };
     case 'unsubscribed_by_server':
       return { id, type: 'subscription.removed', timestamp, channel: ev.channel, data: { channel: ev.channel, code: ev.code, message: ev.message } };
+    case 'rpc_handling':
+      return { id, type: 'rpc.handling', timestamp, replyTo: ev.replyTo, data: { channel: ev.channel, methods: ev.methods } };
+    case 'rpc_unhandled':
+      return { id, type: 'rpc.unhandled', timestamp, replyTo: ev.replyTo, data: { channel: ev.channel } };
+    case 'rpc_result':
+      return { id, type: 'rpc.result', timestamp, replyTo: ev.replyTo, data: { channel: ev.channel, method: ev.method, result: ev.result } };
+    case 'rpc_request':
+      return {
+        id, type: 'rpc.request', timestamp, channel: ev.channel,
+        data: { callId: ev.callId, channel: ev.channel, method: ev.method, params: ev.params, caller: ev.caller, timeoutMs: ev.timeoutMs },
+      };
   }
 }

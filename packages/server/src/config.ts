@@ -46,6 +46,10 @@ export interface GatewayConfig {
   outboundBufferBytes: number;
   slowConsumerGraceMs: number;
   idempotencyWindowMs: number;
+  rpcTimeoutMs: number;
+  rpcMaxTimeoutMs: number;
+  rpcMaxCallsInFlight: number;
+  rpcCallRate: number;
   logLevel: string;
   trustProxy: boolean;
   writeThreads: number;
@@ -108,6 +112,10 @@ export const SETTINGS: SettingSpec[] = [
   S('outboundBufferBytes', 'outbound-buffer', 'SIGNALBOX_OUTBOUND_BUFFER', 'bytes', 4 * 1024 * 1024, 'Per-connection outbound buffer; a client that stays above it longer than the grace period, or reaches 4x it, is closed with 4010 (slow consumer).', { min: 1024 }),
   S('slowConsumerGraceMs', 'slow-consumer-grace', 'SIGNALBOX_SLOW_CONSUMER_GRACE', 'duration', 5000, 'How long a connection may stay above its outbound buffer (e.g. while a large recovery drains) before it is closed with 4010.', { min: 0 }),
   S('idempotencyWindowMs', 'idempotency-window', 'SIGNALBOX_IDEMPOTENCY_WINDOW', 'duration', 120_000, 'How long a publish id is remembered for deduplication.', { min: 0 }),
+  S('rpcTimeoutMs', 'rpc-timeout', 'SIGNALBOX_RPC_TIMEOUT', 'duration', 10_000, 'Timeout of an RPC call that names none (`timeoutMs`): past it the caller gets RPC_TIMEOUT.', { min: 1 }),
+  S('rpcMaxTimeoutMs', 'rpc-max-timeout', 'SIGNALBOX_RPC_MAX_TIMEOUT', 'duration', 60_000, 'Longest `timeoutMs` an RPC call may ask for; longer is refused (INVALID_MESSAGE).', { min: 1 }),
+  S('rpcMaxCallsInFlight', 'rpc-max-in-flight', 'SIGNALBOX_RPC_MAX_IN_FLIGHT', 'int', 64, 'RPC calls one connection may have waiting for their outcome; beyond: RATE_LIMITED.', { min: 1 }),
+  S('rpcCallRate', 'rpc-rate', 'SIGNALBOX_RPC_RATE', 'int', 100, 'RPC calls per second per connection (burst twice that); beyond: RATE_LIMITED.', { min: 1 }),
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
   S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Behind one load balancer: take the client IP (for the per-IP cap) from the last X-Forwarded-For entry, the one the balancer appended.'),
   S('turnBudgetBytes', 'turn-budget', 'SIGNALBOX_TURN_BUDGET', 'bytes', 16 * 1024 * 1024, 'Outbound bytes one event-loop turn may queue for its round of writes; past it, client sockets that send more are not read until that round is written, so a flood of publishes cannot hold up delivery (or the loop) for long.', { min: 65_536 }),

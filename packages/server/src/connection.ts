@@ -5,7 +5,7 @@
  */
 import {
   CloseCode, ErrorCode, decodeJsonFrame, decodeMsgpackFrame, decodePrdCommand, decodePrpCommand, isDecodeError,
-  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type PresenceMember, type ServerEvent,
+  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type PresenceMember, type Publisher, type ServerEvent,
   type StreamPosition, type SubscribeOutcome,
 } from '@signalbox/protocol';
 import { AuthError, type Authenticator, type Credentials } from './auth/jwt.js';
@@ -17,6 +17,7 @@ import { toGatewayError } from './errors.js';
 import type { Hub, PreparedSubscription, Subscriber } from './hub.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { RpcRouter } from './rpc/router.js';
 import { TokenBucket } from './ratelimit.js';
 import type { Transport } from './transport/types.js';
 import { SERVER_VERSION } from './version.js';
@@ -28,6 +29,8 @@ export interface ConnectionContext {
   ops: ChannelOperations;
   namespaces: NamespaceTable;
   auth: Authenticator;
+  /** Request/reply to channel handlers, on this node and across nodes. */
+  rpc: RpcRouter;
   metrics: Metrics;
   log: Logger;
   /** Called once when the connection is gone. */
@@ -68,6 +71,9 @@ export class Connection implements Subscriber {
   private readonly messageBucket: TokenBucket;
   /** Made on the first publish (full, as it would be by then): most connections only subscribe. */
   private publishBucket: TokenBucket | null = null;
+  private callBucket: TokenBucket | null = null;
+  /** RPC calls of this connection waiting for their outcome. */
+  private rpcInFlight = 0;
   private readonly subscribeBucket: TokenBucket;
   /** Invalid messages tolerated before the socket is closed (4008); created on the first one. */
   private violationBucket: TokenBucket | null = null;
@@ -255,7 +261,94 @@ export class Connection implements Subscriber {
         return;
       case 'pong':
         return;
+      case 'rpc_handle':
+        return this.rpcHandle(cmd);
+      case 'rpc_unhandle':
+        return this.rpcUnhandle(cmd);
+      case 'rpc_call':
+        // Not awaited: a call in flight must not hold up this connection's other requests.
+        this.rpcCall(cmd);
+        return;
+      case 'rpc_reply':
+        this.ctx.rpc.reply(this, cmd.callId, cmd);
+        return;
     }
+  }
+
+  // ---- RPC ----------------------------------------------------------------------------------
+
+  /** A call routed to this connection as the channel's handler. */
+  deliverCall(call: { callId: string; channel: string; method: string; params: unknown; caller: Publisher; timeoutMs: number }): void {
+    this.send({ kind: 'rpc_request', ...call });
+  }
+
+  /** Resolves an RPC request's channel and checks the token's `handle` or `call` grant (else the error is sent). */
+  private rpcChannel(cmd: Extract<Command, { channel: string }>, grant: 'handle' | 'call', extra: ErrorInfo['details'] = {}): { details: ErrorInfo['details']; channel: ResolvedChannel | null } {
+    const details: ErrorInfo['details'] = { requestId: cmd.requestId, action: actionName(this.dialect, cmd), channel: cmd.channel, ...extra };
+    const r = this.ctx.namespaces.resolve(cmd.channel);
+    if (!r.ok) {
+      this.sendError(r.code, r.message, details);
+      return { details, channel: null };
+    }
+    if (!this.creds![grant].matches(r.channel.name)) {
+      const what = grant === 'handle' ? 'handling' : 'calling the handler of';
+      this.sendError(ErrorCode.PERMISSION_DENIED, `Token does not grant ${what} channel '${r.channel.name}' (\`${grant}\` claim)`, details);
+      return { details, channel: null };
+    }
+    return { details, channel: r.channel };
+  }
+
+  private async rpcHandle(cmd: Extract<Command, { kind: 'rpc_handle' }>): Promise<void> {
+    const { details, channel } = this.rpcChannel(cmd, 'handle');
+    if (!channel) return;
+    if (!this.ctx.rpc.handled(this).includes(channel.name) && this.ctx.rpc.handled(this).length >= MAX_HANDLED_CHANNELS) {
+      this.sendError(ErrorCode.SUBSCRIPTION_LIMIT, `A connection may handle at most ${MAX_HANDLED_CHANNELS} channels`, details);
+      return;
+    }
+    try {
+      await this.ctx.rpc.register(this, channel.name, cmd.methods);
+      this.send({ kind: 'rpc_handling', replyTo: cmd.requestId, channel: channel.name, methods: cmd.methods });
+    } catch (err) {
+      this.sendFailure(err, details);
+    }
+  }
+
+  private async rpcUnhandle(cmd: Extract<Command, { kind: 'rpc_unhandle' }>): Promise<void> {
+    const { details, channel } = this.rpcChannel(cmd, 'handle');
+    if (!channel) return;
+    try {
+      await this.ctx.rpc.unregister(this, channel.name);
+      this.send({ kind: 'rpc_unhandled', replyTo: cmd.requestId, channel: channel.name });
+    } catch (err) {
+      this.sendFailure(err, details);
+    }
+  }
+
+  private rpcCall(cmd: Extract<Command, { kind: 'rpc_call' }>): void {
+    const { details, channel } = this.rpcChannel(cmd, 'call', { method: cmd.method });
+    if (!channel) return;
+    const cfg = this.ctx.config;
+    const timeoutMs = cmd.timeoutMs ?? cfg.rpcTimeoutMs;
+    if (timeoutMs > cfg.rpcMaxTimeoutMs) {
+      this.violation(ErrorCode.INVALID_MESSAGE, `\`timeoutMs\` may be at most ${cfg.rpcMaxTimeoutMs} (SIGNALBOX_RPC_MAX_TIMEOUT)`, details);
+      return;
+    }
+    if (this.rpcInFlight >= cfg.rpcMaxCallsInFlight) {
+      this.rateLimited(`Too many calls in flight (at most ${cfg.rpcMaxCallsInFlight}, SIGNALBOX_RPC_MAX_IN_FLIGHT)`, details);
+      return;
+    }
+    if (!(this.callBucket ??= new TokenBucket(cfg.rpcCallRate, cfg.rpcCallRate * 2)).take()) {
+      this.rateLimited('Too many calls', details);
+      return;
+    }
+    this.rpcInFlight++;
+    const caller: Publisher = { via: 'ws', sub: this.creds!.sub, client: this.id };
+    this.ctx.rpc.call(channel.name, cmd.method, cmd.params, caller, timeoutMs).then(
+      (result) => this.send({ kind: 'rpc_result', replyTo: cmd.requestId, channel: channel.name, method: cmd.method, result }),
+      (err: unknown) => this.sendFailure(err, details),
+    ).finally(() => {
+      this.rpcInFlight--;
+    });
   }
 
   private async subscribe(cmd: Extract<Command, { kind: 'subscribe' }>): Promise<void> {
@@ -622,6 +715,7 @@ export class Connection implements Subscriber {
     if (this.overTimer) clearTimeout(this.overTimer);
     this.preauth = null;
     this.releaseSubscriptions();
+    this.ctx.rpc.connectionClosed(this);
     this.ctx.metrics.connectionsClosed.labels(String(code)).inc();
     this.ctx.onClosed(this);
   }
@@ -640,7 +734,14 @@ export class Connection implements Subscriber {
   }
 }
 
+/** Channels one connection may handle. */
+const MAX_HANDLED_CHANNELS = 100;
+
+const RPC_ACTIONS: Partial<Record<Command['kind'], string>> = { rpc_handle: 'rpc.handle', rpc_unhandle: 'rpc.unhandle', rpc_call: 'rpc.call', rpc_reply: 'rpc.reply' };
+
 function actionName(dialect: Dialect, cmd: Command): string {
+  const rpc = RPC_ACTIONS[cmd.kind];
+  if (rpc !== undefined) return rpc;
   if (dialect === 'prp') return cmd.kind;
   return cmd.kind === 'publish' ? 'message' : cmd.kind;
 }

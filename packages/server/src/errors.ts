@@ -22,6 +22,10 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   UNRECOVERABLE_POSITION: 409,
   UNAVAILABLE: 503,
   INTERNAL_ERROR: 500,
+  RPC_NO_HANDLER: 404,
+  RPC_TIMEOUT: 504,
+  RPC_FAILED: 502,
+  RPC_HANDLER_GONE: 502,
 };
 
 export type ErrorDetails = Record<string, unknown>;

@@ -15,6 +15,9 @@ import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
 import { apiKeyring, type GatewayConfig } from './config.js';
+import { MemoryRpcEngine } from './rpc/memory.js';
+import { RpcRouter } from './rpc/router.js';
+import type { RpcEngine } from './rpc/types.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
@@ -55,6 +58,15 @@ export interface GatewayOptions {
   broker?: Broker;
   /** Use this presence store instead of the default for `config.broker`. */
   presence?: PresenceStore;
+  /** Use this RPC engine instead of the default for `config.broker`. */
+  rpc?: RpcEngine;
+}
+
+/** The RPC engine `config.broker` implies: in memory for one node, on Redis for several. */
+export async function createRpcEngine(config: GatewayConfig): Promise<RpcEngine> {
+  if (config.broker === 'memory') return new MemoryRpcEngine();
+  const { RedisRpcEngine } = await import('./rpc/redis.js');
+  return new RedisRpcEngine({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs });
 }
 
 /** Creates the broker `config.broker` names: the memory broker, or Redis. */
@@ -72,6 +84,7 @@ export class Gateway {
   broker!: Broker;
   presence!: PresenceStore;
   hub!: Hub;
+  rpc!: RpcRouter;
   private app!: FastifyInstance;
   private wss!: WebSocketServer;
   private readonly conns = new Set<Connection>();
@@ -121,9 +134,11 @@ export class Gateway {
     this.presence = this.opts.presence
       ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs }));
     await this.presence.start?.();
+    this.rpc = new RpcRouter({ nodeId: this.nodeId, engine: this.opts.rpc ?? (await createRpcEngine(config)) });
+    await this.rpc.start();
     const ops = new ChannelOperations({ broker: this.broker, presence: this.presence, metrics: this.metrics, idempotencyWindowMs: config.idempotencyWindowMs });
     this.ctx = {
-      config, hub: this.hub, ops, namespaces: this.namespaces, auth: this.auth, metrics: this.metrics, log: this.log,
+      config, hub: this.hub, ops, namespaces: this.namespaces, auth: this.auth, rpc: this.rpc, metrics: this.metrics, log: this.log,
       onClosed: (conn) => this.onConnectionClosed(conn),
     };
     this.wss = createWebSocketServer(config.maxMessageBytes * 4);
@@ -134,7 +149,7 @@ export class Gateway {
       http: { headersTimeout: config.handshakeTimeoutMs, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.handshakeTimeoutMs / 4))) },
     });
     registerApi(this.app, {
-      config, keys: apiKeyring(config), broker: this.broker, hub: this.hub, ops, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
+      config, keys: apiKeyring(config), broker: this.broker, hub: this.hub, ops, rpc: this.rpc, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
       readiness: () => this.readiness(),
       stats: () => this.stats(),
     });
@@ -304,6 +319,7 @@ export class Gateway {
     this.wss.close();
     // Let presence leaves and other in-flight publishes settle before the broker goes.
     await new Promise((resolve) => setImmediate(resolve));
+    await this.rpc.close().catch((err: unknown) => this.log.warn({ err }, 'rpc close failed'));
     await this.presence.close().catch((err: unknown) => this.log.warn({ err }, 'presence close failed'));
     await this.broker.close().catch((err: unknown) => this.log.warn({ err }, 'broker close failed'));
     await this.pool?.close();

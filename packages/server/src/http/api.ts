@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ErrorCode, isValidEventType, isValidMessageId, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
+import { ErrorCode, isValidEventType, isValidMessageId, isValidMethodName, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
 import type { ApiKeyring, ApiPrincipal, ApiScope } from '../auth/api-keys.js';
 import type { Broker, PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
@@ -15,6 +15,7 @@ import { toGatewayError, type GatewayError } from '../errors.js';
 import type { Hub } from '../hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { RpcRouter } from '../rpc/router.js';
 
 export interface ApiContext {
   config: GatewayConfig;
@@ -22,6 +23,7 @@ export interface ApiContext {
   broker: Broker;
   hub: Hub;
   ops: ChannelOperations;
+  rpc: RpcRouter;
   namespaces: NamespaceTable;
   metrics: Metrics;
   log: Logger;
@@ -146,6 +148,36 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
     const publications = results.map((r) => ({ id: r.publication.id, channel: r.publication.channel, offset: r.publication.offset, epoch: r.publication.epoch, duplicate: r.duplicate }));
     return reply.code(200).send(single ? { ...publications[0], publications } : { id: publications[0]!.id, publications });
+  });
+
+  // Calls a channel's handler for a backend: 200 result, 404 no handler, 504 timeout, 502 the handler's error or its disappearance.
+  app.post('/v1/rpc', { preHandler: requireScope('rpc') }, async (req, reply) => {
+    const body = req.body as Record<string, unknown> | undefined;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, 'Body must be a JSON object {channel, method, params?, timeoutMs?}');
+    }
+    if (typeof body.channel !== 'string') return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`channel` (string) is required');
+    const r = ctx.namespaces.resolve(body.channel);
+    if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel: body.channel });
+    if (!isValidMethodName(body.method)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`method` must be a method name (1-64 characters [A-Za-z0-9_.:-], letter first)', { channel: r.channel.name });
+    }
+    const details = { channel: r.channel.name, method: body.method };
+    const t = body.timeoutMs ?? ctx.config.rpcTimeoutMs;
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 1 || t > ctx.config.rpcMaxTimeoutMs) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, `\`timeoutMs\` must be an integer from 1 to ${ctx.config.rpcMaxTimeoutMs} (SIGNALBOX_RPC_MAX_TIMEOUT)`, details);
+    }
+    // What a handler receives is what its socket may carry.
+    const params = body.params ?? null;
+    if (Buffer.byteLength(JSON.stringify(params)) > ctx.config.maxMessageBytes) {
+      return sendError(reply, 413, ErrorCode.MESSAGE_TOO_LARGE, `\`params\` larger than ${ctx.config.maxMessageBytes} bytes (SIGNALBOX_MAX_MESSAGE_SIZE)`, details);
+    }
+    try {
+      const result = await ctx.rpc.call(r.channel.name, body.method, params, { via: 'http', key: principal(req).name }, t);
+      return { channel: r.channel.name, method: body.method, result };
+    } catch (err) {
+      return sendFailure(reply, err, details);
+    }
   });
 
   app.get('/v1/channels/:channel/history', { preHandler: requireScope('history') }, async (req, reply) => {

@@ -14,6 +14,8 @@ import { Hub } from '../../src/hub.js';
 import { createLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryPresenceStore } from '../../src/presence/memory.js';
+import { MemoryRpcEngine } from '../../src/rpc/memory.js';
+import { RpcRouter } from '../../src/rpc/router.js';
 import type { Transport } from '../../src/transport/types.js';
 import { testGrants, type Msg } from './gateway.js';
 
@@ -109,8 +111,10 @@ export async function unitNode(overrides: Partial<GatewayConfig> = {}): Promise<
   const presence = new MemoryPresenceStore();
   const ops = new ChannelOperations({ broker, presence, metrics, idempotencyWindowMs: config.idempotencyWindowMs });
   const closed: Connection[] = [];
+  const rpc = new RpcRouter({ nodeId: 'node_unit', engine: new MemoryRpcEngine() });
+  void rpc.start();
   const ctx: ConnectionContext = {
-    config, hub, ops, namespaces: new NamespaceTable(config.namespaces), auth: new Authenticator(config), metrics, log,
+    config, hub, ops, namespaces: new NamespaceTable(config.namespaces), auth: new Authenticator(config), rpc, metrics, log,
     onClosed: (c) => closed.push(c),
   };
   return {
