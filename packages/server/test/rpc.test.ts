@@ -4,19 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@signalbox/protocol';
+import { serve } from './helpers/rpc.js';
 import { until } from './helpers/wait.js';
 import { TestClient, connectPrd, connectPrp, startGateway, uniqueChannel, type Msg, type TestGateway } from './helpers/gateway.js';
-
-/** Answers every `rpc.request` it gets with `answer(request data)` (undefined: stays silent). */
-export function serve(handler: TestClient, answer: (d: Msg) => Msg | undefined): void {
-  handler.ws.on('message', (raw, isBinary) => {
-    if (isBinary) return;
-    const m = JSON.parse(raw.toString()) as Msg;
-    if (m.type !== 'rpc.request') return;
-    const payload = answer(m.data);
-    if (payload) handler.send({ action: 'rpc.reply', payload: { callId: m.data.callId, ...payload } });
-  });
-}
 
 async function rpc(gw: TestGateway, body: unknown, key = gw.config.apiKey!): Promise<{ status: number; body: Msg }> {
   const res = await fetch(`${gw.http}/v1/rpc`, {
