@@ -10,7 +10,7 @@ export default tseslint.config(
       globals: {
         process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly',
         setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly', TextEncoder: 'readonly',
-        TextDecoder: 'readonly', queueMicrotask: 'readonly', performance: 'readonly', fetch: 'readonly', AbortController: 'readonly',
+        TextDecoder: 'readonly', queueMicrotask: 'readonly', performance: 'readonly', fetch: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly',
         WebSocket: 'readonly', window: 'readonly', document: 'readonly', globalThis: 'readonly',
       },
     },
