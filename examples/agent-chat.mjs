@@ -32,14 +32,20 @@ run(async () => {
 
   // ---- the user's client ----
   const user = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_alice', { channels: [CHANNEL], publish: [CHANNEL] }) });
-  user.on('error', (err) => console.error('[user] error:', err.code, err.message));
+  user.on('error', (err) => console.log('[user] error:', err.code, err.message));
   await user.connect();
   const chat = user.subscribe(CHANNEL);
   await next(chat, 'subscribed');
 
   let reply = [];
+  let speaker = '';
   chat.on('publication', (m) => {
-    if (m.type === 'chat.token') reply.push(m.data.text);
+    // `publisher` is set by the gateway, not by the payload: only a holder of the agent's `handle`
+    // grant can publish `chat.token` here, so the user's client can trust who streamed it.
+    if (m.type === 'chat.token') {
+      reply.push(m.data.text);
+      speaker = m.publisher?.sub ?? '?';
+    }
   });
   let turn = 0;
   // Message ids are idempotency keys: unique per run, so running the example again within the
@@ -52,10 +58,13 @@ run(async () => {
     const ack = await user.publish(CHANNEL, { role: 'user', text }, { type: 'chat.message', id });
     console.log(`[user] > ${text}   (stored at offset ${ack.offset})`);
     const done = await replied;
-    console.log(`[agent] < ${reply.join(' ')}   (${done.data.tokens} tokens streamed)`);
+    console.log(`[agent] < ${reply.join(' ')}   (${done.data.tokens} tokens streamed by ${speaker})`);
     if (reply.join(' ') !== text.split(' ').reverse().join(' ')) throw new Error('the streamed reply is out of order');
     reply = [];
   }
+  // The user cannot speak as the agent: `chat.token` is reserved for the channel's producer.
+  const forged = await user.publish(CHANNEL, { text: 'forged' }, { type: 'chat.token' }).catch((err) => err);
+  console.log(`[user] a forged chat.token is refused: ${forged.code}`);
   user.disconnect();
   agent.disconnect();
   await gw.close();

@@ -39,8 +39,9 @@ describe('examples/', () => {
 
   it('agent-chat.mjs: two turns, each reply streamed token by token and complete', async () => {
     const stdout = await runOk('agent-chat.mjs');
-    expect(stdout).toContain('[agent] < you are how agent hello   (5 tokens streamed)');
-    expect(stdout).toContain('[agent] < please answer short a me stream   (6 tokens streamed)');
+    expect(stdout).toContain('[agent] < you are how agent hello   (5 tokens streamed by agent_001)');
+    expect(stdout).toContain('[agent] < please answer short a me stream   (6 tokens streamed by agent_001)');
+    expect(stdout).toContain('[user] a forged chat.token is refused: PERMISSION_DENIED');
   });
 
   it('session-debugger.mjs: history on attach, nothing lost across a disconnect, a command answered', async () => {
