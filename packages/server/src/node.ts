@@ -10,7 +10,6 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { CloseCode } from '@signalbox/protocol';
 import { Authenticator } from './auth/jwt.js';
-import { MemoryBroker } from './broker/memory.js';
 import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
@@ -19,14 +18,13 @@ import { MemoryRpcEngine } from './rpc/memory.js';
 import { RpcRouter } from './rpc/router.js';
 import type { RpcEngine } from './rpc/types.js';
 import { Connection, type ConnectionContext } from './connection.js';
+import { createEngine } from './engine.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
 import { Hub } from './hub.js';
 import { LiveMetrics } from './live-metrics.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { MemoryPresenceStore } from './presence/memory.js';
-import { RedisPresenceStore } from './presence/redis.js';
 import type { PresenceStore } from './presence/types.js';
 import { WritePool } from './transport/write-pool.js';
 import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
@@ -67,13 +65,6 @@ export async function createRpcEngine(config: GatewayConfig): Promise<RpcEngine>
   if (config.broker === 'memory') return new MemoryRpcEngine();
   const { RedisRpcEngine } = await import('./rpc/redis.js');
   return new RedisRpcEngine({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs });
-}
-
-/** Creates the broker `config.broker` names: the memory broker, or Redis. */
-export async function createBroker(config: GatewayConfig, log: Logger): Promise<Broker> {
-  if (config.broker === 'memory') return new MemoryBroker();
-  const { RedisBroker } = await import('./broker/redis.js');
-  return new RedisBroker({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs, logger: log });
 }
 
 export class Gateway {
@@ -120,7 +111,9 @@ export class Gateway {
   /** Starts listening; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
     const config = this.config;
-    this.broker = this.opts.broker ?? (await createBroker(config, this.log));
+    const engine = await createEngine(config, this.log, { broker: this.opts.broker, presence: this.opts.presence });
+    this.broker = engine.broker;
+    this.presence = engine.presence;
     this.hub = new Hub(this.broker, this.metrics, this.log, { maxCatchUpBuffer: 10_000 });
     await this.broker.start({
       onPublication: (pub) => this.hub.onPublication(pub),
@@ -131,8 +124,6 @@ export class Gateway {
       },
     });
     this.metrics.brokerReady.set(this.broker.isReady() ? 1 : 0);
-    this.presence = this.opts.presence
-      ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs }));
     await this.presence.start?.();
     this.rpc = new RpcRouter({ nodeId: this.nodeId, engine: this.opts.rpc ?? (await createRpcEngine(config)) });
     await this.rpc.start();
