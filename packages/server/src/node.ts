@@ -3,7 +3,6 @@
  * endpoint, and owns the lifecycle (start, drain, stop).
  */
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -27,7 +26,8 @@ import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import type { PresenceStore } from './presence/types.js';
 import { WritePool } from './transport/write-pool.js';
-import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
+import { UpgradeAdmission, type UpgradeRequest } from './transport/upgrade.js';
+import { WriteBatcher, WsTransport, createWebSocketServer } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
 const CONNECTION = Symbol('signalbox.connection');
@@ -85,7 +85,7 @@ export class Gateway {
   private hbNext = 0;
   private readonly pool: WritePool | null;
   private readonly batcher: WriteBatcher;
-  private readonly perIp = new Map<string, number>();
+  private admission!: UpgradeAdmission;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private liveMetrics: LiveMetrics | null = null;
   /** This node's id in the cluster (live metrics, logs). */
@@ -147,7 +147,13 @@ export class Gateway {
     const server = this.app.server;
     server.headersTimeout = config.handshakeTimeoutMs;
     server.requestTimeout = Math.max(config.handshakeTimeoutMs, 30_000);
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.admission = new UpgradeAdmission(config, {
+      metrics: this.metrics, log: this.log,
+      draining: () => this.draining,
+      connectionCount: () => this.conns.size,
+      accept: (req, socket, head, upgrade) => this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket, upgrade)),
+    });
+    this.admission.attach(server);
     await this.app.listen({ host: config.host, port: config.port });
     this.heartbeatTimer = setInterval(() => this.heartbeat(), config.heartbeatIntervalMs / HEARTBEAT_SLICES);
     this.heartbeatTimer.unref();
@@ -195,51 +201,7 @@ export class Gateway {
     };
   }
 
-  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => {});
-    try {
-      if (this.draining) return this.refuse(socket, 503, 'draining', 'Server is restarting; reconnect to another node', { 'Retry-After': '1' });
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const dialect = ENDPOINTS[url.pathname];
-      if (!dialect) return this.refuse(socket, 404, 'path', `No WebSocket endpoint at ${url.pathname}; use /v1/ws/prps or /ws`);
-      const origins = this.config.allowedOrigins;
-      if (origins.length > 0 && !origins.includes('*')) {
-        // The allow-list protects browsers' users (cross-site WebSocket hijacking). Browsers always send
-        // Origin; a client without one is not a browser and could send any Origin it liked.
-        const origin = req.headers.origin;
-        if (typeof origin !== 'string') {
-          if (this.config.requireOrigin) return this.refuse(socket, 403, 'origin', 'Origin header required (SIGNALBOX_REQUIRE_ORIGIN)');
-        } else if (!origins.includes(origin)) return this.refuse(socket, 403, 'origin', `Origin ${origin.slice(0, 200)} not allowed (SIGNALBOX_ALLOWED_ORIGINS)`);
-      }
-      const ip = this.clientIp(req);
-      const maxPerIp = this.config.maxConnectionsPerIp;
-      if (maxPerIp > 0 && (this.perIp.get(ip) ?? 0) >= maxPerIp) return this.refuse(socket, 429, 'ip_limit', 'Too many connections from this address');
-      if (this.config.maxConnections > 0 && this.conns.size >= this.config.maxConnections) return this.refuse(socket, 503, 'capacity', 'Node at connection capacity', { 'Retry-After': '5' });
-      const token = extractToken(req, url);
-      const encoding = requestedEncoding(req, url);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket, { ip, dialect, encoding, token }));
-    } catch (err) {
-      this.log.error({ err }, 'upgrade failed');
-      socket.destroy();
-    }
-  }
-
-  private refuse(socket: Duplex, status: number, reason: string, message: string, headers?: Record<string, string>): void {
-    this.metrics.upgradesRejected.labels(reason).inc();
-    rejectUpgrade(socket, status, message, headers);
-  }
-
-  private clientIp(req: IncomingMessage): string {
-    if (this.config.trustProxy) {
-      // The rightmost entry is the one our proxy appended; anything left of it the client could forge.
-      const xff = req.headers['x-forwarded-for'];
-      const last = (Array.isArray(xff) ? xff.join(',') : xff)?.split(',').pop()?.trim();
-      if (last) return last;
-    }
-    return req.socket.remoteAddress ?? 'unknown';
-  }
-
-  private onOpen(ws: WebSocket, socket: Duplex, info: { ip: string; dialect: 'prp' | 'prd'; encoding: 'json' | 'msgpack'; token: string | null }): void {
+  private onOpen(ws: WebSocket, socket: Duplex, info: UpgradeRequest): void {
     if (this.draining) {
       ws.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       return;
@@ -247,7 +209,7 @@ export class Gateway {
     const conn = new Connection(this.ctx, new WsTransport(ws, socket, this.batcher), { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
     this.conns.add(conn);
     this.hbSlices[this.hbNext++ % HEARTBEAT_SLICES]!.add(conn);
-    this.perIp.set(info.ip, (this.perIp.get(info.ip) ?? 0) + 1);
+    this.admission.opened(info.ip, socket);
     this.metrics.connections.labels(info.dialect, info.encoding).inc();
     this.metrics.connectionsOpened.labels(info.dialect).inc();
     // Shared listeners (no closures per connection): the connection hangs off the socket.
@@ -262,9 +224,7 @@ export class Gateway {
   private onConnectionClosed(conn: Connection): void {
     if (!this.conns.delete(conn)) return;
     for (const slice of this.hbSlices) if (slice.delete(conn)) break;
-    const n = (this.perIp.get(conn.ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(conn.ip);
-    else this.perIp.set(conn.ip, n);
+    this.admission.closed(conn.ip);
     this.metrics.connections.labels(conn.dialect, conn.encoding).dec();
     if (this.conns.size === 0 && this.allClosed) this.allClosed();
   }
