@@ -7,9 +7,20 @@
  *   the upgrade, so the client can be told why in a message.
  * - The client IP: the socket address, or behind a trusted proxy the rightmost X-Forwarded-For
  *   entry (the one the proxy appended).
- * - Per-IP accounting: open WebSocket connections per client IP, against `maxConnectionsPerIp`.
+ * - Per-IP socket accounting from TCP accept to close (issue 13, defect 6). Per IP, at most
+ *   `maxConnectionsPerIp` WebSocket connections (429 at the upgrade) and at most as many sockets
+ *   that have not delivered a complete request head yet ("pre-request": a request still arriving,
+ *   however slowly, or nothing sent at all). A socket beyond that is answered 429 and closed as
+ *   it is accepted, so a client trickling partial requests holds at most that many sockets, each
+ *   for at most the handshake timeout (Node's headers timeout, which the node sets to it). A
+ *   socket that completed a plain HTTP request is an HTTP client (the API's keep-alive pools): it
+ *   leaves the pre-request count, so a backend is never refused for the sockets its pool keeps
+ *   open. Behind a trusted proxy every socket comes from the proxy, so the pre-request count is
+ *   off there (the proxy bounds its clients' sockets; the WebSocket count still applies per
+ *   X-Forwarded-For address). Rule and reasons: docs/configuration.md#per-ip-limits.
  */
 import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_MSGPACK, type Dialect, type Encoding } from '@signalbox/protocol';
 import type { GatewayConfig } from '../config.js';
@@ -49,28 +60,43 @@ export interface Refusal {
   headers?: Record<string, string>;
 }
 
+/** Where a socket is in its life, for the per-IP counts. */
+type SocketPhase = 'pre-request' | 'http' | 'websocket' | 'closed';
+const PHASE = Symbol('signalbox.admission.phase');
+type TrackedSocket = Socket & { [PHASE]?: { phase: SocketPhase; ip: string } };
+
 export class UpgradeAdmission {
   /** Open WebSocket connections per client IP. */
   private readonly wsPerIp = new Map<string, number>();
+  /** Sockets per socket address that have not delivered a complete request head. */
+  private readonly preRequestPerIp = new Map<string, number>();
 
   constructor(
     private readonly config: AdmissionConfig,
     private readonly host: AdmissionHost,
   ) {}
 
-  /** Listens on the node's HTTP server for upgrade requests. */
+  /** Listens on the node's HTTP server: every accepted socket, every request head, every upgrade. */
   attach(server: Server): void {
+    server.on('connection', (socket: Socket) => this.onSocket(socket));
+    server.on('request', (req: IncomingMessage) => this.onRequestHead(req.socket));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
   }
 
   /** A WebSocket from `ip` is open on `socket`: counted against the per-IP cap until {@link closed}. */
-  opened(ip: string, _socket: Duplex): void {
+  opened(ip: string, socket: Duplex): void {
     this.wsPerIp.set(ip, (this.wsPerIp.get(ip) ?? 0) + 1);
+    this.leavePreRequest(socket as TrackedSocket, 'websocket');
   }
 
   /** The WebSocket from `ip` counted by {@link opened} closed. */
   closed(ip: string): void {
     decrement(this.wsPerIp, ip);
+  }
+
+  /** Sockets from `ip` not yet past their first request head (for tests and stats). */
+  preRequestSockets(ip: string): number {
+    return this.preRequestPerIp.get(ip) ?? 0;
   }
 
   /** The decision for one upgrade request: admitted with what the connection needs, or refused. */
@@ -113,6 +139,40 @@ export class UpgradeAdmission {
       this.host.log.error({ err }, 'upgrade failed');
       socket.destroy();
     }
+  }
+
+  /**
+   * TCP accept: refuse the socket over its address's pre-request cap, else count it until its
+   * first request head (or its close). How long it may take to send that head is Node's headers
+   * timeout (SIGNALBOX_HANDSHAKE_TIMEOUT, set on the server by the node).
+   */
+  private onSocket(socket: TrackedSocket): void {
+    const max = this.config.maxConnectionsPerIp;
+    // Behind a trusted proxy every socket has the proxy's address: see the file comment.
+    if (max <= 0 || this.config.trustProxy) return;
+    const ip = socket.remoteAddress;
+    if (ip === undefined) return; // Already gone.
+    const held = this.preRequestPerIp.get(ip) ?? 0;
+    if (held >= max) {
+      this.host.metrics.upgradesRejected.labels('ip_sockets').inc();
+      socket.on('error', () => {});
+      rejectUpgrade(socket, 429, 'Too many sockets from this address waiting for a request to complete (SIGNALBOX_MAX_CONNECTIONS_PER_IP)');
+      return;
+    }
+    this.preRequestPerIp.set(ip, held + 1);
+    socket[PHASE] = { phase: 'pre-request', ip };
+    socket.once('close', () => this.leavePreRequest(socket, 'closed'));
+  }
+
+  private onRequestHead(socket: Socket): void {
+    this.leavePreRequest(socket as TrackedSocket, 'http');
+  }
+
+  private leavePreRequest(socket: TrackedSocket, next: SocketPhase): void {
+    const state = socket[PHASE];
+    if (state === undefined || state.phase !== 'pre-request') return;
+    state.phase = next;
+    decrement(this.preRequestPerIp, state.ip);
   }
 }
 
@@ -157,7 +217,7 @@ export function requestedEncoding(req: IncomingMessage, url: URL): Encoding {
   return offeredProtocols(req).includes(SUBPROTOCOL_MSGPACK) ? 'msgpack' : 'json';
 }
 
-/** Ends an upgrade request with a plain HTTP response. */
+/** Ends an upgrade request (or a socket refused at accept) with a plain HTTP response. */
 export function rejectUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
   const reason = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' }[status] ?? 'Error';
   const body = JSON.stringify({ error: { code: status === 429 ? 'RATE_LIMITED' : status === 403 ? 'PERMISSION_DENIED' : status === 503 ? 'UNAVAILABLE' : 'INVALID_MESSAGE', message } });
