@@ -100,7 +100,7 @@ export const SETTINGS: SettingSpec[] = [
   // At most 96: the MessagePack codec (subscribers, and the Redis broker's storage) refuses nesting past 100, and a publication frame adds a level or two.
   S('maxJsonDepth', 'max-json-depth', 'SIGNALBOX_MAX_JSON_DEPTH', 'int', 32, 'Deepest nesting of arrays/objects accepted in a client message or an HTTP API JSON body (at most 96: what every codec and broker can store and deliver).', { min: 2, max: 96 }),
   S('maxSubscriptionsPerConnection', 'max-subscriptions', 'SIGNALBOX_MAX_SUBSCRIPTIONS', 'int', 200, 'Subscriptions one connection may hold (SUBSCRIPTION_LIMIT).', { min: 1 }),
-  S('maxConnectionsPerIp', 'max-connections-per-ip', 'SIGNALBOX_MAX_CONNECTIONS_PER_IP', 'int', 1000, 'Concurrent WebSocket connections from one IP (0 = unlimited); over it: HTTP 429 before the upgrade.', { min: 0 }),
+  S('maxConnectionsPerIp', 'max-connections-per-ip', 'SIGNALBOX_MAX_CONNECTIONS_PER_IP', 'int', 1000, 'Per client IP: concurrent WebSocket connections (over it: HTTP 429 at the upgrade), and as many sockets again that have not finished a request head yet (over it: HTTP 429 and closed at TCP accept). 0 = unlimited.', { min: 0 }),
   S('maxConnections', 'max-connections', 'SIGNALBOX_MAX_CONNECTIONS', 'int', 0, 'Concurrent WebSocket connections on this node (0 = unlimited); over it: HTTP 503.', { min: 0 }),
   S('publishRate', 'publish-rate', 'SIGNALBOX_PUBLISH_RATE', 'int', 100, 'Client publishes per second per connection (token bucket refill).', { min: 1 }),
   S('publishBurst', 'publish-burst', 'SIGNALBOX_PUBLISH_BURST', 'int', 200, 'Client publish burst per connection (bucket size).', { min: 1 }),

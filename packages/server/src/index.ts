@@ -1,7 +1,8 @@
 export * from './broker/types.js';
 export { MemoryBroker } from './broker/memory.js';
 export { RedisBroker, type RedisBrokerOptions, type BrokerLogger } from './broker/redis.js';
-export { Gateway, createBroker, type GatewayOptions } from './node.js';
+export { Gateway, type GatewayOptions } from './node.js';
+export { createEngine, createBroker, createPresenceStore, type Engine } from './engine.js';
 export { loadConfig, ConfigError, SETTINGS, type GatewayConfig } from './config.js';
 export { DEFAULT_NAMESPACES, NamespaceTable, type NamespaceConfig, type NamespaceType, type ResolvedChannel } from './channels/namespaces.js';
 export { ChannelOperations, type PublishMessage, type PublishOrigin, type HistoryRequest } from './channels/operations.js';

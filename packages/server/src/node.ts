@@ -3,14 +3,12 @@
  * endpoint, and owns the lifecycle (start, drain, stop).
  */
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { CloseCode } from '@signalbox/protocol';
 import { Authenticator } from './auth/jwt.js';
-import { MemoryBroker } from './broker/memory.js';
 import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
@@ -19,17 +17,17 @@ import { MemoryRpcEngine } from './rpc/memory.js';
 import { RpcRouter } from './rpc/router.js';
 import type { RpcEngine } from './rpc/types.js';
 import { Connection, type ConnectionContext } from './connection.js';
+import { createEngine } from './engine.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
 import { Hub } from './hub.js';
 import { LiveMetrics } from './live-metrics.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { MemoryPresenceStore } from './presence/memory.js';
-import { RedisPresenceStore } from './presence/redis.js';
 import type { PresenceStore } from './presence/types.js';
 import { WritePool } from './transport/write-pool.js';
-import { ENDPOINTS, WriteBatcher, WsTransport, createWebSocketServer, extractToken, rejectUpgrade, requestedEncoding } from './transport/ws.js';
+import { UpgradeAdmission, type UpgradeRequest } from './transport/upgrade.js';
+import { WriteBatcher, WsTransport, createWebSocketServer } from './transport/ws.js';
 import { SERVER_VERSION } from './version.js';
 
 const CONNECTION = Symbol('signalbox.connection');
@@ -69,13 +67,6 @@ export async function createRpcEngine(config: GatewayConfig): Promise<RpcEngine>
   return new RedisRpcEngine({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs });
 }
 
-/** Creates the broker `config.broker` names: the memory broker, or Redis. */
-export async function createBroker(config: GatewayConfig, log: Logger): Promise<Broker> {
-  if (config.broker === 'memory') return new MemoryBroker();
-  const { RedisBroker } = await import('./broker/redis.js');
-  return new RedisBroker({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs, logger: log });
-}
-
 export class Gateway {
   readonly log: Logger;
   readonly metrics = new Metrics();
@@ -94,7 +85,7 @@ export class Gateway {
   private hbNext = 0;
   private readonly pool: WritePool | null;
   private readonly batcher: WriteBatcher;
-  private readonly perIp = new Map<string, number>();
+  private admission!: UpgradeAdmission;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private liveMetrics: LiveMetrics | null = null;
   /** This node's id in the cluster (live metrics, logs). */
@@ -120,7 +111,9 @@ export class Gateway {
   /** Starts listening; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
     const config = this.config;
-    this.broker = this.opts.broker ?? (await createBroker(config, this.log));
+    const engine = await createEngine(config, this.log, { broker: this.opts.broker, presence: this.opts.presence });
+    this.broker = engine.broker;
+    this.presence = engine.presence;
     this.hub = new Hub(this.broker, this.metrics, this.log, { maxCatchUpBuffer: 10_000 });
     await this.broker.start({
       onPublication: (pub) => this.hub.onPublication(pub),
@@ -131,8 +124,6 @@ export class Gateway {
       },
     });
     this.metrics.brokerReady.set(this.broker.isReady() ? 1 : 0);
-    this.presence = this.opts.presence
-      ?? (config.broker === 'memory' ? new MemoryPresenceStore() : new RedisPresenceStore({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs }));
     await this.presence.start?.();
     this.rpc = new RpcRouter({ nodeId: this.nodeId, engine: this.opts.rpc ?? (await createRpcEngine(config)) });
     await this.rpc.start();
@@ -156,7 +147,13 @@ export class Gateway {
     const server = this.app.server;
     server.headersTimeout = config.handshakeTimeoutMs;
     server.requestTimeout = Math.max(config.handshakeTimeoutMs, 30_000);
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.admission = new UpgradeAdmission(config, {
+      metrics: this.metrics, log: this.log,
+      draining: () => this.draining,
+      connectionCount: () => this.conns.size,
+      accept: (req, socket, head, upgrade) => this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket, upgrade)),
+    });
+    this.admission.attach(server);
     await this.app.listen({ host: config.host, port: config.port });
     this.heartbeatTimer = setInterval(() => this.heartbeat(), config.heartbeatIntervalMs / HEARTBEAT_SLICES);
     this.heartbeatTimer.unref();
@@ -204,51 +201,7 @@ export class Gateway {
     };
   }
 
-  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => {});
-    try {
-      if (this.draining) return this.refuse(socket, 503, 'draining', 'Server is restarting; reconnect to another node', { 'Retry-After': '1' });
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const dialect = ENDPOINTS[url.pathname];
-      if (!dialect) return this.refuse(socket, 404, 'path', `No WebSocket endpoint at ${url.pathname}; use /v1/ws/prps or /ws`);
-      const origins = this.config.allowedOrigins;
-      if (origins.length > 0 && !origins.includes('*')) {
-        // The allow-list protects browsers' users (cross-site WebSocket hijacking). Browsers always send
-        // Origin; a client without one is not a browser and could send any Origin it liked.
-        const origin = req.headers.origin;
-        if (typeof origin !== 'string') {
-          if (this.config.requireOrigin) return this.refuse(socket, 403, 'origin', 'Origin header required (SIGNALBOX_REQUIRE_ORIGIN)');
-        } else if (!origins.includes(origin)) return this.refuse(socket, 403, 'origin', `Origin ${origin.slice(0, 200)} not allowed (SIGNALBOX_ALLOWED_ORIGINS)`);
-      }
-      const ip = this.clientIp(req);
-      const maxPerIp = this.config.maxConnectionsPerIp;
-      if (maxPerIp > 0 && (this.perIp.get(ip) ?? 0) >= maxPerIp) return this.refuse(socket, 429, 'ip_limit', 'Too many connections from this address');
-      if (this.config.maxConnections > 0 && this.conns.size >= this.config.maxConnections) return this.refuse(socket, 503, 'capacity', 'Node at connection capacity', { 'Retry-After': '5' });
-      const token = extractToken(req, url);
-      const encoding = requestedEncoding(req, url);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket, { ip, dialect, encoding, token }));
-    } catch (err) {
-      this.log.error({ err }, 'upgrade failed');
-      socket.destroy();
-    }
-  }
-
-  private refuse(socket: Duplex, status: number, reason: string, message: string, headers?: Record<string, string>): void {
-    this.metrics.upgradesRejected.labels(reason).inc();
-    rejectUpgrade(socket, status, message, headers);
-  }
-
-  private clientIp(req: IncomingMessage): string {
-    if (this.config.trustProxy) {
-      // The rightmost entry is the one our proxy appended; anything left of it the client could forge.
-      const xff = req.headers['x-forwarded-for'];
-      const last = (Array.isArray(xff) ? xff.join(',') : xff)?.split(',').pop()?.trim();
-      if (last) return last;
-    }
-    return req.socket.remoteAddress ?? 'unknown';
-  }
-
-  private onOpen(ws: WebSocket, socket: Duplex, info: { ip: string; dialect: 'prp' | 'prd'; encoding: 'json' | 'msgpack'; token: string | null }): void {
+  private onOpen(ws: WebSocket, socket: Duplex, info: UpgradeRequest): void {
     if (this.draining) {
       ws.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       return;
@@ -256,7 +209,7 @@ export class Gateway {
     const conn = new Connection(this.ctx, new WsTransport(ws, socket, this.batcher), { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
     this.conns.add(conn);
     this.hbSlices[this.hbNext++ % HEARTBEAT_SLICES]!.add(conn);
-    this.perIp.set(info.ip, (this.perIp.get(info.ip) ?? 0) + 1);
+    this.admission.opened(info.ip, socket);
     this.metrics.connections.labels(info.dialect, info.encoding).inc();
     this.metrics.connectionsOpened.labels(info.dialect).inc();
     // Shared listeners (no closures per connection): the connection hangs off the socket.
@@ -271,9 +224,7 @@ export class Gateway {
   private onConnectionClosed(conn: Connection): void {
     if (!this.conns.delete(conn)) return;
     for (const slice of this.hbSlices) if (slice.delete(conn)) break;
-    const n = (this.perIp.get(conn.ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(conn.ip);
-    else this.perIp.set(conn.ip, n);
+    this.admission.closed(conn.ip);
     this.metrics.connections.labels(conn.dialect, conn.encoding).dec();
     if (this.conns.size === 0 && this.allClosed) this.allClosed();
   }

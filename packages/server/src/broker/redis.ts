@@ -11,13 +11,17 @@
  * - While the command connection is down, publish/history fail fast with BrokerUnavailableError;
  *   a hung Redis (TCP up, no replies) fails them after `commandTimeoutMs` and drops the socket.
  *
- * Key layout and failure behaviour: docs/redis.md.
+ * Connections, key layout, scripts and error mapping are the shared Redis layer (src/redis/),
+ * which the presence store uses too. Key layout and failure behaviour: docs/redis.md.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { decodeMsgpack, encodeMsgpack, isPublisher, type Publication, type Publisher } from '@signalbox/protocol';
 import { generatePublicationId } from './memory.js';
-import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js';
+import { NOOP_LOGGER, REDIS_DEFAULTS, RedisConnection, positive as positiveOption, type RedisLogger } from '../redis/connection.js';
+import { errMessage, redisCall } from '../redis/errors.js';
+import { checkPrefix, redisChannelKeys } from '../redis/keys.js';
+import { SCRIPTS } from '../redis/scripts.js';
 import {
   BrokerUnavailableError,
   type Broker,
@@ -29,11 +33,10 @@ import {
 } from './types.js';
 
 /** Structured logger (pino-compatible subset). */
-export interface BrokerLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+export type BrokerLogger = RedisLogger;
+
+// The key layout moved to src/redis/keys.ts; re-exported for existing importers.
+export { escapeChannelTag, redisChannelKeys, type RedisChannelKeys } from '../redis/keys.js';
 
 export interface RedisBrokerOptions {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://...`. */
@@ -58,68 +61,11 @@ export interface RedisBrokerOptions {
   logger?: BrokerLogger;
 }
 
-const NOOP_LOGGER: BrokerLogger = { info() {}, warn() {}, error() {} };
-
-/**
- * Replies of these kinds mean "Redis cannot serve right now" (loading, failing over, out of
- * memory, busy script), not "the request is wrong": they map to BrokerUnavailableError.
- */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM|NOREPLICAS|MISCONF)\b/;
-
-/** Prefixes are configuration, but still must not carry hash-tag braces, glob characters or spaces. */
-const PREFIX_RE = /^[A-Za-z0-9_.:@=/-]{1,64}$/;
-
 /** Channels at most this many per SUBSCRIBE when re-subscribing after a reconnect. */
 const SUBSCRIBE_CHUNK = 500;
 
-/**
- * Channel name -> hash tag content. Channel grammar forbids braces already; this escaping is
- * injective and keeps any other input (braces, glob characters, spaces, non-ASCII) out of the tag,
- * so no user input can pick a cluster slot or act as a pattern.
- */
-export function escapeChannelTag(channel: string): string {
-  return channel.replace(/[^A-Za-z0-9_.@=:-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** Key names of one channel: all share the `{<channel>}` hash tag, so one script may touch them all. */
-export interface RedisChannelKeys {
-  meta: string;
-  stream: string;
-  /** Prefix of idempotency result keys (`<idem><key>`). */
-  idem: string;
-  /** Pub/sub topic (not a key, but named alike). */
-  topic: string;
-}
-
-export function redisChannelKeys(prefix: string, channel: string): RedisChannelKeys {
-  const base = `${prefix}:{${escapeChannelTag(channel)}}`;
-  return { meta: `${base}:meta`, stream: `${base}:stream`, idem: `${base}:idem:`, topic: `${base}:pub` };
-}
-
-class LuaScript {
-  readonly sha: string;
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-
-  /** EVALSHA, falling back to EVAL once when the server does not know the script (restart, flush). */
-  async run(client: Redis, keys: string[], args: (string | Buffer | Uint8Array | number)[]): Promise<unknown> {
-    const argv = args.map((a) => (a instanceof Uint8Array && !Buffer.isBuffer(a) ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : a)) as (
-      | string
-      | Buffer
-      | number
-    )[];
-    try {
-      return await client.callBuffer('evalsha', this.sha, keys.length, ...keys, ...argv);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return client.callBuffer('eval', this.source, keys.length, ...keys, ...argv);
-    }
-  }
-}
-
-const publishScript = new LuaScript(PUBLISH_SCRIPT);
-const historyScript = new LuaScript(HISTORY_SCRIPT);
+const publishScript = SCRIPTS.publish;
+const historyScript = SCRIPTS.history;
 
 export class RedisBroker implements Broker {
   readonly kind = 'redis';
@@ -131,8 +77,10 @@ export class RedisBroker implements Broker {
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly log: BrokerLogger;
   /** Commands: scripts, history. */
+  private readonly cmdConn: RedisConnection;
   private readonly cmd: Redis;
   /** Pub/sub only (a subscribed RESP2 connection cannot run commands; keeping them apart also isolates failures). */
+  private readonly subConn: RedisConnection;
   private readonly sub: Redis;
   private handler: BrokerHandler | null = null;
   private started = false;
@@ -145,56 +93,30 @@ export class RedisBroker implements Broker {
   private subGeneration = 0;
   /** Pub/sub topic -> channel, for every channel the hub asked for. The truth the connection converges to. */
   private readonly wanted = new Map<string, string>();
-  /** Last connection errors, reported in the one log line per status change. */
-  private lastCmdError: Error | null = null;
-  private lastSubError: Error | null = null;
   /** `waitFor` callbacks, re-checked on every readiness change. */
   private readonly stateListeners = new Set<() => void>();
 
   constructor(opts: RedisBrokerOptions) {
-    this.prefix = opts.prefix ?? 'signalbox';
-    if (!PREFIX_RE.test(this.prefix)) {
-      throw new TypeError(`RedisBroker: prefix must match ${PREFIX_RE} (no braces, globs or spaces), got ${JSON.stringify(this.prefix)}`);
-    }
-    this.commandTimeoutMs = positive(opts.commandTimeoutMs, 2000, 'commandTimeoutMs');
+    this.prefix = checkPrefix(opts.prefix, 'RedisBroker');
+    this.commandTimeoutMs = positive(opts.commandTimeoutMs, REDIS_DEFAULTS.commandTimeoutMs, 'commandTimeoutMs');
     this.metaTtlMs = positive(opts.streamMetaTtlMs, 24 * 3600_000, 'streamMetaTtlMs');
     this.startTimeoutMs = positive(opts.startTimeoutMs, 10_000, 'startTimeoutMs');
     this.heartbeatMs = positive(opts.heartbeatMs, 5000, 'heartbeatMs');
-    const baseMs = positive(opts.reconnectBaseMs, 50, 'reconnectBaseMs');
-    const maxMs = positive(opts.reconnectMaxMs, 2000, 'reconnectMaxMs');
+    const reconnectBaseMs = positive(opts.reconnectBaseMs, REDIS_DEFAULTS.reconnectBaseMs, 'reconnectBaseMs');
+    const reconnectMaxMs = positive(opts.reconnectMaxMs, REDIS_DEFAULTS.reconnectMaxMs, 'reconnectMaxMs');
     this.log = opts.logger ?? NOOP_LOGGER;
 
-    const common: RedisOptions = {
-      lazyConnect: true,
-      // Fail fast while disconnected: a queued publish would resolve minutes later, or never.
-      enableOfflineQueue: false,
-      // In-flight commands fail when the socket drops instead of being re-sent after reconnect:
-      // a re-sent publish could append twice (the first may have run before the drop).
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      // A hung server (TCP up, no replies): the command fails, and the socket is declared dead so
-      // readiness drops and later calls fail fast until a reconnect succeeds.
-      commandTimeout: this.commandTimeoutMs,
-      socketTimeout: this.commandTimeoutMs,
-      connectTimeout: Math.max(1000, this.commandTimeoutMs),
-      // Reconnect forever: exponential with equal jitter, capped.
-      retryStrategy: (times: number) => {
-        const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(times - 1, 20));
-        return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-      },
-    };
-    this.cmd = new Redis(opts.url, { ...common, connectionName: 'signalbox-broker' });
+    // One options block for every gateway connection (src/redis/connection.ts), which also logs
+    // each connection's status changes.
+    const common = { url: opts.url, commandTimeoutMs: this.commandTimeoutMs, reconnectBaseMs, reconnectMaxMs, logger: this.log };
+    this.cmdConn = new RedisConnection({ ...common, name: 'signalbox-broker', impact: 'publish/history unavailable' });
     // We re-subscribe ourselves, to know when it is done and only then ask the hub to resync.
-    this.sub = new Redis(opts.url, { ...common, connectionName: 'signalbox-broker-sub', autoResubscribe: false });
+    this.subConn = new RedisConnection({ ...common, name: 'signalbox-broker-sub', subscriber: true, impact: 'live delivery paused until it is back' });
+    this.cmd = this.cmdConn.client;
+    this.sub = this.subConn.client;
 
-    this.cmd.on('error', (err: Error) => {
-      this.lastCmdError = err;
-    });
     this.cmd.on('ready', () => this.setReady(true));
     this.cmd.on('close', () => this.setReady(false));
-    this.sub.on('error', (err: Error) => {
-      this.lastSubError = err;
-    });
     this.sub.on('ready', () => void this.onSubReady());
     this.sub.on('close', () => this.onSubClose());
     this.sub.on('messageBuffer', (topic: Buffer, message: Buffer) => this.onMessage(topic, message));
@@ -212,13 +134,13 @@ export class RedisBroker implements Broker {
     this.handler = handler;
     this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs);
     this.heartbeat.unref();
-    const bothReady = Promise.all([this.cmd.connect(), this.sub.connect()]);
-    // The connect promises reject on the first failed attempt; reconnecting goes on regardless.
-    bothReady.catch(() => {});
+    // Resolve on the first attempt, failed or not; reconnecting goes on regardless.
+    void this.cmdConn.connect();
+    void this.subConn.connect();
     const inTime = await this.waitFor(() => this.closed || (this.ready && this.subReady), this.startTimeoutMs);
     if (!inTime && !this.closed) {
       this.log.warn(
-        { err: (this.lastCmdError ?? this.lastSubError)?.message, timeoutMs: this.startTimeoutMs },
+        { err: (this.cmdConn.lastError ?? this.subConn.lastError)?.message, timeoutMs: this.startTimeoutMs },
         'redis broker: Redis not reachable at start; reconnecting in the background',
       );
     }
@@ -328,11 +250,7 @@ export class RedisBroker implements Broker {
     this.subReady = false;
     this.wanted.clear();
     this.notifyState();
-    // Only a live socket emits 'end' after disconnect(); one that is between reconnects just stops.
-    const ends = [this.cmd, this.sub].filter((c) => ['connecting', 'connect', 'ready'].includes(c.status)).map((c) => ended(c, 1000));
-    this.cmd.disconnect();
-    this.sub.disconnect();
-    await Promise.all(ends);
+    await Promise.all([this.cmdConn.close(), this.subConn.close()]);
   }
 
   private beat(): void {
@@ -365,28 +283,21 @@ export class RedisBroker implements Broker {
   private assertUsable(op: string): void {
     if (this.closed) throw new BrokerUnavailableError(`RedisBroker is closed (${op})`);
     if (!this.ready) {
-      throw new BrokerUnavailableError(`Redis unavailable (${op}): ${this.lastCmdError?.message ?? 'not connected'}`, {
-        cause: this.lastCmdError ?? undefined,
-      });
+      const cause = this.cmdConn.lastError;
+      throw new BrokerUnavailableError(`Redis unavailable (${op}): ${cause?.message ?? 'not connected'}`, { cause: cause ?? undefined });
     }
   }
 
   /** Runs a command, turning connection loss, timeouts and transient server states into BrokerUnavailableError. */
-  private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (isReplyError(err) && !TRANSIENT_REPLY.test(err.message)) throw err;
-      throw new BrokerUnavailableError(`Redis unavailable (${op}): ${errMessage(err)}`, { cause: err });
-    }
+  private call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    return redisCall(op, fn);
   }
 
   private setReady(ready: boolean): void {
     if (this.closed || ready === this.ready) return;
     this.ready = ready;
     this.notifyState();
-    if (ready) this.log.info({}, 'redis broker: command connection ready');
-    else this.log.warn({ err: this.lastCmdError?.message }, 'redis broker: command connection lost; publish/history unavailable');
+    // The status change itself is logged by the connection (src/redis/connection.ts).
     this.notifyHandler('onReadyChange', (h) => h.onReadyChange?.(ready));
   }
 
@@ -397,7 +308,6 @@ export class RedisBroker implements Broker {
     this.notifyState();
     // Whatever was published while we were away never reaches us through pub/sub.
     this.needsResync = true;
-    if (!this.closed) this.log.warn({ err: this.lastSubError?.message }, 'redis broker: pub/sub connection lost');
   }
 
   private async onSubReady(): Promise<void> {
@@ -512,29 +422,5 @@ function ttlArg(ms: number): number {
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`RedisBroker: ${name} must be a positive number, got ${value}`);
-  return value;
-}
-
-function isReplyError(err: unknown): err is Error {
-  return err instanceof Error && err.name === 'ReplyError';
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Resolves once the client reached status `end` (or after `timeoutMs`). */
-function ended(client: Redis, timeoutMs: number): Promise<void> {
-  if (client.status === 'end') return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, timeoutMs);
-    function done(): void {
-      clearTimeout(timer);
-      client.off('end', done);
-      resolve();
-    }
-    client.once('end', done);
-  });
+  return positiveOption(value, fallback, name, 'RedisBroker');
 }

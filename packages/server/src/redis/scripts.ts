@@ -1,7 +1,13 @@
 /**
- * Lua sources of the Redis engine, kept as TypeScript strings because tsc does not copy `.lua`
- * files to dist. Each script touches only keys of one channel (they share the `{<channel>}` hash
- * tag), so it runs atomically on one node, standalone or cluster.
+ * The one script loader of the Redis engine, and every Lua script it runs (the broker's and the
+ * presence store's). Each script runs with EVALSHA; a server that does not know it (restart,
+ * `SCRIPT FLUSH`, a new Redis) answers NOSCRIPT, and the script is sent once with EVAL, which
+ * loads it for the next calls.
+ *
+ * Lua sources are TypeScript strings because tsc does not copy `.lua` files to dist. Each script
+ * touches only keys of one channel (they share the `{<channel>}` hash tag, see keys.ts), so it runs
+ * atomically on one node, standalone or cluster. Editing a script changes its SHA, which costs
+ * each node one NOSCRIPT round trip, nothing else; what the scripts store must not change (keys.ts).
  *
  * Message format, shared by history entries, idempotency results and pub/sub messages: a
  * MessagePack array `[epoch, offset, time, body]` where `body` is the MessagePack map
@@ -9,6 +15,48 @@
  * cmsgpack would turn binary `bin` values into `str`); it only prefixes the header it owns:
  * 0x94 (fixarray of 4) followed by the packed epoch, offset and time.
  */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+export type ScriptArg = string | Buffer | Uint8Array | number;
+
+/** One Lua script: its source and SHA1, run with EVALSHA (EVAL once on NOSCRIPT). */
+export class LuaScript {
+  readonly sha: string;
+  constructor(
+    /** For messages and tests. */
+    readonly name: string,
+    readonly source: string,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /** Runs the script; bulk replies come back as Buffers (binary-safe: publication messages). */
+  run(client: Redis, keys: string[], args: ScriptArg[]): Promise<unknown> {
+    return this.exec(client, true, keys, args);
+  }
+
+  /** Runs the script; bulk replies come back as strings (UTF-8 text: presence records). */
+  runText(client: Redis, keys: string[], args: ScriptArg[]): Promise<unknown> {
+    return this.exec(client, false, keys, args);
+  }
+
+  private async exec(client: Redis, binary: boolean, keys: string[], args: ScriptArg[]): Promise<unknown> {
+    const argv = args.map((a) => (a instanceof Uint8Array && !Buffer.isBuffer(a) ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : a)) as (
+      | string
+      | Buffer
+      | number
+    )[];
+    const call = (cmd: 'evalsha' | 'eval', first: string): Promise<unknown> =>
+      binary ? client.callBuffer(cmd, first, keys.length, ...keys, ...argv) : client.call(cmd, first, keys.length, ...keys, ...argv);
+    try {
+      return await call('evalsha', this.sha);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return call('eval', this.source);
+    }
+  }
+}
 
 /** Shared prologue: epoch creation when the stream's meta hash is gone (fresh channel or lost data). */
 const NEW_EPOCH_FN = `
@@ -130,3 +178,39 @@ for i = 1, #entries do
 end
 return out
 `;
+
+/**
+ * Presence add-or-refresh.
+ *
+ * KEYS[1] expiries (sorted set); KEYS[2] members (hash).
+ * ARGV[1] expiry (ms since the epoch); ARGV[2] client id; ARGV[3] member record (JSON); ARGV[4] key TTL ms.
+ */
+export const PRESENCE_ADD_SCRIPT = `
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1`;
+
+/**
+ * Presence list: drops members whose expiry passed, returns the records of the others.
+ *
+ * KEYS[1] expiries; KEYS[2] members. ARGV[1] now (ms since the epoch).
+ */
+export const PRESENCE_LIST_SCRIPT = `
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(ids))`;
+
+/** Every script the gateway runs. */
+export const SCRIPTS = {
+  publish: new LuaScript('publish', PUBLISH_SCRIPT),
+  history: new LuaScript('history', HISTORY_SCRIPT),
+  presenceAdd: new LuaScript('presence add', PRESENCE_ADD_SCRIPT),
+  presenceList: new LuaScript('presence list', PRESENCE_LIST_SCRIPT),
+} as const;

@@ -1,0 +1,50 @@
+/**
+ * The engine: the broker and the presence store a node runs on, chosen in one place from
+ * `config.broker` (SIGNALBOX_BROKER). `memory` is the embedded single-node engine; a Redis URL is
+ * the distributed one, whose broker and presence store share the Redis layer in src/redis/.
+ */
+import { MemoryBroker } from './broker/memory.js';
+import type { Broker } from './broker/types.js';
+import type { GatewayConfig } from './config.js';
+import type { Logger } from './logger.js';
+import { MemoryPresenceStore } from './presence/memory.js';
+import type { PresenceStore } from './presence/types.js';
+
+export interface Engine {
+  broker: Broker;
+  presence: PresenceStore;
+}
+
+/** The settings the engine reads. */
+export type EngineConfig = Pick<GatewayConfig, 'broker' | 'redisPrefix' | 'redisTimeoutMs'>;
+
+/**
+ * Builds (does not start) the broker and the presence store `config.broker` names. A part given in
+ * `given` (tests, embedding) is used as it is; only the missing part is built. The Redis modules
+ * (and ioredis) are loaded only when a Redis URL is configured.
+ */
+export async function createEngine(config: EngineConfig, log: Logger, given: Partial<Engine> = {}): Promise<Engine> {
+  return {
+    broker: given.broker ?? (await createBroker(config, log)),
+    presence: given.presence ?? (await createPresenceStore(config, log)),
+  };
+}
+
+/** The broker `config.broker` names: the memory broker, or Redis (the broker half of {@link createEngine}). */
+export async function createBroker(config: EngineConfig, log: Logger): Promise<Broker> {
+  if (config.broker === 'memory') return new MemoryBroker();
+  const { RedisBroker } = await import('./broker/redis.js');
+  return new RedisBroker(redisSettings(config, log));
+}
+
+/** The presence store `config.broker` names (the presence half of {@link createEngine}). */
+export async function createPresenceStore(config: EngineConfig, log: Logger): Promise<PresenceStore> {
+  if (config.broker === 'memory') return new MemoryPresenceStore();
+  const { RedisPresenceStore } = await import('./presence/redis.js');
+  return new RedisPresenceStore(redisSettings(config, log));
+}
+
+/** What both Redis halves take from the configuration: the same Redis, prefix and timeout. */
+function redisSettings(config: EngineConfig, log: Logger): { url: string; prefix: string; commandTimeoutMs: number; logger: Logger } {
+  return { url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs, logger: log };
+}
