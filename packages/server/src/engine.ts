@@ -1,5 +1,5 @@
 /**
- * The engine: the broker and the presence store a node runs on, chosen in one place from
+ * The engine: the broker, the presence store and the RPC engine a node runs on, chosen in one place from
  * `config.broker` (SIGNALBOX_BROKER). `memory` is the embedded single-node engine; a Redis URL is
  * the distributed one, whose broker and presence store share the Redis layer in src/redis/.
  */
@@ -9,10 +9,13 @@ import type { GatewayConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { MemoryPresenceStore } from './presence/memory.js';
 import type { PresenceStore } from './presence/types.js';
+import { MemoryRpcEngine } from './rpc/memory.js';
+import type { RpcEngine } from './rpc/types.js';
 
 export interface Engine {
   broker: Broker;
   presence: PresenceStore;
+  rpc: RpcEngine;
 }
 
 /** The settings the engine reads. */
@@ -27,7 +30,15 @@ export async function createEngine(config: EngineConfig, log: Logger, given: Par
   return {
     broker: given.broker ?? (await createBroker(config, log)),
     presence: given.presence ?? (await createPresenceStore(config, log)),
+    rpc: given.rpc ?? (await createRpcEngine(config, log)),
   };
+}
+
+/** The RPC engine `config.broker` names: in memory for one node, on Redis for several. */
+export async function createRpcEngine(config: EngineConfig, log: Logger): Promise<RpcEngine> {
+  if (config.broker === 'memory') return new MemoryRpcEngine();
+  const { RedisRpcEngine } = await import('./rpc/redis.js');
+  return new RedisRpcEngine(redisSettings(config, log));
 }
 
 /** The broker `config.broker` names: the memory broker, or Redis (the broker half of {@link createEngine}). */

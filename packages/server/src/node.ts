@@ -13,7 +13,6 @@ import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
 import { apiKeyring, type GatewayConfig } from './config.js';
-import { MemoryRpcEngine } from './rpc/memory.js';
 import { RpcRouter } from './rpc/router.js';
 import type { RpcEngine } from './rpc/types.js';
 import { Connection, type ConnectionContext } from './connection.js';
@@ -60,12 +59,6 @@ export interface GatewayOptions {
   rpc?: RpcEngine;
 }
 
-/** The RPC engine `config.broker` implies: in memory for one node, on Redis for several. */
-export async function createRpcEngine(config: GatewayConfig): Promise<RpcEngine> {
-  if (config.broker === 'memory') return new MemoryRpcEngine();
-  const { RedisRpcEngine } = await import('./rpc/redis.js');
-  return new RedisRpcEngine({ url: config.broker, prefix: config.redisPrefix, commandTimeoutMs: config.redisTimeoutMs });
-}
 
 export class Gateway {
   readonly log: Logger;
@@ -111,7 +104,7 @@ export class Gateway {
   /** Starts listening; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
     const config = this.config;
-    const engine = await createEngine(config, this.log, { broker: this.opts.broker, presence: this.opts.presence });
+    const engine = await createEngine(config, this.log, { broker: this.opts.broker, presence: this.opts.presence, rpc: this.opts.rpc });
     this.broker = engine.broker;
     this.presence = engine.presence;
     this.hub = new Hub(this.broker, this.metrics, this.log, { maxCatchUpBuffer: 10_000 });
@@ -125,7 +118,7 @@ export class Gateway {
     });
     this.metrics.brokerReady.set(this.broker.isReady() ? 1 : 0);
     await this.presence.start?.();
-    this.rpc = new RpcRouter({ nodeId: this.nodeId, engine: this.opts.rpc ?? (await createRpcEngine(config)) });
+    this.rpc = new RpcRouter({ nodeId: this.nodeId, engine: engine.rpc });
     await this.rpc.start();
     const ops = new ChannelOperations({ broker: this.broker, presence: this.presence, metrics: this.metrics, idempotencyWindowMs: config.idempotencyWindowMs });
     this.ctx = {

@@ -8,7 +8,7 @@ import { MemoryBroker } from '../src/broker/memory.js';
 import { createEngine } from '../src/engine.js';
 import { createLogger } from '../src/logger.js';
 import { MemoryPresenceStore } from '../src/presence/memory.js';
-import { escapeChannelTag, redisChannelKeys, redisPresenceKeys } from '../src/redis/keys.js';
+import { escapeChannelTag, redisChannelKeys, redisPresenceKeys, redisRpcKeys } from '../src/redis/keys.js';
 import { Recorder, publishTo } from './contract/broker.contract.js';
 import { deleteKeys, describeWithRedis, listKeys, probeRedis, rawClient, uniquePrefix } from './helpers/redis.js';
 
@@ -27,6 +27,13 @@ describe('Redis key names (pinned)', () => {
       expiries: 'signalbox:{room:r_1.a@b=c}:presence:z',
       members: 'signalbox:{room:r_1.a@b=c}:presence:h',
     });
+  });
+
+  it('RPC keys and topic: registry per channel, liveness key and inbox per node', () => {
+    const k = redisRpcKeys('signalbox');
+    expect(k.registry('session:s 1')).toBe('signalbox:{session:s%00201}:rpc');
+    expect(k.node('node_Ab-9')).toBe('signalbox:rpc:node:node_Ab-9');
+    expect(k.inbox('node_Ab-9')).toBe('signalbox:rpc:inbox:node_Ab-9');
   });
 
   it('escaping: every character outside [A-Za-z0-9_.@=:-] as %xxxx (UTF-16 code unit)', () => {

@@ -57,3 +57,21 @@ export function redisPresenceKeys(prefix: string, channel: string): RedisPresenc
   const base = `${prefix}:{${escapeChannelTag(channel)}}:presence`;
   return { expiries: `${base}:z`, members: `${base}:h` };
 }
+
+/** RPC keys and topics (see rpc/redis.ts): a channel's handler registry, and per node its liveness key and inbox topic. */
+export interface RedisRpcKeys {
+  /** Hash: handler id -> `{node, methods}` (JSON), under the channel's hash tag. */
+  registry(channel: string): string;
+  /** String with a TTL: present while the node is alive. */
+  node(node: string): string;
+  /** Pub/sub topic the node receives calls and outcomes on (not a key, named alike). */
+  inbox(node: string): string;
+}
+
+export function redisRpcKeys(prefix: string): RedisRpcKeys {
+  return {
+    registry: (channel) => `${prefix}:{${escapeChannelTag(channel)}}:rpc`,
+    node: (node) => `${prefix}:rpc:node:${node}`,
+    inbox: (node) => `${prefix}:rpc:inbox:${node}`,
+  };
+}

@@ -12,10 +12,11 @@
  * Pub/sub is at most once: a call lost with a dropped connection ends in RPC_TIMEOUT, never in
  * two executions.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { decodeMsgpack, encodeMsgpack } from '@signalbox/protocol';
-import { BrokerUnavailableError } from '../broker/types.js';
-import { escapeChannelTag } from '../broker/redis.js';
+import { RedisConnection, type RedisLogger } from '../redis/connection.js';
+import { redisCall } from '../redis/errors.js';
+import { checkPrefix, redisRpcKeys, type RedisRpcKeys } from '../redis/keys.js';
 import type { HandlerEntry, RoutedCall, RoutedOutcome, RpcEngine, RpcInbox } from './types.js';
 
 export interface RedisRpcEngineOptions {
@@ -24,6 +25,7 @@ export interface RedisRpcEngineOptions {
   commandTimeoutMs?: number;
   /** How long a node's registrations outlive its last sign of life. */
   livenessMs?: number;
+  logger?: RedisLogger;
 }
 
 const CALL = 1;
@@ -31,9 +33,11 @@ const OUTCOME = 2;
 
 export class RedisRpcEngine implements RpcEngine {
   readonly kind = 'redis';
+  private readonly cmdConn: RedisConnection;
+  private readonly subConn: RedisConnection;
   private readonly cmd: Redis;
   private readonly sub: Redis;
-  private readonly prefix: string;
+  private readonly keys: RedisRpcKeys;
   private readonly livenessMs: number;
   private readonly timeoutMs: number;
   private nodeId = '';
@@ -43,47 +47,36 @@ export class RedisRpcEngine implements RpcEngine {
   private readonly mine = new Map<string, Map<string, HandlerEntry>>();
 
   constructor(opts: RedisRpcEngineOptions) {
-    this.prefix = opts.prefix ?? 'signalbox';
+    this.keys = redisRpcKeys(checkPrefix(opts.prefix, 'RedisRpcEngine'));
     this.timeoutMs = opts.commandTimeoutMs ?? 2000;
     this.livenessMs = opts.livenessMs ?? 5000;
-    const common: RedisOptions = {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: this.timeoutMs,
-      connectTimeout: Math.max(1000, this.timeoutMs),
-      retryStrategy: (times: number) => {
-        const ceiling = Math.min(2000, 50 * 2 ** Math.min(times - 1, 10));
-        return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-      },
-    };
-    this.cmd = new Redis(opts.url, { ...common, connectionName: 'signalbox-rpc' });
-    this.sub = new Redis(opts.url, { ...common, connectionName: 'signalbox-rpc-sub', autoResubscribe: true });
-    // Both reconnect by themselves; calls fail fast meanwhile (UNAVAILABLE).
-    this.cmd.on('error', () => {});
-    this.sub.on('error', () => {});
+    const common = { url: opts.url, commandTimeoutMs: this.timeoutMs, logger: opts.logger };
+    this.cmdConn = new RedisConnection({ ...common, name: 'signalbox-rpc', impact: 'RPC calls unavailable' });
+    // ioredis re-subscribes the inbox by itself after a reconnect: nothing to resync.
+    this.subConn = new RedisConnection({ ...common, name: 'signalbox-rpc-sub', impact: 'RPC calls to this node unavailable' });
+    this.cmd = this.cmdConn.client;
+    this.sub = this.subConn.client;
     this.cmd.on('ready', () => void this.remake());
     this.sub.on('messageBuffer', (_topic: Buffer, message: Buffer) => this.onMessage(message));
   }
 
   private nodeKey(node: string): string {
-    return `${this.prefix}:rpc:node:${node}`;
+    return this.keys.node(node);
   }
 
   private inboxTopic(node: string): string {
-    return `${this.prefix}:rpc:inbox:${node}`;
+    return this.keys.inbox(node);
   }
 
   private registryKey(channel: string): string {
-    return `${this.prefix}:{${escapeChannelTag(channel)}}:rpc`;
+    return this.keys.registry(channel);
   }
 
   async start(nodeId: string, inbox: RpcInbox): Promise<void> {
     this.nodeId = nodeId;
     this.inbox = inbox;
     const settle = <T>(p: Promise<T>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, this.timeoutMs).unref())]);
-    await settle(Promise.all([this.cmd.connect(), this.sub.connect()]));
+    await settle(Promise.all([this.cmdConn.connect(), this.subConn.connect()]));
     await settle(this.sub.subscribe(this.inboxTopic(nodeId)));
     await settle(this.beat());
     this.aliveTimer = setInterval(() => void this.beat().catch(() => {}), Math.max(100, Math.floor(this.livenessMs / 3)));
@@ -107,12 +100,8 @@ export class RedisRpcEngine implements RpcEngine {
     }
   }
 
-  private async run<T>(what: string, op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (err) {
-      throw new BrokerUnavailableError(`rpc ${what}: ${(err as Error).message}`, { cause: err });
-    }
+  private run<T>(what: string, op: () => Promise<T>): Promise<T> {
+    return redisCall(`rpc ${what}`, op);
   }
 
   private write(channel: string, e: HandlerEntry): Promise<unknown> {
@@ -191,7 +180,6 @@ export class RedisRpcEngine implements RpcEngine {
       // Expires by itself within livenessMs.
     }
     this.mine.clear();
-    this.cmd.disconnect();
-    this.sub.disconnect();
+    await Promise.all([this.cmdConn.close(), this.subConn.close()]);
   }
 }
