@@ -46,6 +46,7 @@ const CLOSE_POLICY: Record<CloseCode, ClosePolicy> = {
   1012: 'reconnect',
   4001: 'new-token',
   4002: 'new-token',
+  4003: 'stop',
   4004: 'reconnect',
   4008: 'stop',
   4010: 'reconnect',

@@ -31,6 +31,8 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** An unexpected server-side failure; the request may be retried. */
   INTERNAL_ERROR: 'INTERNAL_ERROR',
+  /** The connection (or other resource) an admin request names does not exist. */
+  NOT_FOUND: 'NOT_FOUND',
   /** No live handler is registered for the channel (and method) called. */
   RPC_NO_HANDLER: 'RPC_NO_HANDLER',
   /** The handler did not answer within the call's timeout. */
@@ -56,6 +58,7 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCode, { description: string; action
   UNRECOVERABLE_POSITION: { description: 'Stream position cannot be recovered', action: 'Reload state, then subscribe without a position' },
   UNAVAILABLE: { description: 'Broker unavailable', action: 'Retry with backoff' },
   INTERNAL_ERROR: { description: 'Internal server error', action: 'Retry; report if it persists' },
+  NOT_FOUND: { description: 'No such connection or subscription', action: 'Refresh the list: it may have closed already' },
   RPC_NO_HANDLER: { description: 'No handler for this channel and method', action: 'Retry once a handler has registered (e.g. when its presence shows)' },
   RPC_TIMEOUT: { description: 'The handler did not answer in time', action: 'Retry if the method is safe to repeat; raise timeoutMs' },
   RPC_FAILED: { description: "The handler answered with an error", action: "See the handler's message and details.handlerCode" },
@@ -85,6 +88,8 @@ export const CloseCode = {
   AUTH_FAILED: 4001,
   /** The token expired and was not refreshed in time: get a new token, then reconnect. */
   TOKEN_EXPIRED: 4002,
+  /** An administrator disconnected the connection (admin API): do not reconnect by yourself. */
+  DISCONNECTED: 4003,
   /** Token verification could not complete (timed out, or the key set was unavailable): the token was not judged; reconnect. */
   AUTH_TIMEOUT: 4004,
   /** Too many malformed or invalid messages: the client is misbehaving. */
@@ -110,6 +115,7 @@ export const CLOSE_CODE_DESCRIPTIONS: Record<number, { name: string; reason: str
   1012: { name: 'SERVICE_RESTART', reason: 'Server restarting or draining; reconnect and recover', reconnect: 'yes' },
   4001: { name: 'AUTH_FAILED', reason: 'Token missing or invalid', reconnect: 'no' },
   4002: { name: 'TOKEN_EXPIRED', reason: 'Token expired and was not refreshed within the grace period', reconnect: 'after-refresh' },
+  4003: { name: 'DISCONNECTED', reason: 'Disconnected by an administrator (DELETE /v1/connections/{id})', reconnect: 'no' },
   4004: { name: 'AUTH_TIMEOUT', reason: 'Token verification could not complete (timeout, or key set unavailable)', reconnect: 'yes' },
   4008: { name: 'PROTOCOL_VIOLATION', reason: 'Too many invalid messages', reconnect: 'no' },
   4010: { name: 'SLOW_CONSUMER', reason: 'Outbound buffer overflow; reconnect and recover', reconnect: 'yes' },

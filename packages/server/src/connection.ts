@@ -111,6 +111,27 @@ export class Connection implements Subscriber {
     return this.subs.size;
   }
 
+  /** When the socket was accepted (ms since the epoch). */
+  readonly connectedAt = Date.now();
+
+  /** The channels held. */
+  get channels(): string[] {
+    return [...this.subs.keys()];
+  }
+
+  /** Bytes queued for the socket, not yet taken by the kernel. */
+  get bytesBuffered(): number {
+    return this.transport.bufferedAmount;
+  }
+
+  /** Removes one subscription by the server's decision (admin API): the client is told `subscription.removed`. */
+  removeSubscription(name: string): boolean {
+    if (!this.subs.has(name)) return false;
+    this.send({ kind: 'unsubscribed_by_server', channel: name, code: ErrorCode.PERMISSION_DENIED, message: 'Removed by an administrator' });
+    this.release(name);
+    return true;
+  }
+
   get isOpen(): boolean {
     return this.state === 'open';
   }

@@ -14,6 +14,7 @@ import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
 import { apiKeyring, type GatewayConfig } from './config.js';
 import { RpcRouter } from './rpc/router.js';
+import { AdminService } from './admin.js';
 import type { RpcEngine } from './rpc/types.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import { createEngine } from './engine.js';
@@ -69,6 +70,7 @@ export class Gateway {
   presence!: PresenceStore;
   hub!: Hub;
   rpc!: RpcRouter;
+  private admin!: AdminService;
   private app!: FastifyInstance;
   private wss!: WebSocketServer;
   private readonly conns = new Set<Connection>();
@@ -120,6 +122,8 @@ export class Gateway {
     await this.presence.start?.();
     this.rpc = new RpcRouter({ nodeId: this.nodeId, engine: engine.rpc });
     await this.rpc.start();
+    this.admin = new AdminService({ nodeId: this.nodeId, rpc: this.rpc, hub: () => this.hub, connections: () => this.conns });
+    await this.admin.start();
     const ops = new ChannelOperations({ broker: this.broker, presence: this.presence, metrics: this.metrics, idempotencyWindowMs: config.idempotencyWindowMs });
     this.ctx = {
       config, hub: this.hub, ops, namespaces: this.namespaces, auth: this.auth, rpc: this.rpc, metrics: this.metrics, log: this.log,
@@ -133,7 +137,7 @@ export class Gateway {
       http: { headersTimeout: config.handshakeTimeoutMs, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.handshakeTimeoutMs / 4))) },
     });
     registerApi(this.app, {
-      config, keys: apiKeyring(config), broker: this.broker, hub: this.hub, ops, rpc: this.rpc, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
+      config, keys: apiKeyring(config), broker: this.broker, hub: this.hub, ops, rpc: this.rpc, admin: this.admin, namespaces: this.namespaces, metrics: this.metrics, log: this.log,
       readiness: () => this.readiness(),
       stats: () => this.stats(),
     });

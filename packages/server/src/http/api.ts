@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ErrorCode, isValidEventType, isValidMessageId, isValidMethodName, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
+import { CloseCode, ErrorCode, isValidEventType, isValidMessageId, isValidMethodName, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
+import type { AdminService } from '../admin.js';
 import type { ApiKeyring, ApiPrincipal, ApiScope } from '../auth/api-keys.js';
 import type { Broker, PublishResult } from '../broker/types.js';
 import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js';
@@ -24,6 +25,7 @@ export interface ApiContext {
   hub: Hub;
   ops: ChannelOperations;
   rpc: RpcRouter;
+  admin: AdminService;
   namespaces: NamespaceTable;
   metrics: Metrics;
   log: Logger;
@@ -217,7 +219,62 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
   });
 
-  app.get('/v1/channels', { preHandler: requireScope('admin') }, async () => ({ channels: ctx.hub.channelStats() }));
+  // ---- admin: cluster-wide, every node answering for its part ----
+  const listLimit = (raw: string | undefined, reply: FastifyReply): number | null => {
+    if (raw === undefined) return 100;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 1000) {
+      sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`limit` must be an integer from 1 to 1000');
+      return null;
+    }
+    return n;
+  };
+
+  app.get('/v1/channels', { preHandler: requireScope('admin') }, async (req, reply) => {
+    const q = req.query as Record<string, string | undefined>;
+    const limit = listLimit(q.limit, reply);
+    if (limit === null) return reply;
+    try {
+      return await ctx.admin.channels(q.search, limit);
+    } catch (err) {
+      return sendFailure(reply, err);
+    }
+  });
+
+  app.get('/v1/connections', { preHandler: requireScope('admin') }, async (req, reply) => {
+    const q = req.query as Record<string, string | undefined>;
+    const limit = listLimit(q.limit, reply);
+    if (limit === null) return reply;
+    try {
+      return await ctx.admin.connections({ subject: q.subject, channel: q.channel }, limit, q.cursor);
+    } catch (err) {
+      return sendFailure(reply, err);
+    }
+  });
+
+  app.delete('/v1/connections/:id', { preHandler: requireScope('admin') }, async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const { reason } = req.query as { reason?: string };
+    try {
+      const r = await ctx.admin.disconnect(id, reason);
+      if (!r.found) return sendError(reply, 404, ErrorCode.NOT_FOUND, `No connection '${id.slice(0, 64)}'`, { id, unavailable: r.unavailable });
+      return { id, disconnected: true, node: r.node, closeCode: CloseCode.DISCONNECTED };
+    } catch (err) {
+      return sendFailure(reply, err, { id });
+    }
+  });
+
+  app.delete('/v1/connections/:id/subscriptions/:channel', { preHandler: requireScope('admin') }, async (req, reply) => {
+    const { id, channel } = req.params as { id: string; channel: string };
+    try {
+      const r = await ctx.admin.unsubscribe(id, channel);
+      if (!r.found) return sendError(reply, 404, ErrorCode.NOT_FOUND, `No connection '${id.slice(0, 64)}'`, { id, channel, unavailable: r.unavailable });
+      if (!r.removed) return sendError(reply, 404, ErrorCode.NOT_FOUND, `Connection '${id.slice(0, 64)}' is not subscribed to '${channel.slice(0, 160)}'`, { id, channel });
+      return { id, channel, removed: true };
+    } catch (err) {
+      return sendFailure(reply, err, { id, channel });
+    }
+  });
   app.get('/v1/stats', { preHandler: requireScope('admin') }, async () => ctx.stats());
 }
 

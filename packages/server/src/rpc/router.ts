@@ -181,10 +181,43 @@ export class RpcRouter {
       throw toGatewayError(err);
     }
     const callId = `rpc_${this.prefix}${(++this.seq).toString(36)}`;
-    const outcome = new Promise<RpcOutcome>((resolve) => {
+    const outcome = this.await(callId, timeoutMs);
+    const routed = await this.route(candidates, { callId, callerNode: this.nodeId, handlerId: '', channel, method, params, caller, timeoutMs }, started);
+    if (!routed) {
+      this.waiting.get(callId)?.settle({ ok: false, code: 'RPC_NO_HANDLER', message: `No handler for '${method}' on channel '${channel}'` });
+    }
+    const o = await outcome;
+    if (o.ok) return o.result;
+    throw new GatewayError(ErrorCode[o.code], o.message, o.handlerCode !== undefined ? { handlerCode: o.handlerCode } : {});
+  }
+
+  /**
+   * Calls `method` on every live handler of `channel` at once (e.g. one per node), and resolves
+   * when each has answered or timed out: one outcome per handler, in no particular order.
+   */
+  async callEach(channel: string, method: string, params: unknown, caller: Publisher, timeoutMs: number): Promise<{ handler: HandlerEntry; outcome: RpcOutcome }[]> {
+    let handlers: HandlerEntry[];
+    try {
+      handlers = (await this.engine.handlers(channel)).filter((e) => e.methods === null || e.methods.includes(method));
+    } catch (err) {
+      throw toGatewayError(err);
+    }
+    return Promise.all(handlers.map(async (handler) => {
+      const started = performance.now();
+      const callId = `rpc_${this.prefix}${(++this.seq).toString(36)}`;
+      const outcome = this.await(callId, timeoutMs);
+      const routed = await this.route([handler], { callId, callerNode: this.nodeId, handlerId: '', channel, method, params, caller, timeoutMs }, started);
+      if (!routed) this.waiting.get(callId)?.settle({ ok: false, code: 'RPC_HANDLER_GONE', message: `Node ${handler.node} is not listening` });
+      return { handler, outcome: await outcome };
+    }));
+  }
+
+  /** The outcome of call `callId`, or RPC_TIMEOUT after `timeoutMs`. */
+  private await(callId: string, timeoutMs: number): Promise<RpcOutcome> {
+    return new Promise<RpcOutcome>((resolve) => {
       const timer = setTimeout(() => {
         this.waiting.delete(callId);
-        resolve({ ok: false, code: 'RPC_TIMEOUT', message: `No answer from the handler within ${timeoutMs} ms` });
+        resolve({ ok: false, code: 'RPC_TIMEOUT', message: `No answer within ${timeoutMs} ms` });
       }, timeoutMs);
       this.waiting.set(callId, {
         timer,
@@ -195,13 +228,6 @@ export class RpcRouter {
         },
       });
     });
-    const routed = await this.route(candidates, { callId, callerNode: this.nodeId, handlerId: '', channel, method, params, caller, timeoutMs }, started);
-    if (!routed) {
-      this.waiting.get(callId)?.settle({ ok: false, code: 'RPC_NO_HANDLER', message: `No handler for '${method}' on channel '${channel}'` });
-    }
-    const o = await outcome;
-    if (o.ok) return o.result;
-    throw new GatewayError(ErrorCode[o.code], o.message, o.handlerCode !== undefined ? { handlerCode: o.handlerCode } : {});
   }
 
   /** Sends the call to a live handler, local first; false when none took it. */
