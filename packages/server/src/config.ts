@@ -6,8 +6,6 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { DEFAULT_NAMESPACES, parseNamespaces, type NamespaceConfig } from './channels/namespaces.js';
 
-export type { NamespaceConfig, NamespaceType } from './channels/namespaces.js';
-export { DEFAULT_NAMESPACES } from './channels/namespaces.js';
 
 export interface GatewayConfig {
   host: string;

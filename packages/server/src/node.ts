@@ -18,7 +18,7 @@ import type { GatewayConfig } from './config.js';
 import { Connection, type ConnectionContext } from './connection.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
-import { Hub } from './hub.js';
+import { Hub } from './hub/hub.js';
 import { LiveMetrics } from './live-metrics.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
