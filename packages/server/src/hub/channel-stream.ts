@@ -199,7 +199,11 @@ export class ChannelStream {
     return this.live.size + this.catching.size;
   }
 
-  /** Moves the phase on by one event, carrying out its effects in order. */
+  /**
+   * Moves the phase on by one event, carrying out its effects in order. The effects run during the
+   * transition, before the new phase is stored: an effect is handed what it needs (`readGap` its
+   * position) and must not read `phase`.
+   */
   handle(ev: StreamEvent): void {
     this.phase = transition(this.phase, ev, this.limits, this.fx);
   }
