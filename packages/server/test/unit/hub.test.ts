@@ -12,7 +12,9 @@ import type { Publication, StreamPosition, SubscribeOutcome } from '@signalbox/p
 import { BrokerUnavailableError, type Broker, type BrokerHandler, type HistoryQuery, type HistoryResult, type PublishResult } from '../../src/broker/types.js';
 import type { NamespaceConfig } from '../../src/channels/namespaces.js';
 import type { EncIndex } from '../../src/frames.js';
+import { transition, type StreamEffects, type StreamEvent, type StreamPhase } from '../../src/hub/channel-stream.js';
 import { Hub, type Subscriber } from '../../src/hub/hub.js';
+import { MAX_CONCURRENT_RESYNCS, ResyncScheduler, retryDelay } from '../../src/hub/resync-scheduler.js';
 import { createLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 
@@ -216,7 +218,7 @@ describe('live', () => {
     expect(a.offsets).toEqual([1]);
     const read = await broker.nextRead();
     expect(read.query).toEqual({ since: { epoch: 'E1', offset: 1 }, limit: NS.historySize });
-    await read.serve();
+    await read.serve({ top: 3 }); // read before 4 was appended: 4 comes from what waited
     expect(a.offsets).toEqual([1, 2, 3, 4]);
     expect(hub.position(CH)).toEqual({ epoch: 'E1', offset: 4 });
     publish();
@@ -546,20 +548,27 @@ describe('catching up', () => {
     expect(a.offsets).toEqual([1, 2, 3]);
   });
 
-  it('an epoch change while catching up: told to recover at activation', async () => {
+  it('an epoch change while catching up: told at once, and nothing of the new epoch is sent as catch-up', async () => {
     const { broker, hub, sub, subscribe, publish, ns } = setup();
     const a = sub();
     await subscribe(a);
     publish();
     const b = sub();
+    b.lose = function (this: RecordingSubscriber, _channel: string, why: 'resync' | 'overflow') {
+      this.lost.push(why); // stays subscribed: shows what activation would still send
+    };
     const prepared = hub.prepare(b, CH, ns, { epoch: 'E1', offset: 0 });
     const read = await broker.nextRead();
     await read.serve();
     const p = await prepared;
     broker.reset('E2');
-    publish(); // E2:1 buffered for b, before b is activated
+    publish(); // E2:1, buffered for b, before b is activated
+    publish(); // E2:2
+    expect(a.lost).toEqual(['resync']);
+    expect(b.lost).toEqual(['resync']); // catching subscribers are told too, not only live ones
     hub.activate(b, p);
-    expect(b.lost).toEqual(['resync']);
+    expect(b.got.map((g) => `${g.epoch}:${g.offset}`)).toEqual(['E1:1']);
+    expect(b.lost).toEqual(['resync', 'resync']);
   });
 });
 
@@ -621,4 +630,97 @@ describe('a publication that cannot be encoded', () => {
     publish();
     expect(b.offsets).toEqual([1, 2]);
   });
+});
+
+describe('the resync scheduler', () => {
+  it('runs at most maxConcurrent reads at once, the rest in arrival order, skipping what is no longer wanted', async () => {
+    const started: string[] = [];
+    const finish = new Map<string, () => void>();
+    const unwanted = new Set<string>();
+    const s = new ResyncScheduler<string>({
+      maxConcurrent: 2,
+      wanted: (x) => !unwanted.has(x),
+      run: (x) => {
+        started.push(x);
+        return new Promise<void>((r) => finish.set(x, r));
+      },
+    });
+    for (const x of ['a', 'b', 'c', 'd', 'e']) s.schedule(x);
+    expect(started).toEqual(['a', 'b']);
+    expect(s.inFlight).toBe(2);
+    unwanted.add('c');
+    finish.get('a')!();
+    await settle();
+    expect(started).toEqual(['a', 'b', 'd']);
+    finish.get('b')!();
+    finish.get('d')!();
+    await settle();
+    expect(started).toEqual(['a', 'b', 'd', 'e']);
+    finish.get('e')!();
+    await settle();
+    expect(s.inFlight).toBe(0);
+  });
+
+  it('a failed read waits a jittered, growing backoff: [100, 200) ms first, capped at 5 s', () => {
+    expect(retryDelay(1, () => 0)).toBe(100);
+    expect(retryDelay(1, () => 0.5)).toBe(150);
+    expect(retryDelay(2, () => 0)).toBe(200);
+    expect(retryDelay(5, () => 0)).toBe(1600);
+    expect(retryDelay(6, () => 0)).toBe(2500); // 6.4 s capped at 5 s, times the jitter
+    expect(retryDelay(30, () => 0.5)).toBe(3750);
+    for (let i = 0; i < 100; i++) {
+      const d = retryDelay(1);
+      expect(d >= 100 && d <= 200).toBe(true);
+    }
+  });
+
+  it('a broker reconnect asking for many channels at once reads them 64 at a time', async () => {
+    const { broker, hub, ns } = setup();
+    const subs = Array.from({ length: 70 }, (_, i) => ({ sub: new RecordingSubscriber(hub), channel: `project:c${i}` }));
+    const prepared = subs.map(({ sub, channel }) => hub.prepare(sub, channel, ns));
+    for (let i = 0; i < subs.length; i++) await (await broker.nextRead()).serve();
+    await Promise.all(prepared);
+    hub.onResync(null);
+    await settle();
+    expect(broker.waitingReads).toBe(MAX_CONCURRENT_RESYNCS);
+    await (await broker.nextRead()).serve();
+    expect(broker.waitingReads).toBe(MAX_CONCURRENT_RESYNCS); // one done, the next one started
+    // Streams dropped while they wait for a slot are not read.
+    for (const { sub, channel } of subs.slice(MAX_CONCURRENT_RESYNCS + 1)) hub.abandon(sub, channel);
+    await (await broker.nextRead()).serve();
+    expect(broker.waitingReads).toBe(MAX_CONCURRENT_RESYNCS - 1);
+    expect(broker.reads).toHaveLength(subs.length + MAX_CONCURRENT_RESYNCS + 1);
+  });
+});
+
+describe('the transition function, events its phase does not expect', () => {
+  const limits = { historySize: 100, maxQueue: 10 };
+  function recorder() {
+    const log: string[] = [];
+    const fx: StreamEffects = {
+      deliver: (p) => log.push(`deliver ${p.offset}`),
+      lost: (why) => log.push(`lost ${why}`),
+      readGap: (from) => log.push(`read ${from.offset}`),
+      retryLater: (n) => log.push(`retry ${n}`),
+      repairOutcome: (o) => log.push(`outcome ${o}`),
+    };
+    return { log, fx };
+  }
+  const hist: HistoryResult = { publications: [], position: { epoch: 'E1', offset: 9 }, earliestOffset: 1 };
+  const repairing = (read: 'pending' | 'backoff'): StreamPhase => ({ kind: 'repairing', epoch: 'E1', lastOffset: 5, queue: [], attempts: 1, again: false, read });
+  const cases: { name: string; phase: StreamPhase; ev: StreamEvent }[] = [
+    { name: 'a read result during the backoff (no read is out)', phase: repairing('backoff'), ev: { type: 'repair_read', hist } },
+    { name: 'a read failure during the backoff', phase: repairing('backoff'), ev: { type: 'repair_failed' } },
+    { name: 'a retry timer while a read is out', phase: repairing('pending'), ev: { type: 'retry_due' } },
+    { name: 'a read result while live', phase: { kind: 'live', epoch: 'E1', lastOffset: 5 }, ev: { type: 'repair_read', hist } },
+    { name: 'a second position read', phase: { kind: 'live', epoch: 'E1', lastOffset: 5 }, ev: { type: 'positioned', position: { epoch: 'E1', offset: 9 } } },
+    { name: 'a retry timer while live', phase: { kind: 'live', epoch: 'E1', lastOffset: 5 }, ev: { type: 'retry_due' } },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: ignored`, () => {
+      const { log, fx } = recorder();
+      expect(transition(c.phase, c.ev, limits, fx)).toBe(c.phase);
+      expect(log).toEqual([]);
+    });
+  }
 });

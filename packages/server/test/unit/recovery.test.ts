@@ -35,6 +35,7 @@ describe('each reason', () => {
     { name: 'returned does not start at since+1', hist: hist(10, 1, range(5, 10)), since: at(3), want: 'too_far_behind' },
     { name: 'returned fewer than missed, no limit asked', hist: hist(10, 1, range(4, 8)), since: at(3), want: 'too_far_behind' },
     { name: 'returned the first `limit` after since (a history page)', hist: hist(10, 1, range(4, 8)), since: at(3), limit: 5, want: 'recovered [4,5,6,7,8]' },
+    { name: 'a hole in a page (as many as the limit, but not contiguous)', hist: hist(10, 1, [pub(4), pub(6), pub(7)]), since: at(3), limit: 3, want: 'too_far_behind' },
     { name: 'a page cut shorter than its limit', hist: hist(10, 1, range(4, 6)), since: at(3), limit: 5, want: 'too_far_behind' },
     { name: 'limit 0: just the position', hist: hist(10, 1, []), since: at(3), limit: 0, want: 'recovered []' },
     { name: 'publications beyond the top are not served', hist: hist(5, 1, range(4, 7)), since: at(3), want: 'recovered [4,5]' },
