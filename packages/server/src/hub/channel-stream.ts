@@ -8,6 +8,10 @@
  *                                          repair_failed     v  |  retry_due / maybe_lost
  *                                                          (backoff)
  *
+ * A repair read that shows the gap can no longer be filled, an epoch change, and a failing repair
+ * with too much queued all end in `live` at the broker's position, with every subscriber told to
+ * reconnect and recover (the `lost` effect).
+ *
  * Only `live` passes publications on. In the other two phases they wait in the phase's queue:
  * before the first position read no offset is known, so a gap could not be seen; during a repair
  * anything newer than the gap must wait until the gap is filled.
