@@ -84,7 +84,9 @@ export type UnrecoverableReason =
   | 'position_ahead'
   | 'too_far_behind'
   | 'history_expired'
-  | 'no_history';
+  | 'no_history'
+  /** A missed publication cannot be encoded for this connection (its data does not serialize). */
+  | 'unencodable';
 
 export interface SubscribeOutcome {
   channel: string;

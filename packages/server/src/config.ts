@@ -7,8 +7,6 @@ import { availableParallelism } from 'node:os';
 import { ApiKeyring, parseApiKeys, type ApiKeySpec } from './auth/api-keys.js';
 import { DEFAULT_NAMESPACES, parseNamespaces, type NamespaceConfig } from './channels/namespaces.js';
 
-export type { NamespaceConfig, NamespaceType } from './channels/namespaces.js';
-export { DEFAULT_NAMESPACES } from './channels/namespaces.js';
 
 export interface GatewayConfig {
   host: string;

@@ -14,7 +14,7 @@ import type { ChannelOperations } from './channels/operations.js';
 import type { GatewayConfig } from './config.js';
 import { encIndex, encodeEvent, type EncIndex } from './frames.js';
 import { toGatewayError } from './errors.js';
-import type { Hub, PreparedSubscription, Subscriber } from './hub.js';
+import type { Hub, PreparedSubscription, Subscriber } from './hub/hub.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RpcRouter } from './rpc/router.js';

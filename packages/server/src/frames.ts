@@ -1,8 +1,8 @@
 /**
  * Wire frames, encoded once. A publication is serialized and framed at most once per
  * (dialect, encoding) for all subscribers of this node: server frames are unmasked, so the
- * complete WebSocket frame (header + payload) is the same bytes for every socket. The frames hang
- * off the publication object itself.
+ * complete WebSocket frame (header + payload) is the same bytes for every socket. The frames are
+ * cached here, keyed by the publication object, never written onto it (the broker owns it).
  */
 import { encodeMsgpack, prdEvent, prdPublication, prpEvent, prpPublication, type Dialect, type Encoding, type Publication, type ServerEvent } from '@signalbox/protocol';
 
@@ -17,13 +17,28 @@ export function isBinaryEnc(idx: EncIndex): boolean {
   return idx >= 2;
 }
 
-const FRAMES = Symbol('signalbox.frames');
 /** The encodings of one publication: a frame per EncIndex, and the JSON text of its data. */
 interface FrameCache {
   frames: [Buffer | undefined, Buffer | undefined, Buffer | undefined, Buffer | undefined];
   dataJson: string | undefined;
 }
-type Framed = Publication & { [FRAMES]?: FrameCache };
+
+/**
+ * The frame cache lives for one event-loop turn. Within a turn it is what sharing needs: one
+ * publication's fan-out to every subscriber, the data JSON shared by both JSON dialects, and the
+ * catch-up bursts of subscribers activated in the same turn. Past it, keeping frames would keep
+ * them resident as long as the publication lives, and the memory broker keeps publications in its
+ * history: frames and data JSON would more than double what history holds (and what the GC walks)
+ * for publications whose fan-out is long done. A later recovery encodes again, on demand.
+ * A WeakMap, so that a turn that never ends (a test's fake timers) still pins nothing the broker
+ * dropped; replaced, not cleared, at the end of the turn.
+ */
+let cache = new WeakMap<Publication, FrameCache>();
+let cacheInUse = false;
+function endOfTurn(): void {
+  cache = new WeakMap();
+  cacheInUse = false;
+}
 
 const OP_TEXT = 0x1;
 const OP_BINARY = 0x2;
@@ -63,29 +78,24 @@ export function frame(payload: string | Uint8Array, binary: boolean): Buffer {
   return buf;
 }
 
-/**
- * Drops the encodings cached on a publication once its live fan-out is done: publications stay in
- * the memory broker's history, and their frames and data JSON would otherwise more than double
- * what history holds (and what the GC walks). A later recovery re-encodes on demand.
- */
-export function releaseFrames(pub: Publication): void {
-  const p = pub as Framed;
-  if (p[FRAMES] !== undefined) p[FRAMES] = undefined;
-}
-
 /** An unmasked ping frame with no payload (FIN + opcode 0x9, length 0). */
 export const PING_FRAME = Buffer.from([0x89, 0x00]);
 
-/** The complete WebSocket frame of `pub` for subscribers of encoding `idx`, built on first use. */
+/**
+ * The complete WebSocket frame of `pub` for subscribers of encoding `idx`, built on first use in
+ * this turn. Throws when the publication cannot be encoded (data the codec cannot serialize).
+ */
 export function publicationFrame(pub: Publication, idx: EncIndex): Buffer {
-  const p = pub as Framed;
-  let cache = p[FRAMES];
-  if (cache === undefined) {
-    cache = { frames: [undefined, undefined, undefined, undefined], dataJson: undefined };
-    if (Object.hasOwn(p, FRAMES)) p[FRAMES] = cache; // encoded again after a release (recovery)
-    else Object.defineProperty(p, FRAMES, { value: cache, enumerable: false, writable: true });
+  let c = cache.get(pub);
+  if (c === undefined) {
+    c = { frames: [undefined, undefined, undefined, undefined], dataJson: undefined };
+    cache.set(pub, c);
+    if (!cacheInUse) {
+      cacheInUse = true;
+      setImmediate(endOfTurn);
+    }
   }
-  return cache.frames[idx] ?? (cache.frames[idx] = encodePublication(p, cache, idx));
+  return c.frames[idx] ?? (c.frames[idx] = encodePublication(pub, c, idx));
 }
 
 function encodePublication(p: Publication, cache: FrameCache, idx: EncIndex): Buffer {

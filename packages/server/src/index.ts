@@ -8,7 +8,8 @@ export { DEFAULT_NAMESPACES, NamespaceTable, type NamespaceConfig, type Namespac
 export { ChannelOperations, type PublishMessage, type PublishOrigin, type HistoryRequest } from './channels/operations.js';
 export { GatewayError, toGatewayError, HTTP_STATUS } from './errors.js';
 export { Authenticator, AuthError, mintToken, type Credentials, type MintOptions } from './auth/jwt.js';
-export { Hub, recoveryOutcome } from './hub.js';
+export { Hub } from './hub/hub.js';
+export { classifyRecovery, recoveryOutcome, type RecoveryClass } from './hub/recovery.js';
 export { SERVER_VERSION } from './version.js';
 export type { PresenceStore } from './presence/types.js';
 export { MemoryPresenceStore } from './presence/memory.js';

@@ -20,7 +20,7 @@ import { Connection, type ConnectionContext } from './connection.js';
 import { createEngine } from './engine.js';
 import { PING_FRAME, frameEventForAll } from './frames.js';
 import { registerApi } from './http/api.js';
-import { Hub } from './hub.js';
+import { Hub } from './hub/hub.js';
 import { LiveMetrics } from './live-metrics.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';

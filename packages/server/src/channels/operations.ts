@@ -12,7 +12,7 @@ import { ErrorCode, type PresenceMember, type Publisher, type StreamPosition, ty
 import { generatePublicationId } from '../broker/memory.js';
 import type { Broker, HistoryResult, PublishResult } from '../broker/types.js';
 import { GatewayError, toGatewayError } from '../errors.js';
-import { historyGap } from '../hub.js';
+import { classifyRecovery } from '../hub/recovery.js';
 import type { Metrics } from '../metrics.js';
 import type { PresenceStore } from '../presence/types.js';
 import type { ResolvedChannel } from './namespaces.js';
@@ -96,12 +96,14 @@ export class ChannelOperations {
    */
   async history(ch: ResolvedChannel, req: HistoryRequest): Promise<HistoryResult> {
     let hist: HistoryResult;
+    const limit = req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize);
     try {
-      hist = await this.deps.broker.history(ch.name, { since: req.since, limit: req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize) });
+      hist = await this.deps.broker.history(ch.name, { since: req.since, limit });
     } catch (err) {
       throw toGatewayError(err);
     }
-    const reason: UnrecoverableReason | null = req.since ? historyGap(ch.namespace, hist, req.since) : null;
+    const served = req.since ? classifyRecovery(ch.namespace, hist, req.since, limit) : null;
+    const reason: UnrecoverableReason | null = served && !served.recovered ? served.reason : null;
     if (reason) {
       throw new GatewayError(ErrorCode.UNRECOVERABLE_POSITION, `Cannot read history after this position: ${reason}`, {
         reason, position: hist.position, earliestOffset: hist.earliestOffset,

@@ -13,7 +13,7 @@ import type { NamespaceTable, ResolvedChannel } from '../channels/namespaces.js'
 import type { ChannelOperations } from '../channels/operations.js';
 import type { GatewayConfig } from '../config.js';
 import { toGatewayError, type GatewayError } from '../errors.js';
-import type { Hub } from '../hub.js';
+import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RpcRouter } from '../rpc/router.js';

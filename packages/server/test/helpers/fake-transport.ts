@@ -10,7 +10,7 @@ import { NamespaceTable } from '../../src/channels/namespaces.js';
 import { ChannelOperations } from '../../src/channels/operations.js';
 import { loadConfig, type GatewayConfig } from '../../src/config.js';
 import { Connection, type ConnectionContext } from '../../src/connection.js';
-import { Hub } from '../../src/hub.js';
+import { Hub } from '../../src/hub/hub.js';
 import { createLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryPresenceStore } from '../../src/presence/memory.js';
