@@ -8,7 +8,7 @@
 import type { Publisher } from '@signalbox/protocol';
 import { CloseCode } from '@signalbox/protocol';
 import type { Connection } from './connection.js';
-import type { Hub } from './hub.js';
+import type { Hub } from './hub/hub.js';
 import type { RpcEndpoint, RpcRouter } from './rpc/router.js';
 
 /** The channel every node handles for admin questions. */
