@@ -8,7 +8,7 @@
  * This file is the state machine (changed only in `#setState`, which reports every transition with
  * its reason), the connection-lost policy and the dispatch of inbound messages. Its collaborators:
  * `options.ts` (config and defaults), `outbox.ts` (every request awaiting an answer),
- * `token-keeper.ts` (tokens and in-band refresh), `watchdog.ts` (half-open detection),
+ * `token-keeper.ts` (tokens and in-band refresh), `watchdog.ts` (half-open detection), `rpc.ts` (calls and handlers),
  * `transport.ts` (the socket) and `dialect.ts` (wire shapes, and the typed {@link Inbound}).
  */
 import type { CloseCode, ErrorCode, UnrecoverableReason } from '@signalbox/protocol';
@@ -22,6 +22,7 @@ import {
   type PublishAck, type PublishOptions, type SignalboxClientOptions, type SubscribeOptions, type TokenRequestReason,
 } from './options.js';
 import { Outbox, type OutboxReplies, type OutboxRequest } from './outbox.js';
+import { Rpc, type CallOptions, type HandleOptions, type RpcMethods, type RpcRegistration } from './rpc.js';
 import { Subscription } from './subscription.js';
 import { TokenKeeper, errorMessage, isPromiseLike } from './token-keeper.js';
 import { openOptions, Transport, type TransportListener, type WebSocketConstructor } from './transport.js';
@@ -95,6 +96,8 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   readonly #subs = new Map<string, Subscription>();
   /** Every request awaiting an answer: publishes (the offline queue too), reads, subscribes, refreshes. */
   readonly #outbox = new Outbox((req) => this.#send(req));
+  /** Calls awaiting their answer, and the channels this client handles. */
+  readonly #rpc = new Rpc({ send: (req) => this.#send(req), nextId: () => this.#nextId(), isConnected: () => this.#state === 'connected' });
   readonly #tokens: TokenKeeper;
   readonly #watchdog: Watchdog;
   #connectWaiters: { resolve: () => void; reject: (err: SignalboxError) => void }[] = [];
@@ -206,6 +209,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     this.#teardown();
     transport?.close(1000, 'client disconnect');
     this.#outbox.failAll(ClientErrorCode.DISCONNECTED, 'disconnect() was called');
+    this.#rpc.failAll(ClientErrorCode.DISCONNECTED, 'disconnect() was called');
     if (this.#state !== 'disconnected') this.#emitState(this.#setState('disconnected', { reason: 'disconnect_called', code: 1000 }));
     this.#rejectWaiters(new SignalboxError(ClientErrorCode.DISCONNECTED, 'disconnect() was called'));
   }
@@ -318,15 +322,41 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   }
 
   #query<K extends 'history' | 'presence'>(req: OutboxRequest<K>, timeout: number | undefined): Promise<OutboxReplies[K]> {
-    const { channel } = req as OutboxRequest<'history' | 'presence'>;
-    if (this.#state === 'closed') {
-      return Promise.reject(new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel }));
-    }
-    if (this.#state === 'disconnected') {
-      return Promise.reject(new SignalboxError(ClientErrorCode.DISCONNECTED, 'Not connected; call connect() first', { channel }));
-    }
+    const refused = this.#notConnecting((req as OutboxRequest<'history' | 'presence'>).channel);
+    if (refused) return Promise.reject(refused);
     // The deadline counts from the call and holds across reconnects; reads are idempotent, so resent.
     return this.#outbox.track(req, { resend: 'always', timeout: { ms: timeout ?? this.config.publishTimeout, from: 'call' } }, this.#state === 'connected');
+  }
+
+  /** Why a query cannot wait for the connection (the client is `closed` or `disconnected`), if it cannot. */
+  #notConnecting(channel: string): SignalboxError | undefined {
+    if (this.#state === 'closed') return new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel });
+    if (this.#state === 'disconnected') return new SignalboxError(ClientErrorCode.DISCONNECTED, 'Not connected; call connect() first', { channel });
+    return undefined;
+  }
+
+  /**
+   * Calls `method` of `channel`'s handler (a connection registered with {@link handle}) and resolves
+   * with its result. Rejects with the gateway's outcome (`RPC_NO_HANDLER`, `RPC_TIMEOUT`,
+   * `RPC_FAILED` with the handler's message and `details.handlerCode`, `RPC_HANDLER_GONE`,
+   * `PERMISSION_DENIED` without a `call` grant…), `TIMEOUT` if the gateway never answers, or
+   * `DISCONNECTED`/`CLOSED`. Called while connecting or reconnecting, the call waits for the
+   * connection; one in flight when the connection drops is rejected `DISCONNECTED`, never resent.
+   */
+  call<R = unknown>(channel: string, method: string, params?: unknown, options: CallOptions = {}): Promise<R> {
+    const refused = this.#notConnecting(channel);
+    if (refused) return Promise.reject(refused);
+    return this.#rpc.call(channel, method, params, options, this.#state === 'connected') as Promise<R>;
+  }
+
+  /**
+   * Serves calls to `channel` (needs a `handle` grant): each method of `methods` gets the call's
+   * params and a context (`callId`, `channel`, `method`, `caller`, `timeoutMs`) and returns the
+   * result; what it throws answers the caller `RPC_FAILED` (the thrown `code`, else `HANDLER_ERROR`,
+   * and message). Works in any state: registered once connected, and again after every reconnect.
+   */
+  handle(channel: string, methods: RpcMethods, options: HandleOptions = {}): RpcRegistration {
+    return this.#rpc.handle(channel, methods, options);
   }
 
   /** Number of publishes not yet acknowledged (queued or in flight). */
@@ -385,6 +415,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     this.#dialect = null;
     this.#connectionId = undefined;
     this.#outbox.dropTransportScoped();
+    this.#rpc.transportLost();
     for (const sub of this.#subs.values()) sub._reset();
   }
 
@@ -394,6 +425,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     this.#teardown();
     transport?.close(1000, 'client closed');
     this.#outbox.failAll(ClientErrorCode.CLOSED, `The client closed: ${reason}${message ? ` (${message})` : ''}`);
+    this.#rpc.failAll(ClientErrorCode.CLOSED, `The client closed: ${reason}${message ? ` (${message})` : ''}`);
     this.#emitState(this.#setState('closed', { reason, ...(code === undefined ? {} : { code }), ...(message ? { message } : {}) }));
     this.#rejectWaiters(new SignalboxError(ClientErrorCode.CLOSED, `Could not connect: ${reason}${message ? ` (${message})` : ''}`, { reason, code }));
   }
@@ -555,8 +587,10 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     // Resubscribe and resend before anyone sees `connected`: a handler publishing on that event
     // must not overtake what was queued before it.
     this.#subRetryAttempts = 0;
+    this.#rpc.connected();
     this.#sendSubscribe([...this.#subs.values()]);
     this.#outbox.resendAll();
+    this.#rpc.flush();
     this.#emitState(change);
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
@@ -642,6 +676,12 @@ export class SignalboxClient<E extends object = Record<never, never>> {
       case 'publication':
         this.#onPublication(inbound.message);
         return;
+      case 'rpc.handling':
+      case 'rpc.unhandled':
+      case 'rpc.result':
+      case 'rpc.request':
+        this.#rpc.onMessage(inbound);
+        break;
       case 'pong':
       case 'other':
         break;
@@ -745,6 +785,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
         this.#onSubscribeRefused(request, err);
         break;
       case undefined:
+        if (replyTo) this.#rpc.onError(replyTo, err);
         break;
     }
     this.#emitError(err);

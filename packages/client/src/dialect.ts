@@ -9,7 +9,7 @@
  */
 import type { ErrorCode, PresenceMember, Publisher, StreamPosition, UnrecoverableReason } from '@signalbox/protocol';
 import type { SignalboxErrorDetails } from './errors.js';
-import type { PublicationMessage, ServerMessage } from './events.js';
+import type { PublicationMessage, RpcRequestData, ServerMessage } from './events.js';
 
 export type DialectName = 'prp' | 'prd';
 
@@ -27,7 +27,17 @@ export type ClientRequest =
   | { kind: 'presence'; id: string; channel: string }
   | { kind: 'refresh'; id: string; token: string }
   | { kind: 'ping'; id: string }
-  | { kind: 'pong' };
+  | { kind: 'pong' }
+  /** Register as the channel's handler; `methods` null for every method. */
+  | { kind: 'rpc.handle'; id: string; channel: string; methods: string[] | null }
+  | { kind: 'rpc.unhandle'; id: string; channel: string }
+  /** `params` undefined is left out of the frame. */
+  | { kind: 'rpc.call'; id: string; channel: string; method: string; params?: unknown; timeoutMs: number }
+  /** A handler's answer: exactly one of `result` and `error`. */
+  | { kind: 'rpc.reply'; callId: string; outcome: RpcOutcome };
+
+/** What a handler answers a call with. */
+export type RpcOutcome = { result: unknown } | { error: { code: string; message: string } };
 
 export interface Dialect {
   readonly name: DialectName;
@@ -77,6 +87,11 @@ export type Inbound =
   }
   | { kind: 'token_expired'; message: ServerMessage; expiredAt: string; graceMs: number }
   | { kind: 'publication'; message: PublicationMessage }
+  | { kind: 'rpc.handling'; message: ServerMessage; replyTo: string | undefined; channel: string | undefined; methods: string[] | null }
+  | { kind: 'rpc.unhandled'; message: ServerMessage; replyTo: string | undefined; channel: string | undefined }
+  | { kind: 'rpc.result'; message: ServerMessage; replyTo: string | undefined; result: unknown }
+  /** A call for this client as a handler. Never a publication: one with an offset is classified as a publication. */
+  | { kind: 'rpc.request'; message: ServerMessage; request: RpcRequestData }
   | { kind: 'other'; message: ServerMessage };
 
 const MAX_CHANNELS_PER_REQUEST = 1000;
@@ -190,9 +205,43 @@ function classify(message: ServerMessage, read: (frame: unknown) => ServerMessag
       const d = fields(message);
       return { kind: 'token_expired', message, expiredAt: str(d.expiredAt) ?? '', graceMs: typeof d.graceMs === 'number' ? d.graceMs : 0 };
     }
-    default:
-      return isPublication(message) ? { kind: 'publication', message } : { kind: 'other', message };
+    case 'rpc.handling':
+    case 'rpc.unhandled':
+    case 'rpc.result':
+    case 'rpc.request': {
+      // The gateway's RPC messages carry no offset; a publication that borrows the name stays a publication.
+      const rpc = message.offset === undefined ? classifyRpc(message) : null;
+      if (rpc) return rpc;
+    }
   }
+  return isPublication(message) ? { kind: 'publication', message } : { kind: 'other', message };
+}
+
+/** An RPC message of the gateway, or null when its fields are not what the protocol says. */
+function classifyRpc(message: ServerMessage): Inbound | null {
+  const replyTo = message.replyTo;
+  const d = fields(message);
+  const channel = str(d.channel) ?? message.channel;
+  switch (message.type) {
+    case 'rpc.handling': {
+      const methods = Array.isArray(d.methods) ? d.methods.filter((m): m is string => typeof m === 'string') : null;
+      return { kind: 'rpc.handling', message, replyTo, channel, methods };
+    }
+    case 'rpc.unhandled':
+      return { kind: 'rpc.unhandled', message, replyTo, channel };
+    case 'rpc.result':
+      return { kind: 'rpc.result', message, replyTo, result: d.result };
+    default: {
+      const { callId, method, caller, timeoutMs } = d;
+      if (typeof callId !== 'string' || typeof method !== 'string' || channel === undefined || !isPublisher(caller) || typeof timeoutMs !== 'number') return null;
+      return { kind: 'rpc.request', message, request: { callId, channel, method, params: d.params, caller, timeoutMs } };
+    }
+  }
+}
+
+/** The fields of a call, the same in both dialects. */
+function callParams(req: Extract<ClientRequest, { kind: 'rpc.call' }>): { method: string; params?: unknown; timeoutMs: number } {
+  return req.params === undefined ? { method: req.method, timeoutMs: req.timeoutMs } : { method: req.method, params: req.params, timeoutMs: req.timeoutMs };
 }
 
 /** A publisher as the gateway writes it (see `Publisher`); the SDK keeps no runtime dependency on @signalbox/protocol. */
@@ -250,6 +299,14 @@ export const prpDialect: Dialect = {
       case 'pong':
         // PRP heartbeats need no answer: nothing to send.
         return undefined;
+      case 'rpc.handle':
+        return { id: req.id, action: 'rpc.handle', payload: req.methods ? { channel: req.channel, methods: req.methods } : { channel: req.channel } };
+      case 'rpc.unhandle':
+        return { id: req.id, action: 'rpc.unhandle', payload: { channel: req.channel } };
+      case 'rpc.call':
+        return { id: req.id, action: 'rpc.call', payload: { channel: req.channel, ...callParams(req) } };
+      case 'rpc.reply':
+        return { action: 'rpc.reply', payload: { callId: req.callId, ...req.outcome } };
     }
   },
   normalize: (frame) => classifyWith(readPrp, frame),
@@ -306,6 +363,14 @@ export const prdDialect: Dialect = {
         return { type: 'ping', id: req.id, data: {} };
       case 'pong':
         return { type: 'pong', data: {} };
+      case 'rpc.handle':
+        return { type: 'rpc.handle', id: req.id, channel: req.channel, data: req.methods ? { methods: req.methods } : {} };
+      case 'rpc.unhandle':
+        return { type: 'rpc.unhandle', id: req.id, channel: req.channel, data: {} };
+      case 'rpc.call':
+        return { type: 'rpc.call', id: req.id, channel: req.channel, data: callParams(req) };
+      case 'rpc.reply':
+        return { type: 'rpc.reply', data: { callId: req.callId, ...req.outcome } };
     }
   },
   normalize: (frame) => classifyWith(readPrd, frame),
@@ -345,6 +410,12 @@ function readPrd(frame: unknown): ServerMessage | null {
           return make('history', { channel: str(frame.channel), ...rest });
         case 'presence':
           return make('presence', { channel: str(frame.channel), ...rest });
+        case 'rpc.handle':
+          return make('rpc.handling', { channel: str(frame.channel), methods: rest.methods ?? null });
+        case 'rpc.unhandle':
+          return make('rpc.unhandled', { channel: str(frame.channel) });
+        case 'rpc.call':
+          return make('rpc.result', { channel: str(frame.channel), method: rest.method, result: rest.result });
         default:
           return make('ack', rest);
       }

@@ -61,6 +61,33 @@ export interface PresenceChangeData { channel: string; member: PresenceMember }
 /** `subscription.removed`: the gateway ended a subscription (e.g. access revoked). */
 export interface SubscriptionRemovedData { channel: string; code: string; message: string }
 
+// ---- RPC ---------------------------------------------------------------------------------------
+
+/** The identity of an RPC's caller, as the gateway authenticated it (Publisher-shaped: a client over `ws`, or an HTTP key). */
+export type RpcCaller = Publisher;
+
+/** `rpc.request`: a call routed to this client as a channel's handler. Not a publication (no offset). */
+export interface RpcRequestData {
+  /** The gateway's id of the call; the reply names it. */
+  callId: string;
+  channel: string;
+  method: string;
+  params: unknown;
+  caller: RpcCaller;
+  /** Time left, ms, before the gateway answers the caller `RPC_TIMEOUT`. */
+  timeoutMs: number;
+}
+
+/** What a method handler learns about the call besides its params. */
+export type RpcContext = Omit<RpcRequestData, 'params'>;
+
+/** `rpc.handling`: a registration accepted; `methods` null when every method of the channel is handled. */
+export interface RpcHandlingData { channel: string; methods: string[] | null }
+/** `rpc.unhandled`: a registration withdrawn. */
+export interface RpcUnhandledData { channel: string }
+/** `rpc.result`: the handler's answer to a call. */
+export interface RpcResultData { channel: string; method: string; result: unknown }
+
 /** Messages the gateway sends on its own account, by type. */
 export interface SystemMessages {
   'connection.established': ServerMessage<ConnectionEstablishedData>;
@@ -73,6 +100,10 @@ export interface SystemMessages {
   'presence.joined': ServerMessage<PresenceChangeData>;
   'presence.left': ServerMessage<PresenceChangeData>;
   'subscription.removed': ServerMessage<SubscriptionRemovedData>;
+  'rpc.handling': ServerMessage<RpcHandlingData>;
+  'rpc.unhandled': ServerMessage<RpcUnhandledData>;
+  'rpc.result': ServerMessage<RpcResultData>;
+  'rpc.request': ServerMessage<RpcRequestData>;
 }
 
 // ---- Client events -----------------------------------------------------------------------------

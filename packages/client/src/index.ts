@@ -25,7 +25,8 @@ export type {
 export { Subscription } from './subscription.js';
 export type { SubscriptionState } from './subscription.js';
 export { SignalboxError, ClientErrorCode } from './errors.js';
-export type { SignalboxErrorDetails } from './errors.js';
+export type { RpcErrorCode, SignalboxErrorDetails } from './errors.js';
+export type { CallOptions, HandleOptions, RpcMethod, RpcMethods, RpcRegistration } from './rpc.js';
 export { backoffBounds, backoffDelay } from './backoff.js';
 export type { WebSocketConstructor, WebSocketLike, WebSocketOptions } from './transport.js';
 export type { DialectName } from './dialect.js';
