@@ -27,10 +27,9 @@ export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorC
  * The gateway's outcomes of a `client.call` other than its result (docs/protocol.md, RPC):
  * `RPC_NO_HANDLER` (no live handler for the channel and method), `RPC_TIMEOUT` (no answer within
  * the call's timeout), `RPC_FAILED` (the handler answered with an error: its message, and its code in
- * `details.handlerCode`), `RPC_HANDLER_GONE` (the serving handler went away mid-call). Named here
- * as well as in the protocol's catalog so the SDK's types do not depend on which side landed first.
+ * `details.handlerCode`), `RPC_HANDLER_GONE` (the serving handler went away mid-call).
  */
-export type RpcErrorCode = 'RPC_NO_HANDLER' | 'RPC_TIMEOUT' | 'RPC_FAILED' | 'RPC_HANDLER_GONE';
+export type RpcErrorCode = Extract<ErrorCode, `RPC_${string}`>;
 
 /** Details carried by an error: the server's `details`, plus `channel`/`requestId` when known. */
 export interface SignalboxErrorDetails {
@@ -51,12 +50,12 @@ export interface SignalboxErrorDetails {
 export class SignalboxError extends Error {
   override readonly name = 'SignalboxError';
   /** Stable code: a server {@link ErrorCode} (RPC outcomes: {@link RpcErrorCode}) or a {@link ClientErrorCode}. */
-  readonly code: ErrorCode | RpcErrorCode | ClientErrorCode;
+  readonly code: ErrorCode | ClientErrorCode;
   readonly details: SignalboxErrorDetails;
   /** The id of the request this error answers, when it answers one. */
   readonly replyTo: string | undefined;
 
-  constructor(code: ErrorCode | RpcErrorCode | ClientErrorCode, message: string, details: SignalboxErrorDetails = {}, replyTo?: string, cause?: unknown) {
+  constructor(code: ErrorCode | ClientErrorCode, message: string, details: SignalboxErrorDetails = {}, replyTo?: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
     this.code = code;
     this.details = details;

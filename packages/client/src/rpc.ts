@@ -393,9 +393,15 @@ export class RpcHandlers {
   }
 }
 
-/** The error a handler answers for what its method threw: the thrown error's string `code` (else `HANDLER_ERROR`) and message. */
+/** An error code the gateway passes through (1-64 characters, letter first); it refuses a reply with any other. */
+const PASSABLE_CODE = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
+
+/**
+ * The error a handler answers for what its method threw: the thrown error's string `code` (else, or
+ * when the gateway would refuse it, `HANDLER_ERROR`) and message.
+ */
 export function replyError(err: unknown): { code: string; message: string } {
-  const code = isObject(err) && typeof err.code === 'string' && err.code.length > 0 ? err.code : HANDLER_ERROR_CODE;
+  const code = isObject(err) && typeof err.code === 'string' && PASSABLE_CODE.test(err.code) ? err.code : HANDLER_ERROR_CODE;
   return { code, message: messageOf(err) };
 }
 

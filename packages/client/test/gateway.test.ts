@@ -1,14 +1,15 @@
 /**
  * End to end against the real gateway (`@signalbox/server`, memory broker): both dialects, both
  * token transports, publish acks and idempotent resends, recovery across a disconnect and across a
- * node restart (1012), refused tokens, in-band token refresh before `exp`, MessagePack.
+ * node restart (1012), refused tokens, in-band token refresh before `exp`, MessagePack, RPC.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mintToken } from '@signalbox/server';
 import { SignalboxClient, type PublicationMessage, type SignalboxClientOptions, type StateChange, type Subscription } from '../src/node.js';
 import type { PrpEventData } from '../src/prp.js';
 import { msgpack } from '../src/msgpack.js';
 import { once } from './helpers/fake-server.js';
-import { startGateway, survivingBroker, type RunningGateway } from './helpers/gateway.js';
+import { SECRET, startGateway, survivingBroker, type RunningGateway } from './helpers/gateway.js';
 
 let gw: RunningGateway;
 const clients: SignalboxClient<PrpEventData>[] = [];
@@ -200,5 +201,44 @@ describe('against the real gateway', () => {
       expect(live, JSON.stringify(opts)).toEqual(expected);
       expect((await reader.history(channel)).publications.map((m) => m.publisher)).toEqual(expected);
     }
+  });
+
+  it('RPC: a debugger (PRD-035, MessagePack) calls dom.query on a page (PRP) that registers again after a reconnect; refusals are typed', async () => {
+    const page = makeClient({ token: await gw.token({ sub: 'usr_page', channels: ['session:s1'] }) });
+    const seen: unknown[] = [];
+    const handling = page.handle('session:s1', {
+      'dom.query': async ({ selector }: { selector: string }, ctx) => {
+        seen.push(ctx.caller);
+        if (selector === '#missing') throw Object.assign(new Error(`nothing matches ${selector}`), { code: 'NOT_FOUND' });
+        return { texts: ['Checkout'], selector };
+      },
+    });
+    await page.connect();
+    await handling.ready;
+    const debuggerClient = makeClient({ url: gw.url('/ws'), format: msgpack, token: await gw.token({ sub: 'usr_support', channels: ['session:s1'] }) });
+    await debuggerClient.connect();
+
+    expect(await debuggerClient.call('session:s1', 'dom.query', { selector: 'h1' }, { timeout: 5000 })).toEqual({ texts: ['Checkout'], selector: 'h1' });
+    expect(seen).toEqual([{ via: 'ws', sub: 'usr_support', client: debuggerClient.connectionId }]);
+    await expect(debuggerClient.call('session:s1', 'dom.query', { selector: '#missing' })).rejects.toMatchObject({
+      code: 'RPC_FAILED', message: 'nothing matches #missing', details: { handlerCode: 'NOT_FOUND' },
+    });
+    await expect(debuggerClient.call('session:s1', 'eval', {})).rejects.toMatchObject({ code: 'RPC_NO_HANDLER' });
+
+    // The page reconnects: it registers again by itself.
+    page.disconnect();
+    // Gone (the gateway routed it to the closing connection) or no handler (it had seen the close).
+    const during = await debuggerClient.call('session:s1', 'dom.query', { selector: 'h1' }).catch((e: { code: string }) => e.code);
+    expect(['RPC_HANDLER_GONE', 'RPC_NO_HANDLER']).toContain(during);
+    const registered = once(page, 'rpc.handling');
+    await page.connect();
+    await registered;
+    expect(await debuggerClient.call('session:s1', 'dom.query', { selector: 'h2' })).toMatchObject({ selector: 'h2' });
+
+    // Without a call grant, or a handle grant: PERMISSION_DENIED.
+    const reader = makeClient({ token: await mintToken(SECRET, { sub: 'usr_viewer', channels: ['session:s1'], ttlSeconds: 3600 }) });
+    await reader.connect();
+    await expect(reader.call('session:s1', 'dom.query', { selector: 'h1' })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    await expect(reader.handle('session:s2', { 'dom.query': () => null }).ready).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
   });
 });

@@ -223,10 +223,14 @@ describe.each([prp(false), prd(false), prp(true), prd(true)])('$name', (wire) =>
           throw new TypeError('boom');
         },
         quiet: () => undefined,
+        // The gateway refuses a reply whose code is not 1-64 characters [A-Za-z0-9_.:-], letter first.
+        odd: () => {
+          throw Object.assign(new Error('odd code'), { code: 'not a code!' });
+        },
       });
       const handle = await conn.next('rpc.handle');
-      expect(wire.body(handle)).toEqual({ channel: 'session:s1', methods: ['dom.query', 'eval', 'crash', 'quiet'] });
-      wire.handling(conn, handle.id, 'session:s1', ['dom.query', 'eval', 'crash', 'quiet']);
+      expect(wire.body(handle)).toEqual({ channel: 'session:s1', methods: ['dom.query', 'eval', 'crash', 'quiet', 'odd'] });
+      wire.handling(conn, handle.id, 'session:s1', ['dom.query', 'eval', 'crash', 'quiet', 'odd']);
       await reg.ready;
       expect(reg.active).toBe(true);
 
@@ -244,6 +248,9 @@ describe.each([prp(false), prd(false), prp(true), prd(true)])('$name', (wire) =>
 
       wire.request(conn, rpcRequest('rpc_4', 'quiet'));
       expect(wire.body(await conn.next('rpc.reply'))).toMatchObject({ callId: 'rpc_4', result: null });
+
+      wire.request(conn, rpcRequest('rpc_6', 'odd'));
+      expect(wire.body(await conn.next('rpc.reply'))).toMatchObject({ callId: 'rpc_6', error: { code: 'HANDLER_ERROR', message: 'odd code' } });
 
       wire.request(conn, rpcRequest('rpc_5', 'toString'));
       expect(wire.body(await conn.next('rpc.reply'))).toMatchObject({ callId: 'rpc_5', error: { code: 'UNKNOWN_METHOD' } });
