@@ -97,7 +97,12 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   /** Every request awaiting an answer: publishes (the offline queue too), reads, subscribes, refreshes. */
   readonly #outbox = new Outbox((req) => this.#send(req));
   /** Calls awaiting their answer, and the channels this client handles. */
-  readonly #rpc = new Rpc({ send: (req) => this.#send(req), nextId: () => this.#nextId(), isConnected: () => this.#state === 'connected' });
+  readonly #rpc = new Rpc({
+    send: (req) => this.#send(req),
+    nextId: () => this.#nextId(),
+    isConnected: () => this.#state === 'connected',
+    retryDelay: (attempt) => backoffDelay(attempt, this.config.reconnectInterval, this.config.maxReconnectInterval),
+  });
   readonly #tokens: TokenKeeper;
   readonly #watchdog: Watchdog;
   #connectWaiters: { resolve: () => void; reject: (err: SignalboxError) => void }[] = [];

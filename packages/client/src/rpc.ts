@@ -75,7 +75,12 @@ export interface RpcHost {
   send(req: ClientRequest): boolean;
   nextId(): string;
   isConnected(): boolean;
+  /** The backoff delay, ms, before retry number `attempt` (0-based) of registrations refused for a transient reason. */
+  retryDelay(attempt: number): number;
 }
+
+/** Refusals after which a registration is sent again (with backoff) rather than dropped: the client's subscriptions do the same. */
+const TRANSIENT_ERRORS: ReadonlySet<string> = new Set(['UNAVAILABLE', 'INTERNAL_ERROR', 'RATE_LIMITED']);
 
 type RpcInbound = Extract<Inbound, { kind: 'rpc.handling' | 'rpc.unhandled' | 'rpc.result' | 'rpc.request' }>;
 type CallRequest = Extract<ClientRequest, { kind: 'rpc.call' }>;
@@ -256,6 +261,8 @@ function details(request: CallRequest): SignalboxErrorDetails {
 class Registration implements RpcRegistration {
   readonly ready: Promise<void>;
   active = true;
+  /** Accepted on the current connection. */
+  live = false;
   #settled = false;
   #resolve!: () => void;
   #reject!: (err: SignalboxError) => void;
@@ -290,6 +297,8 @@ export class RpcHandlers {
   readonly #requests = new Map<string, Registration>();
   /** Bumped with each lost transport: an answer computed for a request the old one carried is not sent. */
   #generation = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryAttempts = 0;
 
   constructor(host: RpcHost) {
     this.#host = host;
@@ -320,6 +329,10 @@ export class RpcHandlers {
   transportLost(): void {
     this.#requests.clear();
     this.#generation++;
+    for (const reg of this.#byChannel.values()) reg.live = false;
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#retryAttempts = 0;
   }
 
   failAll(code: ClientErrorCode, message: string): void {
@@ -331,15 +344,25 @@ export class RpcHandlers {
     const reg = this.#requests.get(id);
     if (!reg) return;
     this.#requests.delete(id);
+    reg.live = true;
+    this.#retryAttempts = 0;
     reg.settle();
   }
 
-  /** A refusal of `rpc.handle` request `id`: the registration is dropped, not retried. */
+  /**
+   * A refusal of `rpc.handle` request `id`: the registration is dropped, not retried (a transient
+   * refusal, e.g. `UNAVAILABLE`, is sent again with backoff, `ready` still pending).
+   */
   refused(id: string, err: SignalboxError): boolean {
     const reg = this.#requests.get(id);
     if (!reg) return false;
     this.#requests.delete(id);
-    if (this.#byChannel.get(reg.channel) === reg) this.#byChannel.delete(reg.channel);
+    const current = this.#byChannel.get(reg.channel) === reg;
+    if (current && TRANSIENT_ERRORS.has(err.code)) {
+      this.#scheduleRetry();
+      return true;
+    }
+    if (current) this.#byChannel.delete(reg.channel);
     reg.active = false;
     reg.settle(err);
     return true;
@@ -367,6 +390,15 @@ export class RpcHandlers {
       // The connection that carried the request is gone: the gateway has already told the caller.
       if (generation === this.#generation) this.#reply(callId, outcome);
     });
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined || !this.#host.isConnected()) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      const waiting = new Set(this.#requests.values());
+      for (const reg of this.#byChannel.values()) if (!reg.live && !waiting.has(reg)) this.#register(reg);
+    }, this.#host.retryDelay(this.#retryAttempts++));
   }
 
   #register(reg: Registration): void {

@@ -332,6 +332,28 @@ describe.each([prp(false), prd(false), prp(true), prd(true)])('$name', (wire) =>
       expect(first.action ?? first.type).toBe('rpc.call');
     });
 
+    it('a transient refusal (UNAVAILABLE) is reported and the registration sent again with backoff; ready waits for it', async () => {
+      const client = makeClient();
+      const errors: string[] = [];
+      client.on('error', (e) => { errors.push(e.code); });
+      const conn = await connected(client);
+      const reg = client.handle('session:s1', { 'dom.query': () => 1 });
+      let settled = false;
+      void reg.ready.then(() => { settled = true; });
+      const first = await conn.next('rpc.handle');
+      wire.error(conn, first.id, 'UNAVAILABLE', 'The broker is unreachable', { requestId: first.id, action: 'rpc.handle', channel: 'session:s1' });
+      const again = await conn.next('rpc.handle');
+      expect(again.id).not.toBe(first.id);
+      expect(wire.body(again)).toEqual({ channel: 'session:s1', methods: ['dom.query'] });
+      expect(errors).toEqual(['UNAVAILABLE']);
+      expect(settled).toBe(false);
+      expect(reg.active).toBe(true);
+      wire.handling(conn, again.id, 'session:s1', ['dom.query']);
+      await reg.ready;
+      wire.request(conn, rpcRequest('rpc_1', 'dom.query'));
+      expect(wire.body(await conn.next('rpc.reply'))).toMatchObject({ callId: 'rpc_1', result: 1 });
+    });
+
     it('stop() sends rpc.unhandle; the channel is not registered again, and its requests are answered UNKNOWN_METHOD', async () => {
       const client = makeClient();
       const conn = await connected(client);
@@ -435,6 +457,25 @@ describe('timers (fake timers, in-memory socket)', () => {
     expect(frames[0]).toMatchObject({ payload: { timeoutMs: 3500 } });
     FakeSocket.last.receive({ id: 'r', type: 'rpc.result', timestamp: '', replyTo: frames[0]!.id, data: { result: 7 } });
     await expect(waited).resolves.toBe(7);
+    client.disconnect();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a transient refusal\'s retry timer goes with the connection', async () => {
+    const client = makeFake();
+    void client.connect();
+    FakeSocket.last.establish();
+    client.handle('session:s1', { a: () => 1 });
+    const before = vi.getTimerCount();
+    const id = FakeSocket.last.frames('rpc.handle')[0]!.id;
+    FakeSocket.last.receive({ id: 'e', type: 'error', timestamp: '', replyTo: id, data: { code: 'RATE_LIMITED', message: 'slow down', details: {} } });
+    expect(vi.getTimerCount()).toBe(before + 1);
+    FakeSocket.last.serverClose(1012);
+    expect(vi.getTimerCount()).toBe(1); // the reconnect's backoff only
+    await vi.advanceTimersByTimeAsync(60_000);
+    FakeSocket.last.establish();
+    // Registered again on the new connection, once.
+    expect(FakeSocket.last.frames('rpc.handle')).toHaveLength(1);
     client.disconnect();
     expect(vi.getTimerCount()).toBe(0);
   });
