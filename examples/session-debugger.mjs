@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Browser-session debugging on `session:{id}`: the page streams its console and network events;
 // a debugger attaches, reads what it missed with history(), watches live, loses its connection
-// for a while, comes back without losing a line, and sends a command the page answers.
+// for a while, comes back without losing a line, and calls the page (RPC), which answers.
 //
 //   node examples/session-debugger.mjs
 import { SignalboxClient } from '@signalbox/client/node';
@@ -22,15 +22,18 @@ run(async () => {
   await log('app booted');
   await page.publish(SESSION, { method: 'GET', url: '/api/me', status: 200, ms: 38 }, { type: 'network.request' });
   await log('user loaded');
-  // The page answers the debugger's commands.
-  pageSub.on('publication', (m) => {
-    if (m.type !== 'debug.eval') return;
-    const result = m.data.expression === 'document.title' ? 'Checkout' : null;
-    void page.publish(SESSION, { command: m.id, result }, { type: 'debug.result' });
+  // The page is the session's RPC handler (its token's `handle` grant): it answers the debugger's
+  // commands, and sees who is asking (set by the gateway).
+  const commands = page.handle(SESSION, {
+    'dom.query': async ({ selector }, ctx) => {
+      console.log(`[page] dom.query ${selector} from ${ctx.caller.sub}`);
+      return { text: selector === 'title' ? 'Checkout' : null };
+    },
   });
+  await commands.ready;
 
   // ---- the debugger attaches later: first what happened, then live ----
-  const dbg = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_support', { channels: [SESSION], publish: [SESSION] }) });
+  const dbg = new SignalboxClient({ url: gw.wsUrl(), token: await gw.token('usr_support', { channels: [SESSION], call: [SESSION] }) });
   dbg.on('error', (err) => console.error('[debugger] error:', err.code, err.message));
   await dbg.connect();
   const { publications } = await dbg.history(SESSION, { limit: 50 });
@@ -55,10 +58,9 @@ run(async () => {
   console.log(`[debugger] -- back: recovered=${outcome.recovered}, replayed the ${outcome.missed ?? 0} it missed --`);
   if (lines.join(',') !== '3,4,5') throw new Error(`lines after attach: ${lines.join(',')}`);
 
-  // A command to the page, and its answer.
-  const cmd = await dbg.publish(SESSION, { expression: 'document.title' }, { type: 'debug.eval' });
-  const answer = await next(session, 'publication', (m) => m.type === 'debug.result' && m.data.command === cmd.id);
-  console.log(`[debugger] document.title = ${JSON.stringify(answer.data.result)}`);
+  // A command to the page, and its answer: request/reply to the session's handler, wherever it is connected.
+  const answer = await dbg.call(SESSION, 'dom.query', { selector: 'title' }, { timeout: 5000 });
+  console.log(`[debugger] document.title = ${JSON.stringify(answer.text)}`);
 
   page.disconnect();
   dbg.disconnect();

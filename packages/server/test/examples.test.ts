@@ -48,6 +48,7 @@ describe('examples/', () => {
     const stdout = await runOk('session-debugger.mjs');
     expect(stdout).toContain('[debugger] (earlier) network.request');
     expect(stdout).toContain('recovered=true, replayed the 3 it missed');
+    expect(stdout).toContain('[page] dom.query title from usr_support');
     expect(stdout).toContain('[debugger] document.title = "Checkout"');
   });
 
