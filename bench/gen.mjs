@@ -172,7 +172,7 @@ async function handOver(target) {
   const partial = live.filter((c) => c.raw.pending.length > 0).length;
   if (partial) throw new Error(`native hand-over: ${partial} socket(s) hold part of a frame`);
   const fds = live.map((c) => c.raw.sock._handle.fd);
-  native = startReader(fds, target === 'socketio' ? 'socketio' : target === 'signalbox' ? 'signalbox' : 'ws');
+  native = startReader(fds, target === 'socketio' ? 'socketio' : target.startsWith('signalbox') ? 'signalbox' : 'ws');
   const ready = await native.ready;
   if (ready?.ready !== fds.length) throw new Error(`native reader did not start: ${JSON.stringify(ready)}`);
   return native.pid;

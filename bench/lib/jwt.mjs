@@ -11,5 +11,6 @@ export function mintJwt(secret, claims) {
 }
 
 export function benchToken(secret, sub, ttlSec = 3600) {
-  return mintJwt(secret, { sub, exp: Math.floor(Date.now() / 1000) + ttlSec, channels: ['*'] });
+  // Read and publish are separate grants: the bench publisher needs `publish`.
+  return mintJwt(secret, { sub, exp: Math.floor(Date.now() / 1000) + ttlSec, channels: ['*'], publish: ['*'] });
 }

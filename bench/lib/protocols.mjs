@@ -82,4 +82,5 @@ export const protocols = {
   'ws-coalesce': bareWs,
   socketio,
   signalbox,
+  'signalbox-base': signalbox,
 };

@@ -12,7 +12,12 @@ import { forkReady, prioritise } from './ipc.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '../..');
 export const SIGNALBOX_CLI = path.join(repoRoot, 'packages/server/dist/cli.js');
-export const TARGETS = ['signalbox', 'ws-coalesce', 'ws-naive', 'socketio'];
+export const TARGETS = ['signalbox', 'ws-coalesce', 'ws-naive', 'socketio', 'signalbox-base'];
+/**
+ * `signalbox-base`: another build of the gateway (BENCH_BASE_CLI=/path/to/packages/server/dist/cli.js),
+ * to measure a change before and after in the same run: `--target signalbox-base,signalbox,ws-coalesce`.
+ */
+const BASE_CLI = process.env.BENCH_BASE_CLI;
 export const PEERS = ['ws-coalesce', 'ws-naive', 'socketio'];
 
 // Server processes started by this coordinator: killed if the coordinator exits or is interrupted
@@ -66,6 +71,10 @@ export function signalboxAvailable() {
  */
 export async function startTarget(name, o = {}) {
   if (name === 'signalbox') return startSignalbox(o);
+  if (name === 'signalbox-base') {
+    if (!BASE_CLI || !existsSync(BASE_CLI)) throw new Error('signalbox-base needs BENCH_BASE_CLI, the cli.js of the build to compare with');
+    return startSignalbox({ ...o, cli: BASE_CLI, name: 'signalbox-base' });
+  }
   if (!PEERS.includes(name)) throw new Error(`unknown target ${name}`);
   const child = await forkReady(path.join(repoRoot, 'bench/servers', `${name}.mjs`), {
     env: { BENCH_PORT: '0', BENCH_HEARTBEAT_MS: String(o.heartbeatMs ?? 0) },
@@ -157,7 +166,7 @@ async function startSignalbox(o) {
       ...(o.broker ? { SIGNALBOX_BROKER: o.broker } : {}),
       ...(o.env ?? {}),
     };
-    const child = spawn(process.execPath, [...serverNodeArgs(), SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [...serverNodeArgs(), o.cli ?? SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
     prioritise(child.pid);
     track(child);
     procs.push(child);
@@ -183,7 +192,7 @@ async function startSignalbox(o) {
     execArgv: (process.env.BENCH_PUBLISHER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
   });
   return {
-    name: 'signalbox',
+    name: o.name ?? 'signalbox',
     host: '127.0.0.1',
     ports,
     pids: procs.map((c) => c.pid),
