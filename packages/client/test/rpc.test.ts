@@ -472,7 +472,10 @@ describe('timers (fake timers, in-memory socket)', () => {
     expect(vi.getTimerCount()).toBe(before + 1);
     FakeSocket.last.serverClose(1012);
     expect(vi.getTimerCount()).toBe(1); // the reconnect's backoff only
-    await vi.advanceTimersByTimeAsync(60_000);
+    // Fire that backoff only: advancing a fixed time could also fire the new socket's connect timeout.
+    const old = FakeSocket.last;
+    await vi.runOnlyPendingTimersAsync();
+    expect(FakeSocket.last).not.toBe(old);
     FakeSocket.last.establish();
     // Registered again on the new connection, once.
     expect(FakeSocket.last.frames('rpc.handle')).toHaveLength(1);
