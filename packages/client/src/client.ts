@@ -115,6 +115,10 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   /** Consecutive failed attempts since the last stable connection. */
   #attempts = 0;
   #urlIndex = 0;
+  /** Consecutive attempts refused at the upgrade with 403/404 (see `upgrade_refused`). */
+  #hardRefusals = 0;
+  /** The HTTP status the current attempt's upgrade was refused with, if any. */
+  #refusedStatus: number | undefined;
   #nextTokenReason: TokenRequestReason = 'connect';
   #connectionId: string | undefined;
 
@@ -517,7 +521,15 @@ export class SignalboxClient<E extends object = Record<never, never>> {
       this.#connectionLost(code, reason, 'transport_closed', true);
     },
     onError: (id, message) => {
-      if (id === this.#transport?.id) this.#emitError(new SignalboxError(ClientErrorCode.TRANSPORT_ERROR, message));
+      if (id !== this.#transport?.id) return;
+      // `ws` reports a refused upgrade as "Unexpected server response: 403".
+      const status = /Unexpected server response: (\d{3})/.exec(message)?.[1];
+      if (status !== undefined) {
+        this.#refusedStatus = Number(status);
+        this.#emitError(new SignalboxError(ClientErrorCode.UPGRADE_REFUSED, `The server refused the WebSocket upgrade: HTTP ${status}`, { status: Number(status) }));
+        return;
+      }
+      this.#emitError(new SignalboxError(ClientErrorCode.TRANSPORT_ERROR, message));
     },
   };
 
@@ -536,7 +548,17 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   #connectionLost(code: number | undefined, message: string, reason: TransitionReason, fromSocket: boolean): void {
     const wasConnected = this.#state === 'connected';
     const closedToken = this.#tokens.current;
+    const refused = this.#refusedStatus;
+    this.#refusedStatus = undefined;
     this.#teardown();
+    // 403 (an Origin allow-list, say) or 404 (a wrong path) from every URL in a row: no retry can succeed.
+    this.#hardRefusals = refused === 403 || refused === 404 ? this.#hardRefusals + 1 : 0;
+    const urlCount = typeof this.config.url === 'string' ? 1 : Math.max(1, this.config.url.length);
+    if (this.#hardRefusals >= urlCount) {
+      this.#hardRefusals = 0;
+      this.#close('upgrade_refused', code, `HTTP ${refused}: ${message || 'upgrade refused'}`);
+      return;
+    }
     // A failed attempt, or a node going away, moves on to the next URL (not a getToken failure: no URL was tried).
     if ((!wasConnected && reason !== 'token_unavailable') || code === 1001 || code === 1012) this.#urlIndex++;
     const info = { ...(code === undefined ? {} : { code }), ...(message ? { message } : {}) };

@@ -18,6 +18,8 @@ export const ClientErrorCode = {
   CLOSED: 'CLOSED',
   /** `getToken()` threw or returned something that is not a non-empty string. */
   TOKEN_UNAVAILABLE: 'TOKEN_UNAVAILABLE',
+  /** The server refused the WebSocket upgrade with an HTTP status (`details.status`): 403 or 404 stop the client, 429 and 503 are retried. */
+  UPGRADE_REFUSED: 'UPGRADE_REFUSED',
   /** An event handler threw; `cause` holds what it threw. */
   HANDLER_ERROR: 'HANDLER_ERROR',
 } as const;

@@ -135,6 +135,12 @@ export type TransitionReason =
   | 'token_expired'
   /** The close code says reconnecting cannot succeed (e.g. 1000, 4008). */
   | 'server_closed'
+  /**
+   * Every URL refused the WebSocket upgrade itself with HTTP 403 (e.g. an Origin allow-list) or
+   * 404 (a wrong path): retrying cannot succeed. Seen in Node (`ws` reports the status); a browser
+   * does not tell, and keeps retrying with backoff.
+   */
+  | 'upgrade_refused'
   /** `maxReconnectAttempts` consecutive attempts failed. */
   | 'max_attempts'
   /** `reconnect: false` and the connection was lost or could not be made. */
