@@ -676,7 +676,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
       case 'history':
         if (inbound.replyTo) {
           const req = this.#outbox.get(inbound.replyTo, 'history')?.request;
-          if (req) this.#outbox.settle(inbound.replyTo, 'history', { channel: req.channel, publications: inbound.publications, position: inbound.position });
+          if (req) this.#outbox.settle(inbound.replyTo, 'history', { channel: req.channel, publications: inbound.publications, position: inbound.position, ...(inbound.next ? { next: inbound.next } : {}) });
         }
         break;
       case 'presence':

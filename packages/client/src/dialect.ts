@@ -76,7 +76,7 @@ export type Inbound =
     confirmed: ConfirmedChannel[];
   }
   | { kind: 'ack'; message: ServerMessage; replyTo: string | undefined; ack: { id?: string; channel?: string; offset: number; epoch: string; duplicate: boolean } }
-  | { kind: 'history'; message: ServerMessage; replyTo: string | undefined; publications: PublicationMessage[]; position: StreamPosition | undefined }
+  | { kind: 'history'; message: ServerMessage; replyTo: string | undefined; publications: PublicationMessage[]; position: StreamPosition | undefined; next: StreamPosition | undefined }
   | { kind: 'presence'; message: ServerMessage; replyTo: string | undefined; members: PresenceMember[] }
   | { kind: 'token.refreshed'; message: ServerMessage; replyTo: string | undefined; expiresAt: number | undefined }
   | { kind: 'subscription.removed'; message: ServerMessage; channel: string | undefined; code?: string; reason?: string }
@@ -177,7 +177,7 @@ function classify(message: ServerMessage, read: (frame: unknown) => ServerMessag
         const pub = read(frame);
         if (pub && isPublication(pub)) publications.push(pub);
       }
-      return { kind: 'history', message, replyTo, publications, position: readPosition(d.position) };
+      return { kind: 'history', message, replyTo, publications, position: readPosition(d.position), next: readPosition(d.next) };
     }
     case 'presence': {
       const d = fields(message);

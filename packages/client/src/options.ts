@@ -135,6 +135,11 @@ export interface HistoryResult {
   publications: PublicationMessage[];
   /** The channel's latest position (`offset` 0 when nothing was ever published). */
   position: StreamPosition | undefined;
+  /**
+   * Present when the gateway cut the page short for size (SIGNALBOX_MAX_REPLY_SIZE): the position
+   * of its last publication; call `history(channel, {since: next})` for the rest.
+   */
+  next?: StreamPosition;
 }
 
 /** The answer to `presence()`: who is subscribed to a presence channel, on every node. */

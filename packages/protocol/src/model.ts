@@ -129,7 +129,8 @@ export type ServerEvent =
   | { kind: 'error'; replyTo?: string; error: ErrorInfo }
   | { kind: 'token_expired'; expiredAt: string; graceMs: number }
   | { kind: 'refreshed'; replyTo?: string; expiresAt: string | null }
-  | { kind: 'history'; replyTo?: string; channel: string; publications: Publication[]; position: StreamPosition }
+  /** `next`: the page was cut short by size; continue with `since: next`. */
+  | { kind: 'history'; replyTo?: string; channel: string; publications: Publication[]; position: StreamPosition; next?: StreamPosition }
   | { kind: 'presence'; replyTo?: string; channel: string; members: PresenceMember[] }
   | { kind: 'presence_change'; channel: string; joined?: PresenceMember; left?: PresenceMember }
   | { kind: 'unsubscribed_by_server'; channel: string; code: ErrorCode; message: string }

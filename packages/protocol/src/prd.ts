@@ -160,7 +160,7 @@ export function prdEvent(ev: ServerEvent, id: string, timestamp: string): PrdSer
     case 'history':
       return {
         type: 'ack', channel: ev.channel, id, timestamp, replyTo: ev.replyTo,
-        data: { action: 'history', publications: ev.publications.map(prdPublication), position: pos(ev.position) },
+        data: { action: 'history', publications: ev.publications.map(prdPublication), position: pos(ev.position), ...(ev.next ? { next: pos(ev.next) } : {}) },
       };
     case 'presence':
       return { type: 'ack', channel: ev.channel, id, timestamp, replyTo: ev.replyTo, data: { action: 'presence', members: ev.members } };

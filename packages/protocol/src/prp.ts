@@ -167,7 +167,7 @@ export function prpEvent(ev: ServerEvent, id: string, timestamp: string): PrpSer
     case 'history':
       return {
         id, type: 'history', timestamp, replyTo: ev.replyTo,
-        data: { channel: ev.channel, publications: ev.publications.map(prpPublication), position: wirePosition(ev.position) },
+        data: { channel: ev.channel, publications: ev.publications.map(prpPublication), position: wirePosition(ev.position), ...(ev.next ? { next: wirePosition(ev.next) } : {}) },
       };
     case 'presence':
       return { id, type: 'presence', timestamp, replyTo: ev.replyTo, data: { channel: ev.channel, members: ev.members } };

@@ -483,8 +483,9 @@ export class Connection implements Subscriber {
     const { details, channel } = this.channelRequest(cmd, 'read');
     if (!channel) return;
     try {
-      const hist = await this.ctx.ops.history(channel, { since: cmd.since, limit: cmd.limit });
-      this.send({ kind: 'history', replyTo: cmd.requestId, channel: cmd.channel, publications: hist.publications, position: hist.position });
+      const maxBytes = Math.min(this.ctx.config.maxReplyBytes, Math.floor(this.outboundLimit / 2));
+      const hist = await this.ctx.ops.history(channel, { since: cmd.since, limit: cmd.limit, maxBytes });
+      this.send({ kind: 'history', replyTo: cmd.requestId, channel: cmd.channel, publications: hist.publications, position: hist.position, ...(hist.next ? { next: hist.next } : {}) });
     } catch (err) {
       this.sendFailure(err, details);
     }

@@ -8,7 +8,7 @@
  * Failures come out as {@link GatewayError}s (see errors.ts): a refusal with its code, a broker
  * outage as `UNAVAILABLE`, anything else as `INTERNAL_ERROR` with its cause.
  */
-import { ErrorCode, type PresenceMember, type Publisher, type StreamPosition, type UnrecoverableReason } from '@signalbox/protocol';
+import { ErrorCode, type PresenceMember, type Publication, type Publisher, type StreamPosition, type UnrecoverableReason } from '@signalbox/protocol';
 import { generatePublicationId } from '../broker/memory.js';
 import type { Broker, HistoryResult, PublishResult } from '../broker/types.js';
 import { GatewayError, toGatewayError } from '../errors.js';
@@ -39,6 +39,42 @@ export interface HistoryRequest {
   since?: StreamPosition;
   /** At most this many; default min(100, the namespace's history size). */
   limit?: number;
+  /**
+   * At most about this many bytes of publications (their JSON): a longer page is cut after the
+   * last publication that fits (at least one is always returned) and says where to go on (`next`).
+   */
+  maxBytes?: number;
+}
+
+/** A history read: a contiguous run of publications; `next` when it was cut short by size. */
+export interface HistoryPage extends HistoryResult {
+  /** Present when publications were left out for size: ask again with `since: next`. */
+  next?: StreamPosition;
+}
+
+/** The publications of `hist` that fit in `maxBytes` (by the length of their JSON), oldest first. */
+function pageByBytes(hist: HistoryResult, maxBytes: number): HistoryPage {
+  let bytes = 0;
+  let n = 0;
+  for (const p of hist.publications) {
+    bytes += publicationBytes(p);
+    if (bytes > maxBytes && n > 0) break;
+    n++;
+  }
+  if (n === hist.publications.length) return hist;
+  const last = hist.publications[n - 1]!;
+  return { ...hist, publications: hist.publications.slice(0, n), next: { epoch: last.epoch, offset: last.offset } };
+}
+
+/** About what a publication costs on the wire: its data's JSON plus the envelope. */
+function publicationBytes(p: Publication): number {
+  let data = 16;
+  try {
+    data = Buffer.byteLength(JSON.stringify(p.data) ?? 'null');
+  } catch {
+    // Not JSON-encodable: counted small; the reply's encoding reports it.
+  }
+  return data + 200;
 }
 
 export interface ChannelOperationsDeps {
@@ -94,7 +130,7 @@ export class ChannelOperations {
    * what is retained) is refused with `UNRECOVERABLE_POSITION` and the reason, never answered
    * with a silent gap.
    */
-  async history(ch: ResolvedChannel, req: HistoryRequest): Promise<HistoryResult> {
+  async history(ch: ResolvedChannel, req: HistoryRequest): Promise<HistoryPage> {
     let hist: HistoryResult;
     const limit = req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize);
     try {
@@ -109,7 +145,7 @@ export class ChannelOperations {
         reason, position: hist.position, earliestOffset: hist.earliestOffset,
       });
     }
-    return hist;
+    return req.maxBytes === undefined ? hist : pageByBytes(hist, req.maxBytes);
   }
 
   /** The members present on a channel (every node's). Refused where the namespace tracks no presence. */

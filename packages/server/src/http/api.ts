@@ -201,8 +201,11 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       since = { epoch: q.since_epoch, offset };
     }
     try {
-      const hist = await ctx.ops.history(r.channel, { since, limit });
-      return { channel, position: hist.position, earliestOffset: hist.earliestOffset, publications: hist.publications.map(prpPublication) };
+      const hist = await ctx.ops.history(r.channel, { since, limit, maxBytes: ctx.config.maxReplyBytes });
+      return {
+        channel, position: hist.position, earliestOffset: hist.earliestOffset, publications: hist.publications.map(prpPublication),
+        ...(hist.next ? { next: hist.next } : {}),
+      };
     } catch (err) {
       return sendFailure(reply, err, { channel });
     }
