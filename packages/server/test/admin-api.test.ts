@@ -79,6 +79,19 @@ describe('admin API, one node', () => {
     expect(await admin(gw, 'DELETE', `/v1/connections/${idOf(c)}`)).toMatchObject({ status: 404, body: { error: { code: ErrorCode.NOT_FOUND } } });
   });
 
+  it('clears a channel\'s history: the position stays, a later recovery from before it is told recovered:false', async () => {
+    const channel = uniqueChannel('project');
+    for (let i = 0; i < 3; i++) expect((await gw.publish({ channel, data: i })).status).toBe(200);
+    const cleared = await admin(gw, 'DELETE', `/v1/channels/${channel}/history`);
+    expect(cleared).toMatchObject({ status: 200, body: { channel, cleared: true, position: { offset: 3 } } });
+    expect(await admin(gw, 'DELETE', `/v1/channels/${channel}/history`, BACKEND_KEY)).toMatchObject({ status: 403 });
+    const c = await connectPrp(gw);
+    expect((await c.request('history', { channel })).data.publications).toEqual([]);
+    const conf = await c.request('subscribe', { channels: [{ channel, since: { epoch: cleared.body.position.epoch, offset: 1 } }] });
+    expect(conf.data.channels[0]).toMatchObject({ recovered: false, reason: 'history_expired' });
+    await c.close();
+  });
+
   it('lists channels with subscriber counts and search; a key without the admin scope is refused', async () => {
     const channel = uniqueChannel('project');
     const a = await connectPrp(gw);

@@ -67,6 +67,14 @@ export class MemoryBroker implements Broker {
 
   async unsubscribe(): Promise<void> {}
 
+  async clearHistory(channel: string): Promise<void> {
+    const stream = this.streams.get(channel);
+    if (!stream) return;
+    stream.ring.fill(undefined);
+    stream.head = 0;
+    stream.count = 0;
+  }
+
   publish(req: PublishRequest): Promise<PublishResult> {
     const now = this.now();
     const key = req.idempotencyKey === undefined ? undefined : idemKey(req.channel, req.idempotencyKey);

@@ -177,6 +177,12 @@ export class RedisBroker implements Broker {
     return { publication: decodeMessage(reply[1]), duplicate: Number(reply[0]) === 1 };
   }
 
+  async clearHistory(channel: string): Promise<void> {
+    this.assertUsable('clear history');
+    const { stream } = redisChannelKeys(this.prefix, channel);
+    await this.call('clear history', () => this.cmd.del(stream));
+  }
+
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     this.assertUsable('history');
     const keys = redisChannelKeys(this.prefix, channel);

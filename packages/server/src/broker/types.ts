@@ -79,6 +79,11 @@ export interface Broker {
   start(handler: BrokerHandler): Promise<void>;
   publish(req: PublishRequest): Promise<PublishResult>;
   history(channel: string, query: HistoryQuery): Promise<HistoryResult>;
+  /**
+   * Drops the channel's retained publications. The position stays (an offset is never reused), so
+   * a later recovery from before it is told it cannot be served (`history_expired`), never a gap.
+   */
+  clearHistory(channel: string): Promise<void>;
   /** Begin receiving the channel's publications on this node. The hub reference-counts its calls. */
   subscribe(channel: string): Promise<void>;
   unsubscribe(channel: string): Promise<void>;

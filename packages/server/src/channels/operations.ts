@@ -148,6 +148,15 @@ export class ChannelOperations {
     return req.maxBytes === undefined ? hist : pageByBytes(hist, req.maxBytes);
   }
 
+  /** Drops a channel's retained publications (admin); its position stays. */
+  async clearHistory(ch: ResolvedChannel): Promise<void> {
+    try {
+      await this.deps.broker.clearHistory(ch.name);
+    } catch (err) {
+      throw toGatewayError(err);
+    }
+  }
+
   /** The members present on a channel (every node's). Refused where the namespace tracks no presence. */
   async presence(ch: ResolvedChannel): Promise<PresenceMember[]> {
     if (!ch.namespace.presence) {

@@ -244,6 +244,19 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
   });
 
+  app.delete('/v1/channels/:channel/history', { preHandler: requireScope('admin') }, async (req, reply) => {
+    const { channel } = req.params as { channel: string };
+    const r = ctx.namespaces.resolve(channel);
+    if (!r.ok) return sendError(reply, 400, r.code, r.message, { channel });
+    try {
+      await ctx.ops.clearHistory(r.channel);
+      const hist = await ctx.ops.history(r.channel, { limit: 0 });
+      return { channel, cleared: true, position: hist.position };
+    } catch (err) {
+      return sendFailure(reply, err, { channel });
+    }
+  });
+
   app.get('/v1/connections', { preHandler: requireScope('admin') }, async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
     const limit = listLimit(q.limit, reply);

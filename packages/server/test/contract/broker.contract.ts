@@ -132,6 +132,23 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
       expect(broker.kind).toMatch(/^[a-z]+$/);
     });
 
+    describe('clearHistory', () => {
+      it('drops what is retained, keeps the position; the next publish takes the next offset in the same epoch', async () => {
+        const ch = uniqueChannel('clear');
+        for (let i = 0; i < 3; i++) await publishTo(broker, ch, { i });
+        const before = await broker.history(ch, {});
+        await broker.clearHistory(ch);
+        const after = await broker.history(ch, {});
+        expect(after.publications).toEqual([]);
+        expect(after.position).toEqual(before.position);
+        expect(after.earliestOffset).toBe(4);
+        const next = await publishTo(broker, ch, { i: 3 });
+        expect(next.publication).toMatchObject({ offset: 4, epoch: before.position.epoch });
+        expect(offsets((await broker.history(ch, {})).publications)).toEqual([4]);
+        await broker.clearHistory(uniqueChannel('never'));
+      });
+    });
+
     describe('offsets', () => {
       it('gives offsets 1..N in one epoch, and history returns them in order', async () => {
         const ch = uniqueChannel('seq');

@@ -218,6 +218,10 @@ export class WithholdingBroker implements Broker {
     return this.inner.unsubscribe(channel);
   }
 
+  clearHistory(channel: string): Promise<void> {
+    return this.inner.clearHistory(channel);
+  }
+
   isReady(): boolean {
     return this.inner.isReady();
   }

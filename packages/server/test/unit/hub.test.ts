@@ -123,6 +123,10 @@ class FakeBroker implements Broker {
     return Promise.resolve();
   }
 
+  clearHistory(): Promise<void> {
+    return Promise.reject(new Error('the hub never clears history'));
+  }
+
   isReady(): boolean {
     return true;
   }
