@@ -144,8 +144,9 @@ describe('batched writes over real sockets', () => {
 describe('WriteBatcher rounds', () => {
   it('a round longer than its time slice lets the loop run in between, and keeps every socket in order', { timeout: 30_000 }, async () => {
     const batcher = new WriteBatcher();
-    // Sockets whose writes take 0.3 ms of CPU each: 256 of them make a ~77 ms round.
-    const sinks = Array.from({ length: 256 }, () => {
+    // Sockets whose writes take 0.3 ms of CPU each: 512 of them make a ~150 ms round, many slices long, so the
+    // two turns below fit in it even when the machine stalls the process for a while.
+    const sinks = Array.from({ length: 512 }, () => {
       const got: Buffer[] = [];
       const sink = new Writable({
         write(chunk: Buffer, _enc, cb) {
