@@ -158,6 +158,7 @@ async function startSignalbox(o) {
       // The benchmark publisher is one connection publishing far above the default per-client limits.
       SIGNALBOX_PUBLISH_RATE: big,
       SIGNALBOX_PUBLISH_BURST: big,
+      SIGNALBOX_NEW_CHANNEL_RATE: big,
       SIGNALBOX_MESSAGE_RATE: big,
       SIGNALBOX_MESSAGE_BURST: big,
       SIGNALBOX_MAX_PENDING_REQUESTS: '1000000',

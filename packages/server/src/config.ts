@@ -37,6 +37,7 @@ export interface GatewayConfig {
   maxConnections: number;
   publishRate: number;
   publishBurst: number;
+  newChannelRate: number;
   subscribeRate: number;
   subscribeBurst: number;
   messageRate: number;
@@ -104,6 +105,7 @@ export const SETTINGS: SettingSpec[] = [
   S('maxConnections', 'max-connections', 'SIGNALBOX_MAX_CONNECTIONS', 'int', 0, 'Concurrent WebSocket connections on this node (0 = unlimited); over it: HTTP 503.', { min: 0 }),
   S('publishRate', 'publish-rate', 'SIGNALBOX_PUBLISH_RATE', 'int', 100, 'Client publishes per second per connection (token bucket refill).', { min: 1 }),
   S('publishBurst', 'publish-burst', 'SIGNALBOX_PUBLISH_BURST', 'int', 200, 'Client publish burst per connection (bucket size).', { min: 1 }),
+  S('newChannelRate', 'new-channel-rate', 'SIGNALBOX_NEW_CHANNEL_RATE', 'int', 20, 'Publishes per second per connection to channels it has not published to lately (each may create a channel and its history; burst twice that); beyond: RATE_LIMITED.', { min: 1 }),
   S('subscribeRate', 'subscribe-rate', 'SIGNALBOX_SUBSCRIBE_RATE', 'int', 50, 'Channel subscriptions per second per connection.', { min: 1 }),
   S('subscribeBurst', 'subscribe-burst', 'SIGNALBOX_SUBSCRIBE_BURST', 'int', 200, 'Channel subscription burst per connection.', { min: 1 }),
   S('messageRate', 'message-rate', 'SIGNALBOX_MESSAGE_RATE', 'int', 200, 'Client frames per second per connection, of any kind.', { min: 1 }),

@@ -72,6 +72,9 @@ export class Connection implements Subscriber {
   /** Made on the first publish (full, as it would be by then): most connections only subscribe. */
   private publishBucket: TokenBucket | null = null;
   private callBucket: TokenBucket | null = null;
+  private newChannelBucket: TokenBucket | null = null;
+  /** Channels this connection published to lately (see admitNewChannel). */
+  private recentChannels: Set<string> | null = null;
   /** RPC calls of this connection waiting for their outcome. */
   private rpcInFlight = 0;
   private readonly subscribeBucket: TokenBucket;
@@ -460,6 +463,10 @@ export class Connection implements Subscriber {
       this.rateLimited('Too many publishes', details);
       return;
     }
+    if (!this.admitNewChannel(channel.name)) {
+      this.rateLimited(`Publishing to too many different channels (at most ${cfg.newChannelRate}/s, SIGNALBOX_NEW_CHANNEL_RATE)`, details);
+      return;
+    }
     try {
       const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId }, { via: 'ws', sub: this.creds!.sub, client: this.id });
       const p = r.publication;
@@ -467,6 +474,22 @@ export class Connection implements Subscriber {
     } catch (err) {
       this.sendFailure(err, details);
     }
+  }
+
+  /**
+   * A publish to a channel this connection has not published to lately takes a token from the
+   * new-channel bucket: each such publish may create a channel (and its history), so one
+   * connection cannot spread memory over thousands of channels at the publish rate.
+   */
+  private admitNewChannel(name: string): boolean {
+    const recent = (this.recentChannels ??= new Set());
+    if (recent.has(name)) return true;
+    const cfg = this.ctx.config;
+    if (!(this.newChannelBucket ??= new TokenBucket(cfg.newChannelRate, cfg.newChannelRate * 2)).take()) return false;
+    // Bounded memory: past RECENT_CHANNELS names, start over (those channels then count again).
+    if (recent.size >= RECENT_CHANNELS) recent.clear();
+    recent.add(name);
+    return true;
   }
 
   /** The error details of a single-channel request, and its channel if the token may use it (else the error is sent). */
@@ -755,6 +778,9 @@ export class Connection implements Subscriber {
     for (const name of [...this.subs.keys()]) this.release(name);
   }
 }
+
+/** Channel names a connection remembers having published to. */
+const RECENT_CHANNELS = 256;
 
 /** Channels one connection may handle. */
 const MAX_HANDLED_CHANNELS = 100;
