@@ -16,8 +16,11 @@ export const TARGETS = ['signalbox', 'ws-coalesce', 'ws-naive', 'socketio', 'sig
 /**
  * `signalbox-base`: another build of the gateway (BENCH_BASE_CLI=/path/to/packages/server/dist/cli.js),
  * to measure a change before and after in the same run: `--target signalbox-base,signalbox,ws-coalesce`.
+ * BENCH_BASE_ENV="SIGNALBOX_METRICS_INTERVAL=0 ..." sets settings of that target only (the same build
+ * with a setting changed, side by side).
  */
 const BASE_CLI = process.env.BENCH_BASE_CLI;
+const BASE_ENV = Object.fromEntries((process.env.BENCH_BASE_ENV ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 export const PEERS = ['ws-coalesce', 'ws-naive', 'socketio'];
 
 // Server processes started by this coordinator: killed if the coordinator exits or is interrupted
@@ -73,7 +76,7 @@ export async function startTarget(name, o = {}) {
   if (name === 'signalbox') return startSignalbox(o);
   if (name === 'signalbox-base') {
     if (!BASE_CLI || !existsSync(BASE_CLI)) throw new Error('signalbox-base needs BENCH_BASE_CLI, the cli.js of the build to compare with');
-    return startSignalbox({ ...o, cli: BASE_CLI, name: 'signalbox-base' });
+    return startSignalbox({ ...o, cli: BASE_CLI, name: 'signalbox-base', env: BASE_ENV });
   }
   if (!PEERS.includes(name)) throw new Error(`unknown target ${name}`);
   const child = await forkReady(path.join(repoRoot, 'bench/servers', `${name}.mjs`), {
@@ -165,6 +168,7 @@ async function startSignalbox(o) {
       SIGNALBOX_MAX_SUBSCRIPTIONS: '1000',
       ...(o.heartbeatMs ? { SIGNALBOX_HEARTBEAT_INTERVAL: `${o.heartbeatMs}ms` } : {}),
       ...(o.broker ? { SIGNALBOX_BROKER: o.broker } : {}),
+      ...(o.env ?? {}),
       ...(o.env ?? {}),
     };
     const child = spawn(process.execPath, [...serverNodeArgs(), o.cli ?? SIGNALBOX_CLI, 'serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
