@@ -63,31 +63,45 @@ export function readHistoryLimit(value: unknown): number | undefined | string {
   return value;
 }
 
-/** `methods` of an `rpc.handle`: absent/null (every method) or a list of method names. */
-export function readMethods(value: unknown): string[] | null | string {
-  if (value === undefined || value === null) return null;
-  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_RPC_METHODS || !value.every(isValidMethodName)) {
-    return `\`methods\` must be a list of 1-${MAX_RPC_METHODS} method names (1-64 characters [A-Za-z0-9_.:-], letter first)`;
-  }
-  return [...new Set(value as string[])];
-}
+const METHOD_NAME = 'a method name (1-64 characters [A-Za-z0-9_.:-], letter first)';
 
-/** The fields of an `rpc.call` after its channel; an error message for the first bad one. */
-export function readCall(requestId: string | undefined, channel: string, v: Record<string, unknown>): Extract<Command, { kind: 'rpc_call' }> | string {
-  if (!isValidMethodName(v.method)) return '`method` must be a method name (1-64 characters [A-Za-z0-9_.:-], letter first)';
-  const t = v.timeoutMs;
-  if (t !== undefined && t !== null && (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 1)) return '`timeoutMs` must be a positive integer';
-  return { kind: 'rpc_call', requestId, channel, method: v.method, params: v.params ?? null, ...(typeof t === 'number' ? { timeoutMs: t } : {}) };
-}
+export type RpcAction = 'rpc.handle' | 'rpc.unhandle' | 'rpc.call' | 'rpc.reply';
 
-/** The body of an `rpc.reply`: `{callId, result}` or `{callId, error: {code?, message}}`. */
-export function readReply(requestId: string | undefined, v: Record<string, unknown>): Extract<Command, { kind: 'rpc_reply' }> | string {
-  if (typeof v.callId !== 'string' || v.callId.length === 0 || v.callId.length > 128) return '`callId` must be the id of the request answered';
-  if (v.error !== undefined && v.error !== null) {
-    const e = v.error;
-    if (!isPlainObject(e) || typeof e.message !== 'string') return '`error` must be {code?, message}';
-    if (e.code !== undefined && (typeof e.code !== 'string' || !/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(e.code))) return '`error.code` must be 1-64 characters [A-Za-z0-9_.:-], letter first';
-    return { kind: 'rpc_reply', requestId, callId: v.callId, error: { ...(typeof e.code === 'string' ? { code: e.code } : {}), message: e.message.slice(0, 1024) } };
+/**
+ * The four RPC requests, the same in both dialects: `channel` is where the dialect carries it
+ * (PRP: in the payload; PRD-035: beside `data`), `body` holds the other fields, and `at(field)`
+ * names a field in an error message as the dialect spells it. Returns the error message of the
+ * first bad field.
+ */
+export function readRpcRequest(action: RpcAction, requestId: string | undefined, channel: unknown, body: Record<string, unknown>, at: (field: string) => string): Command | string {
+  if (action !== 'rpc.reply' && typeof channel !== 'string') return `\`${at('channel')}\` must be a string`;
+  const ch = channel as string;
+  switch (action) {
+    case 'rpc.handle': {
+      const m = body.methods;
+      if (m === undefined || m === null) return { kind: 'rpc_handle', requestId, channel: ch, methods: null };
+      if (!Array.isArray(m) || m.length === 0 || m.length > MAX_RPC_METHODS || !m.every(isValidMethodName)) {
+        return `\`${at('methods')}\` must be a list of 1-${MAX_RPC_METHODS} method names (1-64 characters [A-Za-z0-9_.:-], letter first)`;
+      }
+      return { kind: 'rpc_handle', requestId, channel: ch, methods: [...new Set(m as string[])] };
+    }
+    case 'rpc.unhandle':
+      return { kind: 'rpc_unhandle', requestId, channel: ch };
+    case 'rpc.call': {
+      if (!isValidMethodName(body.method)) return `\`${at('method')}\` must be ${METHOD_NAME}`;
+      const t = body.timeoutMs;
+      if (t !== undefined && t !== null && (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 1)) return `\`${at('timeoutMs')}\` must be a positive integer`;
+      return { kind: 'rpc_call', requestId, channel: ch, method: body.method, params: body.params ?? null, ...(typeof t === 'number' ? { timeoutMs: t } : {}) };
+    }
+    case 'rpc.reply': {
+      const { callId, error } = body;
+      if (typeof callId !== 'string' || callId.length === 0 || callId.length > 128) return `\`${at('callId')}\` must be the id of the request answered`;
+      if (error === undefined || error === null) return { kind: 'rpc_reply', requestId, callId, result: body.result ?? null };
+      if (!isPlainObject(error) || typeof error.message !== 'string') return `\`${at('error')}\` must be {code?, message}`;
+      if (error.code !== undefined && (typeof error.code !== 'string' || !/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(error.code))) {
+        return `\`${at('error.code')}\` must be 1-64 characters [A-Za-z0-9_.:-], letter first`;
+      }
+      return { kind: 'rpc_reply', requestId, callId, error: { ...(typeof error.code === 'string' ? { code: error.code } : {}), message: error.message.slice(0, 1024) } };
+    }
   }
-  return { kind: 'rpc_reply', requestId, callId: v.callId, result: v.result ?? null };
 }

@@ -9,7 +9,7 @@
 import { ErrorCode } from './errors.js';
 import type { Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
-import { type DecodeResult, decodeError, isPlainObject, readCall, readChannelList, readHistoryLimit, readMethods, readReply, readRequestId } from './decode-util.js';
+import { type DecodeResult, decodeError, isPlainObject, readChannelList, readHistoryLimit, readRequestId, readRpcRequest } from './decode-util.js';
 
 export interface PrdServerMessage {
   type: 'subscribe' | 'unsubscribe' | 'message' | 'ack' | 'ping' | 'pong' | 'error';
@@ -75,23 +75,12 @@ export function decodePrdCommand(msg: unknown): DecodeResult {
       return { kind: 'refresh', requestId, token: data.token };
     case 'ping':
       return { kind: 'ping', requestId };
-    case 'rpc.handle': {
-      if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
-      const methods = readMethods(data?.methods);
-      if (typeof methods === 'string') return bad(methods.replace('`methods`', '`data.methods`'));
-      return { kind: 'rpc_handle', requestId, channel: msg.channel, methods };
-    }
+    case 'rpc.handle':
     case 'rpc.unhandle':
-      if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
-      return { kind: 'rpc_unhandle', requestId, channel: msg.channel };
-    case 'rpc.call': {
-      if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
-      const call = readCall(requestId, msg.channel, data ?? {});
-      return typeof call === 'string' ? bad(call.replace(/^`(\w+)`/, '`data.$1`')) : call;
-    }
+    case 'rpc.call':
     case 'rpc.reply': {
-      const reply = readReply(requestId, data ?? {});
-      return typeof reply === 'string' ? bad(reply.replace(/^`(\w+)`/, '`data.$1`')) : reply;
+      const r = readRpcRequest(type, requestId, msg.channel, data ?? {}, (f) => (f === 'channel' ? 'channel' : `data.${f}`));
+      return typeof r === 'string' ? bad(r) : r;
     }
     case 'pong':
       return { kind: 'pong', requestId };

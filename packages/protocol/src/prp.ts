@@ -8,8 +8,8 @@ import { ErrorCode } from './errors.js';
 import type { Command, Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
 import { isStreamPosition } from './model.js';
 import {
-  type DecodeResult, decodeError, isPlainObject, readCall, readChannelList, readChannelRequest, readHistoryLimit, readMethods, readReply,
-  readRequestId, MAX_CHANNELS_PER_REQUEST,
+  type DecodeResult, decodeError, isPlainObject, readChannelList, readChannelRequest, readHistoryLimit, readRequestId, readRpcRequest,
+  MAX_CHANNELS_PER_REQUEST,
 } from './decode-util.js';
 
 /** Server message of the PRP dialect. */
@@ -96,23 +96,12 @@ export function decodePrpCommand(msg: unknown): DecodeResult {
     }
     case 'ping':
       return { kind: 'ping', requestId };
-    case 'rpc.handle': {
-      if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
-      const methods = readMethods(p.methods);
-      if (typeof methods === 'string') return bad(methods.replace('`methods`', '`payload.methods`'));
-      return { kind: 'rpc_handle', requestId, channel: p.channel, methods };
-    }
+    case 'rpc.handle':
     case 'rpc.unhandle':
-      if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
-      return { kind: 'rpc_unhandle', requestId, channel: p.channel };
-    case 'rpc.call': {
-      if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
-      const call = readCall(requestId, p.channel, p);
-      return typeof call === 'string' ? bad(call) : call;
-    }
+    case 'rpc.call':
     case 'rpc.reply': {
-      const reply = readReply(requestId, p);
-      return typeof reply === 'string' ? bad(reply) : reply;
+      const r = readRpcRequest(action, requestId, p.channel, p, (f) => `payload.${f}`);
+      return typeof r === 'string' ? bad(r) : r;
     }
     default:
       return decodeError(ErrorCode.INVALID_ACTION, `Unknown action '${action.slice(0, 64)}'`, requestId, action.slice(0, 64));

@@ -82,3 +82,25 @@ describe('dialect decoders', () => {
     expect(decodePrdCommand({ type: 'ack' })).toMatchObject({ error: true, code: 'INVALID_ACTION' });
   });
 });
+
+describe('RPC requests, the same model from both dialects', () => {
+  it('decodes handle, unhandle, call and reply alike, and names a bad field as each dialect spells it', () => {
+    const prp = (action: string, payload: unknown) => decodePrpCommand({ id: 'r1', action, payload });
+    const prd = (type: string, channel: unknown, data: unknown) => decodePrdCommand({ id: 'r1', type, channel, data });
+    const handle = { kind: 'rpc_handle', requestId: 'r1', channel: 'session:s1', methods: ['a', 'b'] };
+    expect(prp('rpc.handle', { channel: 'session:s1', methods: ['a', 'b', 'a'] })).toEqual(handle);
+    expect(prd('rpc.handle', 'session:s1', { methods: ['a', 'b'] })).toEqual(handle);
+    expect(prd('rpc.handle', 'session:s1', {})).toMatchObject({ methods: null });
+    expect(prp('rpc.unhandle', { channel: 'session:s1' })).toEqual({ kind: 'rpc_unhandle', requestId: 'r1', channel: 'session:s1' });
+    const call = { kind: 'rpc_call', requestId: 'r1', channel: 'agent:a1', method: 'cancel', params: { run: 1 }, timeoutMs: 500 };
+    expect(prp('rpc.call', { channel: 'agent:a1', method: 'cancel', params: { run: 1 }, timeoutMs: 500 })).toEqual(call);
+    expect(prd('rpc.call', 'agent:a1', { method: 'cancel', params: { run: 1 }, timeoutMs: 500 })).toEqual(call);
+    expect(prp('rpc.reply', { callId: 'c', error: { code: 'E', message: 'm' } })).toEqual({ kind: 'rpc_reply', requestId: 'r1', callId: 'c', error: { code: 'E', message: 'm' } });
+    expect(prd('rpc.reply', undefined, { callId: 'c', result: 7 })).toEqual({ kind: 'rpc_reply', requestId: 'r1', callId: 'c', result: 7 });
+
+    expect(prp('rpc.call', { channel: 'agent:a1', method: '1x' })).toMatchObject({ error: true, message: expect.stringMatching(/^`payload\.method`/) });
+    expect(prd('rpc.call', 'agent:a1', { method: 'x', timeoutMs: 0 })).toMatchObject({ error: true, message: expect.stringMatching(/^`data\.timeoutMs`/) });
+    expect(prd('rpc.handle', 7, {})).toMatchObject({ error: true, message: expect.stringMatching(/^`channel`/) });
+    expect(prp('rpc.reply', { callId: 'c', error: { code: '#', message: 'm' } })).toMatchObject({ error: true, message: expect.stringMatching(/^`payload\.error\.code`/) });
+  });
+});

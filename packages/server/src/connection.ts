@@ -325,7 +325,8 @@ export class Connection implements Subscriber {
   private async rpcHandle(cmd: Extract<Command, { kind: 'rpc_handle' }>): Promise<void> {
     const { details, channel } = this.rpcChannel(cmd, 'handle');
     if (!channel) return;
-    if (!this.ctx.rpc.handled(this).includes(channel.name) && this.ctx.rpc.handled(this).length >= MAX_HANDLED_CHANNELS) {
+    const handled = this.ctx.rpc.handled(this);
+    if (!handled.includes(channel.name) && handled.length >= MAX_HANDLED_CHANNELS) {
       this.sendError(ErrorCode.SUBSCRIPTION_LIMIT, `A connection may handle at most ${MAX_HANDLED_CHANNELS} channels`, details);
       return;
     }

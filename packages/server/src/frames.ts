@@ -21,6 +21,8 @@ export function isBinaryEnc(idx: EncIndex): boolean {
 interface FrameCache {
   frames: [Buffer | undefined, Buffer | undefined, Buffer | undefined, Buffer | undefined];
   dataJson: string | undefined;
+  /** `,"publisher":{…}` (or '') for the JSON envelopes, computed once for both dialects. */
+  publisherJson: string | undefined;
 }
 
 /**
@@ -88,7 +90,7 @@ export const PING_FRAME = Buffer.from([0x89, 0x00]);
 export function publicationFrame(pub: Publication, idx: EncIndex): Buffer {
   let c = cache.get(pub);
   if (c === undefined) {
-    c = { frames: [undefined, undefined, undefined, undefined], dataJson: undefined };
+    c = { frames: [undefined, undefined, undefined, undefined], dataJson: undefined, publisherJson: undefined };
     cache.set(pub, c);
     if (!cacheInUse) {
       cacheInUse = true;
@@ -103,7 +105,7 @@ function encodePublication(p: Publication, cache: FrameCache, idx: EncIndex): Bu
   // JSON: splice the data's JSON (computed once for both dialects) into a hand-built envelope.
   const data = (cache.dataJson ??= JSON.stringify(p.data) ?? 'null');
   const ts = isoTime(p.time);
-  const publisher = p.publisher ? `,"publisher":${JSON.stringify(p.publisher)}` : '';
+  const publisher = (cache.publisherJson ??= p.publisher ? `,"publisher":${JSON.stringify(p.publisher)}` : '');
   const s = idx === 0
     ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}${publisher}}`
     : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}${publisher}}`;

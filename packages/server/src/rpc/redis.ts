@@ -60,31 +60,19 @@ export class RedisRpcEngine implements RpcEngine {
     this.sub.on('messageBuffer', (_topic: Buffer, message: Buffer) => this.onMessage(message));
   }
 
-  private nodeKey(node: string): string {
-    return this.keys.node(node);
-  }
-
-  private inboxTopic(node: string): string {
-    return this.keys.inbox(node);
-  }
-
-  private registryKey(channel: string): string {
-    return this.keys.registry(channel);
-  }
-
   async start(nodeId: string, inbox: RpcInbox): Promise<void> {
     this.nodeId = nodeId;
     this.inbox = inbox;
     const settle = <T>(p: Promise<T>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, this.timeoutMs).unref())]);
     await settle(Promise.all([this.cmdConn.connect(), this.subConn.connect()]));
-    await settle(this.sub.subscribe(this.inboxTopic(nodeId)));
+    await settle(this.sub.subscribe(this.keys.inbox(nodeId)));
     await settle(this.beat());
     this.aliveTimer = setInterval(() => void this.beat().catch(() => {}), Math.max(100, Math.floor(this.livenessMs / 3)));
     this.aliveTimer.unref();
   }
 
   private async beat(): Promise<void> {
-    await this.cmd.set(this.nodeKey(this.nodeId), '1', 'PX', this.livenessMs);
+    await this.cmd.set(this.keys.node(this.nodeId), '1', 'PX', this.livenessMs);
   }
 
   /** After a reconnect: prove this node alive and put its registrations back. */
@@ -105,7 +93,7 @@ export class RedisRpcEngine implements RpcEngine {
   }
 
   private write(channel: string, e: HandlerEntry): Promise<unknown> {
-    return this.cmd.hset(this.registryKey(channel), e.handlerId, JSON.stringify({ node: e.node, methods: e.methods }));
+    return this.cmd.hset(this.keys.registry(channel), e.handlerId, JSON.stringify({ node: e.node, methods: e.methods }));
   }
 
   async register(channel: string, entry: HandlerEntry): Promise<void> {
@@ -119,11 +107,11 @@ export class RedisRpcEngine implements RpcEngine {
     const m = this.mine.get(channel);
     m?.delete(handlerId);
     if (m?.size === 0) this.mine.delete(channel);
-    await this.run('unregister', () => this.cmd.hdel(this.registryKey(channel), handlerId));
+    await this.run('unregister', () => this.cmd.hdel(this.keys.registry(channel), handlerId));
   }
 
   async handlers(channel: string): Promise<HandlerEntry[]> {
-    const key = this.registryKey(channel);
+    const key = this.keys.registry(channel);
     const raw = await this.run('handlers', () => this.cmd.hgetall(key));
     const entries: HandlerEntry[] = [];
     for (const [handlerId, v] of Object.entries(raw)) {
@@ -136,7 +124,7 @@ export class RedisRpcEngine implements RpcEngine {
     }
     const nodes = [...new Set(entries.map((e) => e.node))];
     if (nodes.length === 0) return [];
-    const alive = await this.run('handlers', () => this.cmd.mget(...nodes.map((n) => this.nodeKey(n))));
+    const alive = await this.run('handlers', () => this.cmd.mget(...nodes.map((n) => this.keys.node(n))));
     const dead = new Set(nodes.filter((_, i) => alive[i] === null));
     if (dead.size === 0) return entries;
     const gone = entries.filter((e) => dead.has(e.node)).map((e) => e.handlerId);
@@ -145,12 +133,12 @@ export class RedisRpcEngine implements RpcEngine {
   }
 
   async sendCall(node: string, call: RoutedCall): Promise<boolean> {
-    const n = await this.run('call', () => this.cmd.publish(this.inboxTopic(node), Buffer.from(encodeMsgpack([CALL, call]))));
+    const n = await this.run('call', () => this.cmd.publish(this.keys.inbox(node), Buffer.from(encodeMsgpack([CALL, call]))));
     return n > 0;
   }
 
   async sendOutcome(node: string, o: RoutedOutcome): Promise<void> {
-    await this.run('outcome', () => this.cmd.publish(this.inboxTopic(node), Buffer.from(encodeMsgpack([OUTCOME, o]))));
+    await this.run('outcome', () => this.cmd.publish(this.keys.inbox(node), Buffer.from(encodeMsgpack([OUTCOME, o]))));
   }
 
   private onMessage(message: Buffer): void {
@@ -173,8 +161,8 @@ export class RedisRpcEngine implements RpcEngine {
     // Leave no registration behind: the node key goes first, so nothing lists this node meanwhile.
     try {
       if (this.cmd.status === 'ready') {
-        await this.cmd.del(this.nodeKey(this.nodeId));
-        for (const [channel, entries] of this.mine) await this.cmd.hdel(this.registryKey(channel), ...entries.keys());
+        await this.cmd.del(this.keys.node(this.nodeId));
+        for (const [channel, entries] of this.mine) await this.cmd.hdel(this.keys.registry(channel), ...entries.keys());
       }
     } catch {
       // Expires by itself within livenessMs.

@@ -174,12 +174,7 @@ export class RpcRouter {
    */
   async call(channel: string, method: string, params: unknown, caller: Publisher, timeoutMs: number): Promise<unknown> {
     const started = performance.now();
-    let candidates: HandlerEntry[];
-    try {
-      candidates = (await this.engine.handlers(channel)).filter((e) => e.methods === null || e.methods.includes(method));
-    } catch (err) {
-      throw toGatewayError(err);
-    }
+    const candidates = await this.handlersFor(channel, method);
     const callId = `rpc_${this.prefix}${(++this.seq).toString(36)}`;
     const outcome = this.await(callId, timeoutMs);
     const routed = await this.route(candidates, { callId, callerNode: this.nodeId, handlerId: '', channel, method, params, caller, timeoutMs }, started);
@@ -196,12 +191,7 @@ export class RpcRouter {
    * when each has answered or timed out: one outcome per handler, in no particular order.
    */
   async callEach(channel: string, method: string, params: unknown, caller: Publisher, timeoutMs: number): Promise<{ handler: HandlerEntry; outcome: RpcOutcome }[]> {
-    let handlers: HandlerEntry[];
-    try {
-      handlers = (await this.engine.handlers(channel)).filter((e) => e.methods === null || e.methods.includes(method));
-    } catch (err) {
-      throw toGatewayError(err);
-    }
+    const handlers = await this.handlersFor(channel, method);
     return Promise.all(handlers.map(async (handler) => {
       const started = performance.now();
       const callId = `rpc_${this.prefix}${(++this.seq).toString(36)}`;
@@ -210,6 +200,15 @@ export class RpcRouter {
       if (!routed) this.waiting.get(callId)?.settle({ ok: false, code: 'RPC_HANDLER_GONE', message: `Node ${handler.node} is not listening` });
       return { handler, outcome: await outcome };
     }));
+  }
+
+  /** The live handlers of `channel` that serve `method`. */
+  private async handlersFor(channel: string, method: string): Promise<HandlerEntry[]> {
+    try {
+      return (await this.engine.handlers(channel)).filter((e) => e.methods === null || e.methods.includes(method));
+    } catch (err) {
+      throw toGatewayError(err);
+    }
   }
 
   /** The outcome of call `callId`, or RPC_TIMEOUT after `timeoutMs`. */
