@@ -85,6 +85,8 @@ export type UnrecoverableReason =
   | 'too_far_behind'
   | 'history_expired'
   | 'no_history'
+  /** What follows the position was dropped to keep the gateway's total history budget (memory pressure). */
+  | 'history_evicted'
   /** A missed publication cannot be encoded for this connection (its data does not serialize). */
   | 'unencodable';
 

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { ApiKeyring, parseApiKeys, type ApiKeySpec } from './auth/api-keys.js';
+import { defaultHistoryBudget } from './broker/memory.js';
 import { DEFAULT_NAMESPACES, parseNamespaces, type NamespaceConfig } from './channels/namespaces.js';
 
 
@@ -32,6 +33,7 @@ export interface GatewayConfig {
   maxMessageBytes: number;
   maxJsonDepth: number;
   maxReplyBytes: number;
+  historyMemoryBytes: number;
   maxSubscriptionsPerConnection: number;
   maxConnectionsPerIp: number;
   maxConnections: number;
@@ -100,6 +102,7 @@ export const SETTINGS: SettingSpec[] = [
   // At most 96: the MessagePack codec (subscribers, and the Redis broker's storage) refuses nesting past 100, and a publication frame adds a level or two.
   S('maxJsonDepth', 'max-json-depth', 'SIGNALBOX_MAX_JSON_DEPTH', 'int', 32, 'Deepest nesting of arrays/objects accepted in a client message or an HTTP API JSON body (at most 96: what every codec and broker can store and deliver).', { min: 2, max: 96 }),
   S('maxReplyBytes', 'max-reply-size', 'SIGNALBOX_MAX_REPLY_SIZE', 'bytes', 1024 * 1024, 'Largest history reply (WebSocket: also at most half of SIGNALBOX_OUTBOUND_BUFFER); a longer page is cut after the last publication that fits and carries `next`, the position to continue from.', { min: 1024 }),
+  S('historyMemoryBytes', 'history-memory', 'SIGNALBOX_HISTORY_MEMORY', 'bytes', defaultHistoryBudget(), 'Memory broker: most bytes the retained history of all channels may take together; over it, the channels published to least recently lose their oldest publications first (a recovery that needed them: `recovered: false`, `history_evicted`). Default 1/8 of the machine memory, at most 4 GiB.', { min: 1024 * 1024 }),
   S('maxSubscriptionsPerConnection', 'max-subscriptions', 'SIGNALBOX_MAX_SUBSCRIPTIONS', 'int', 200, 'Subscriptions one connection may hold (SUBSCRIPTION_LIMIT).', { min: 1 }),
   S('maxConnectionsPerIp', 'max-connections-per-ip', 'SIGNALBOX_MAX_CONNECTIONS_PER_IP', 'int', 1000, 'Per client IP: concurrent WebSocket connections (over it: HTTP 429 at the upgrade), and as many sockets again that have not finished a request head yet (over it: HTTP 429 and closed at TCP accept). 0 = unlimited.', { min: 0 }),
   S('maxConnections', 'max-connections', 'SIGNALBOX_MAX_CONNECTIONS', 'int', 0, 'Concurrent WebSocket connections on this node (0 = unlimited); over it: HTTP 503.', { min: 0 }),

@@ -241,13 +241,14 @@ export class Connection implements Subscriber {
       return;
     }
     // Nothing in flight: start at once (one promise, not a chain of three); else queue behind the tail.
-    this.chain = ++this.pending === 1 ? this.run(cmd) : this.chain.then(() => this.run(cmd));
+    const bytes = data.length;
+    this.chain = ++this.pending === 1 ? this.run(cmd, bytes) : this.chain.then(() => this.run(cmd, bytes));
   }
 
-  /** Runs one command; never rejects. */
-  private async run(cmd: Command): Promise<void> {
+  /** Runs one command (`bytes`: the size of the frame it came in); never rejects. */
+  private async run(cmd: Command, bytes: number): Promise<void> {
     try {
-      if (this.state === 'open') await this.execute(cmd);
+      if (this.state === 'open') await this.execute(cmd, bytes);
     } catch (err) {
       this.ctx.log.error({ err, conn: this.id, action: cmd.kind }, 'request failed');
       this.sendError(ErrorCode.INTERNAL_ERROR, 'Internal error', { requestId: cmd.requestId, action: actionName(this.dialect, cmd) });
@@ -266,14 +267,14 @@ export class Connection implements Subscriber {
     return isDecodeError(cmd) ? { requestId: cmd.requestId, action: cmd.action } : { requestId: cmd.requestId, action: actionName(this.dialect, cmd) };
   }
 
-  private async execute(cmd: Command): Promise<void> {
+  private async execute(cmd: Command, bytes: number): Promise<void> {
     switch (cmd.kind) {
       case 'subscribe':
         return this.subscribe(cmd);
       case 'unsubscribe':
         return this.unsubscribe(cmd);
       case 'publish':
-        return this.publish(cmd);
+        return this.publish(cmd, bytes);
       case 'history':
         return this.history(cmd);
       case 'presence':
@@ -452,7 +453,7 @@ export class Connection implements Subscriber {
     this.send({ kind: 'unsubscribed', replyTo: cmd.requestId, channels: done });
   }
 
-  private async publish(cmd: Extract<Command, { kind: 'publish' }>): Promise<void> {
+  private async publish(cmd: Extract<Command, { kind: 'publish' }>, bytes: number): Promise<void> {
     const { details, channel } = this.channelRequest(cmd, 'publish', cmd.type);
     if (!channel) return;
     if (!isValidEventType(cmd.type)) {
@@ -469,7 +470,7 @@ export class Connection implements Subscriber {
       return;
     }
     try {
-      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId }, { via: 'ws', sub: this.creds!.sub, client: this.id });
+      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId, size: bytes }, { via: 'ws', sub: this.creds!.sub, client: this.id });
       const p = r.publication;
       this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
     } catch (err) {

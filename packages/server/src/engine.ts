@@ -19,7 +19,7 @@ export interface Engine {
 }
 
 /** The settings the engine reads. */
-export type EngineConfig = Pick<GatewayConfig, 'broker' | 'redisPrefix' | 'redisTimeoutMs'>;
+export type EngineConfig = Pick<GatewayConfig, 'broker' | 'redisPrefix' | 'redisTimeoutMs'> & Partial<Pick<GatewayConfig, 'historyMemoryBytes'>>;
 
 /**
  * Builds (does not start) the broker and the presence store `config.broker` names. A part given in
@@ -43,7 +43,7 @@ export async function createRpcEngine(config: EngineConfig, log: Logger): Promis
 
 /** The broker `config.broker` names: the memory broker, or Redis (the broker half of {@link createEngine}). */
 export async function createBroker(config: EngineConfig, log: Logger): Promise<Broker> {
-  if (config.broker === 'memory') return new MemoryBroker();
+  if (config.broker === 'memory') return new MemoryBroker({ maxHistoryBytes: config.historyMemoryBytes, onEvicted: evictionLog(log) });
   const { RedisBroker } = await import('./broker/redis.js');
   return new RedisBroker(redisSettings(config, log));
 }
@@ -53,6 +53,23 @@ export async function createPresenceStore(config: EngineConfig, log: Logger): Pr
   if (config.broker === 'memory') return new MemoryPresenceStore();
   const { RedisPresenceStore } = await import('./presence/redis.js');
   return new RedisPresenceStore(redisSettings(config, log));
+}
+
+/** Logs the history budget's evictions: at most one warning per 10 s, with what was evicted since the last one. */
+function evictionLog(log: Logger): (publications: number, bytes: number) => void {
+  let last = 0;
+  let pubs = 0;
+  let bytes = 0;
+  return (p, b) => {
+    pubs += p;
+    bytes += b;
+    const now = Date.now();
+    if (now - last < 10_000) return;
+    log.warn({ publications: pubs, bytes }, 'history budget (SIGNALBOX_HISTORY_MEMORY) reached: oldest publications of the least recent channels evicted');
+    last = now;
+    pubs = 0;
+    bytes = 0;
+  };
 }
 
 /** What both Redis halves take from the configuration: the same Redis, prefix and timeout. */

@@ -24,6 +24,11 @@ export interface PublishRequest {
   publisher?: Publisher;
   history: HistoryPolicy;
   idempotencyWindowMs: number;
+  /**
+   * About how many bytes the publication takes (the frame or body it came in); the memory broker
+   * counts it against its total history budget. Absent: a small default.
+   */
+  size?: number;
 }
 
 export interface PublishResult {
@@ -49,6 +54,11 @@ export interface HistoryResult {
   position: StreamPosition;
   /** Offset of the oldest retained publication; `position.offset + 1` when none is retained. */
   earliestOffset: number;
+  /**
+   * Offset of the newest publication the engine dropped to keep its total history budget (the
+   * memory broker's); absent when none was. A recovery that needs it is told `history_evicted`.
+   */
+  evictedThrough?: number;
 }
 
 export interface BrokerHandler {

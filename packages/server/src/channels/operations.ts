@@ -33,6 +33,8 @@ export interface PublishMessage {
   data: unknown;
   /** The caller's id for it: the publication id subscribers see, and (scoped to the origin) its idempotency key. */
   id?: string;
+  /** About how many bytes it came in (frame or body): what it counts against the memory history budget. */
+  size?: number;
 }
 
 export interface HistoryRequest {
@@ -111,7 +113,7 @@ export class ChannelOperations {
     let results: PublishResult[];
     try {
       results = await Promise.all(channels.map((ch) => broker.publish({
-        channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher,
+        channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher, size: msg.size,
         history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs,
       })));
     } catch (err) {

@@ -142,7 +142,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     // One id for the publication in every channel; it is also the idempotency key.
     let results: PublishResult[];
     try {
-      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined }, {
+      const size = Number(req.headers['content-length']) || undefined;
+      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined, size }, {
         via: 'http', key: principal(req).name, ...(body.as !== undefined ? { sub: body.as as string } : {}),
       });
     } catch (err) {

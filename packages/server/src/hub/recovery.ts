@@ -13,7 +13,8 @@ export type RecoveryClass = { recovered: true; missed: Publication[] } | { recov
 /**
  * Classifies a history read forward from `since`, first reason first:
  * `epoch_changed` (offsets cannot be compared), `position_ahead` (the stream never had that
- * offset), caught up (nothing missed), `no_history` (the namespace keeps none), `history_expired`
+ * offset), caught up (nothing missed), `no_history` (the namespace keeps none), `history_evicted`
+ * (what follows `since` was dropped for the engine's total history budget), `history_expired`
  * (nothing retained any more), `too_far_behind` (the oldest retained is past `since + 1`), and
  * last contiguity: what the read returned must be `since+1, since+2, …` with no hole, up to the
  * top, or up to `limit` when the read asked for at most that many (a history page). Never a
@@ -30,6 +31,7 @@ export function classifyRecovery(
   if (since.offset > top.offset) return refuse('position_ahead');
   if (since.offset === top.offset) return { recovered: true, missed: [] };
   if (ns.historySize === 0) return refuse('no_history');
+  if (hist.earliestOffset > since.offset + 1 && (hist.evictedThrough ?? 0) > since.offset) return refuse('history_evicted');
   if (hist.earliestOffset > top.offset) return refuse('history_expired');
   if (hist.earliestOffset > since.offset + 1) return refuse('too_far_behind');
   const missed = hist.publications.filter((p) => p.offset > since.offset && p.offset <= top.offset);
