@@ -5,14 +5,14 @@
  */
 import {
   CloseCode, ErrorCode, decodeJsonFrame, decodeMsgpackFrame, decodePrdCommand, decodePrpCommand, isDecodeError,
-  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type PresenceMember, type Publisher, type ServerEvent,
+  isValidEventType, type Command, type Dialect, type Encoding, type ErrorInfo, type PresenceMember, type Publication, type Publisher, type ServerEvent,
   type StreamPosition, type SubscribeOutcome,
 } from '@signalbox/protocol';
 import { AuthError, type Authenticator, type Credentials } from './auth/jwt.js';
 import type { NamespaceTable, ResolvedChannel } from './channels/namespaces.js';
 import type { ChannelOperations } from './channels/operations.js';
 import type { GatewayConfig } from './config.js';
-import { encIndex, encodeEvent, type EncIndex } from './frames.js';
+import { encIndex, encodeEvent, publicationFrame, type EncIndex } from './frames.js';
 import { toGatewayError } from './errors.js';
 import type { Hub, PreparedSubscription, Subscriber } from './hub/hub.js';
 import type { Logger } from './logger.js';
@@ -509,10 +509,20 @@ export class Connection implements Subscriber {
     if (!channel) return;
     try {
       const maxBytes = Math.min(this.ctx.config.maxReplyBytes, Math.floor(this.outboundLimit / 2));
-      const hist = await this.ctx.ops.history(channel, { since: cmd.since, limit: cmd.limit, maxBytes });
+      const hist = await this.ctx.ops.history(channel, { since: cmd.since, limit: cmd.limit, maxBytes, encodable: (p) => this.canEncode(p) });
       this.send({ kind: 'history', replyTo: cmd.requestId, channel: cmd.channel, publications: hist.publications, position: hist.position, ...(hist.next ? { next: hist.next } : {}) });
     } catch (err) {
       this.sendFailure(err, details);
+    }
+  }
+
+  /** Whether this connection's dialect and encoding can carry the publication. */
+  private canEncode(pub: Publication): boolean {
+    try {
+      publicationFrame(pub, this.encIdx);
+      return true;
+    } catch {
+      return false;
     }
   }
 

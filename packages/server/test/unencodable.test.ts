@@ -139,4 +139,34 @@ describe('a publication that cannot be encoded', () => {
     expect(bin.ws.readyState).toBe(bin.ws.OPEN);
     await bin.close();
   });
+  it('history (HTTP and WebSocket): a page stops before it, and a read that starts at it is refused naming its offset; reading on past it works', async () => {
+    const channel = uniqueChannel('project');
+    await publishOk(gw, channel, { i: 1 });
+    await publishOk(gw, channel, { poison: 'bigint' });
+    await publishOk(gw, channel, { i: 3 });
+    const http = async (q: string) => {
+      const res = await fetch(`${gw.http}/v1/channels/${encodeURIComponent(channel)}/history${q}`, { headers: { authorization: 'Bearer test-api-key-0123456789' } });
+      return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    };
+    const first = await http('');
+    expect(first.status).toBe(200);
+    expect(first.body.publications.map((p: { offset: number }) => p.offset)).toEqual([1]);
+    expect(first.body.next.offset).toBe(1);
+    const epoch = first.body.position.epoch as string;
+    const stuck = await http(`?since_epoch=${epoch}&since_offset=1`);
+    expect(stuck.status).toBe(409);
+    expect(stuck.body.error).toMatchObject({ code: 'UNRECOVERABLE_POSITION', details: { reason: 'unencodable', offset: 2 } });
+    const past = await http(`?since_epoch=${epoch}&since_offset=2`);
+    expect(past.body.publications.map((p: { offset: number }) => p.offset)).toEqual([3]);
+
+    // The same over WebSocket (JSON: the connection is not closed for it, only the read refused).
+    const c = await connectPrp(gw);
+    const h = await c.request('history', { channel });
+    expect(h.type).toBe('history');
+    expect(h.data.publications.map((p: { offset: number }) => p.offset)).toEqual([1]);
+    const e = await c.request('history', { channel, since: { epoch, offset: 1 } });
+    expect(e.data).toMatchObject({ code: 'UNRECOVERABLE_POSITION', details: { reason: 'unencodable', offset: 2, requestId: e.data.details.requestId } });
+    expect(c.ws.readyState).toBe(c.ws.OPEN);
+    await c.close();
+  });
 });

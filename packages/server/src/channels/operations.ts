@@ -46,6 +46,13 @@ export interface HistoryRequest {
    * last publication that fits (at least one is always returned) and says where to go on (`next`).
    */
   maxBytes?: number;
+  /**
+   * Whether the reply's encoding can carry a publication (default: its data is JSON). A page stops
+   * before the first one it cannot (with `next` just before it); when that is the first of the
+   * page, the read is refused with `UNRECOVERABLE_POSITION`, reason `unencodable` and its `offset`,
+   * so the reader knows exactly what it cannot have and may read on past it.
+   */
+  encodable?: (p: Publication) => boolean;
 }
 
 /** A history read: a contiguous run of publications; `next` when it was cut short by size. */
@@ -54,11 +61,20 @@ export interface HistoryPage extends HistoryResult {
   next?: StreamPosition;
 }
 
-/** The publications of `hist` that fit in `maxBytes` (by the length of their JSON), oldest first. */
-function pageByBytes(hist: HistoryResult, maxBytes: number): HistoryPage {
+/**
+ * The leading publications of `hist` that fit in `maxBytes` (by the length of their JSON) and that
+ * the reply can encode, oldest first; `next` when some were left out.
+ */
+function page(hist: HistoryResult, maxBytes: number, encodable: (p: Publication) => boolean): HistoryPage {
   let bytes = 0;
   let n = 0;
   for (const p of hist.publications) {
+    if (!encodable(p)) {
+      if (n > 0) break;
+      throw new GatewayError(ErrorCode.UNRECOVERABLE_POSITION, `The publication at offset ${p.offset} cannot be encoded for this reply; read on with since.offset = ${p.offset} to skip it`, {
+        reason: 'unencodable', offset: p.offset, position: hist.position, earliestOffset: hist.earliestOffset,
+      });
+    }
     bytes += publicationBytes(p);
     if (bytes > maxBytes && n > 0) break;
     n++;
@@ -74,9 +90,19 @@ function publicationBytes(p: Publication): number {
   try {
     data = Buffer.byteLength(JSON.stringify(p.data) ?? 'null');
   } catch {
-    // Not JSON-encodable: counted small; the reply's encoding reports it.
+    // Not JSON: counted small; `encodable` decides whether it can be sent.
   }
   return data + 200;
+}
+
+/** The default `encodable`: the publication's data serializes as JSON. */
+export function jsonEncodable(p: Publication): boolean {
+  try {
+    JSON.stringify(p.data);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface ChannelOperationsDeps {
@@ -147,7 +173,7 @@ export class ChannelOperations {
         reason, position: hist.position, earliestOffset: hist.earliestOffset,
       });
     }
-    return req.maxBytes === undefined ? hist : pageByBytes(hist, req.maxBytes);
+    return page(hist, req.maxBytes ?? Number.POSITIVE_INFINITY, req.encodable ?? jsonEncodable);
   }
 
   /** Drops a channel's retained publications (admin); its position stays. */
