@@ -107,6 +107,8 @@ describe('WritePool', () => {
     const victim = pairs[17]!;
     const victimClosed = new Promise<boolean>((resolve) => victim.server.on('close', (hadError) => resolve(hadError)));
     const victimError = new Promise<string>((resolve) => victim.server.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message)));
+    let victimFailed = false;
+    void victimError.then(() => (victimFailed = true));
     const frames: Buffer[] = [];
     for (let t = 0; t < 20; t++) {
       const f = Buffer.from(`<${t}|${'x'.repeat(500)}>`);
@@ -114,8 +116,13 @@ describe('WritePool', () => {
       for (const tr of transports) tr.sendFrame(f);
       if (t === 5) {
         victim.client.resetAndDestroy(); // RST: the next writes to it fail (EPIPE / ECONNRESET)
-        await new Promise((r) => setTimeout(r, 20)); // let the RST reach the server side
       }
+      await turn();
+    }
+    // Until the RST has reached the server side, writes to the victim may still succeed: write to it
+    // alone until one fails (bounded), instead of guessing how long that takes.
+    for (let i = 0; !victimFailed && i < 2000; i++) {
+      transports[17]!.sendFrame(frames[0]!);
       await turn();
     }
     expect(await victimError).toMatch(/EPIPE|ECONNRESET/);

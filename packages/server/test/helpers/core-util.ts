@@ -184,15 +184,8 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return undefined;
 }
 
-/**
- * Asserting absence: resolves with the messages that arrived in a short bounded window after the
- * call (default 150 ms). Not synchronisation: callers use it only to check that nothing else came.
- */
-export async function quietPeriod(client: TestClient, ms = 150): Promise<Msg[]> {
-  const from = client.messages.length;
-  await new Promise((resolve) => setTimeout(resolve, ms));
-  return client.messages.slice(from);
-}
+/** Asserting absence: see {@link quietPeriod} in wait.ts (the one definition). */
+export { quietPeriod } from './wait.js';
 
 /** Messages of type `error`, optionally of one code. */
 export function errorsOf(client: TestClient, code?: string): Msg[] {

@@ -138,13 +138,8 @@ export async function publishManyHttp(gw: TestGateway, channel: string, n: numbe
   return out.sort((a, b) => (a.offset as number) - (b.offset as number));
 }
 
-/**
- * Resolves after `ms`: ONLY for asserting that nothing more arrives (a negative check has no event
- * to await). Never use it to wait for something to happen.
- */
-export function quietPeriod(ms = 150): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+/** Asserting absence: see {@link quietPeriod} in wait.ts (the one definition). */
+export { quietPeriod } from './wait.js';
 
 /**
  * A MemoryBroker whose publications to the hub can be withheld: `withhold(channel, offset)` makes

@@ -47,3 +47,18 @@ export async function eventually<T>(probe: () => T | undefined | Promise<T | und
 export async function until(cond: () => boolean | Promise<boolean>, opts: WaitOptions): Promise<void> {
   await eventually(async () => ((await cond()) ? true : undefined), opts);
 }
+
+/**
+ * The one way to assert absence: waits a short bounded window (default 150 ms) so that whatever
+ * should NOT arrive would have. Never use it to wait for something to happen (await its event, or
+ * `until`). Given a client, resolves with the messages that arrived during the window.
+ */
+export function quietPeriod(ms?: number): Promise<void>;
+export function quietPeriod<M>(client: { messages: M[] }, ms?: number): Promise<M[]>;
+export async function quietPeriod<M>(a?: number | { messages: M[] }, b?: number): Promise<void | M[]> {
+  const client = typeof a === 'object' ? a : undefined;
+  const ms = (typeof a === 'number' ? a : b) ?? 150;
+  const from = client?.messages.length ?? 0;
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return client ? client.messages.slice(from) : undefined;
+}
