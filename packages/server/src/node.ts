@@ -27,7 +27,8 @@ import { Metrics } from './metrics.js';
 import type { PresenceStore } from './presence/types.js';
 import { WritePool } from './transport/write-pool.js';
 import { UpgradeAdmission, type UpgradeRequest } from './transport/upgrade.js';
-import { WriteBatcher, WsTransport, createWebSocketServer } from './transport/ws.js';
+import { WriteBatcher } from './transport/batcher.js';
+import { WsTransport, createWebSocketServer } from './transport/ws-transport.js';
 import { SERVER_VERSION } from './version.js';
 
 const CONNECTION = Symbol('signalbox.connection');

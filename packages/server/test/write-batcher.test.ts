@@ -9,7 +9,8 @@ import { Writable, type Duplex } from 'node:stream';
 import { setImmediate as turn } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { WebSocket } from 'ws';
-import { WriteBatcher, WsTransport } from '../src/transport/ws.js';
+import { WriteBatcher } from '../src/transport/batcher.js';
+import { WsTransport } from '../src/transport/ws-transport.js';
 import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 
 vi.setConfig({ hookTimeout: 120_000 });

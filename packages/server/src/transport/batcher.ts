@@ -1,13 +1,21 @@
 /**
- * `ws` in noServer mode: the per-turn write batcher and the WebSocket transport. What can be
- * refused before the handshake is refused by the upgrade admission (upgrade.ts).
+ * The per-turn write batcher: every frame bound for one socket within an event-loop turn goes out
+ * in one write, rounds of writes are sliced so the loop can poll, and large rounds are written by
+ * writer threads (write-pool.ts). What it writes to is a {@link BatchedTransport} (ws-transport.ts).
  */
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from '@signalbox/protocol';
-import { frame } from '../frames.js';
-import type { Transport } from './types.js';
-import { ARENA_BYTES as POOL_ARENA_BYTES, sameFrames, type WritePool } from './write-pool.js';
+import type { WebSocket } from 'ws';
+import { sameFrames, type WritePool } from './write-pool.js';
+
+/** What the batcher flushes: a transport with frames queued for this turn (ws-transport.ts). */
+export interface BatchedTransport {
+  /** Writes this turn's frames to the socket. */
+  flush(): void;
+  /** Lists this turn's frames in the pool's round: 1 listed, 0 not eligible (flushed now), -1 the round is full. */
+  stage(pool: WritePool): number;
+  /** After the pool wrote job k (this transport's bytes): queues what the kernel did not take. */
+  afterParallel(pool: WritePool, k: number): void;
+}
 
 /**
  * Longest stretch of writes before the batcher lets the event loop poll. With 10,000 subscribers
@@ -53,7 +61,7 @@ const ARENA_MAX_BYTES = 16 * 1024 * 1024;
  */
 export class WriteBatcher {
   /** Sockets with frames queued for the next round. */
-  private dirty: WsTransport[] = [];
+  private dirty: BatchedTransport[] = [];
   /** Bytes of the frames queued for the next round. */
   private queued = 0;
   /** Sockets whose input is held until the next round is written, and those held for the round being written. */
@@ -62,7 +70,7 @@ export class WriteBatcher {
   /** Sockets held so far (a metric). */
   holds = 0;
   /** The round being written, and how far it got. */
-  private round: WsTransport[] = [];
+  private round: BatchedTransport[] = [];
   private cursor = 0;
   private scheduled = false;
   private arena: Buffer | null = null;
@@ -76,7 +84,7 @@ export class WriteBatcher {
   private lastFrames: readonly Buffer[] = [];
   private lastJoin: Buffer | null = null;
   /** Transports whose bytes are listed in the pool's current round, in job order. */
-  private staged: WsTransport[] = [];
+  private staged: BatchedTransport[] = [];
 
   /**
    * @param turnBudgetBytes outbound bytes a turn may queue before the input of sockets that send
@@ -104,7 +112,7 @@ export class WriteBatcher {
     this.holds++;
   }
 
-  mark(t: WsTransport): void {
+  mark(t: BatchedTransport): void {
     this.dirty.push(t);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -193,7 +201,7 @@ export class WriteBatcher {
    * take part is flushed here, as usual), writes them all in parallel, and queues what the kernel
    * did not take. Returns where the round goes on.
    */
-  private writeParallel(pool: WritePool, round: WsTransport[], from: number): number {
+  private writeParallel(pool: WritePool, round: BatchedTransport[], from: number): number {
     const end = Math.min(round.length, from + PARALLEL_CHUNK);
     const staged = this.staged;
     let i = from;
@@ -221,151 +229,4 @@ export class WriteBatcher {
     this.lastFrames = [];
     this.lastJoin = null;
   }
-}
-
-/**
- * A transport's frame list when it has none. A list is made when a turn's first frame comes and
- * dropped when the turn's round writes it, so it dies young; one made at flush time instead would
- * wait, on an idle connection, for the next heartbeat, get promoted to the old generation, and
- * then be garbage there: ~170 bytes per connection per heartbeat (RSS grew 0.6 MiB/s with 19k
- * idle connections). Never pushed to.
- */
-const NO_FRAMES: Buffer[] = [];
-
-/**
- * Data frames are written straight to the socket `ws` upgraded (server frames are unmasked and we
- * run without compression, so the bytes are final), pings included (they go out with the heartbeat
- * frames); `ws` keeps the receiving side (pongs too) and the closing handshake. Queued frames are
- * flushed before a close frame, so order is kept.
- */
-export class WsTransport implements Transport {
-  private pending: Buffer[] = NO_FRAMES;
-  private pendingBytes = 0;
-  /** What the socket still held after the last flush: only less since, until the next flush. */
-  private socketBacklog = 0;
-
-  constructor(private readonly ws: WebSocket, private readonly socket: Duplex, private readonly batcher: WriteBatcher) {}
-
-  sendFrame(f: Buffer): void {
-    if (this.pending.length === 0) {
-      this.batcher.mark(this);
-      this.pending = [f];
-    } else this.pending.push(f);
-    this.pendingBytes += f.length;
-    this.batcher.queue(f.length);
-  }
-
-  inputHandled(): void {
-    this.batcher.holdInputIfOverBudget(this.ws);
-  }
-
-  send(payload: string | Uint8Array, binary: boolean): void {
-    this.sendFrame(frame(payload, binary));
-  }
-
-  flush(): void {
-    const n = this.pending.length;
-    if (n === 0) return;
-    const socket = this.socket;
-    if (socket.writable) {
-      const pending = this.pending;
-      if (n === 1) socket.write(pending[0]!);
-      else {
-        // A socket already backed up would only queue the joined copy: give it the frames as they are.
-        const joined = socket.writableLength > 0 ? null : this.batcher.join(pending, this.pendingBytes);
-        if (joined !== null) {
-          socket.write(joined);
-          this.batcher.written(joined, socket);
-        } else {
-          socket.cork();
-          for (let i = 0; i < n; i++) socket.write(pending[i]!);
-          socket.uncork();
-        }
-      }
-      this.socketBacklog = socket.writableLength;
-    }
-    // Dropped rather than emptied: `length = 0` is a V8 runtime call (see NO_FRAMES).
-    this.pending = NO_FRAMES;
-    this.pendingBytes = 0;
-  }
-
-  /**
-   * Lists this turn's frames in the pool's round: 1 listed, 0 not eligible (flushed now, on this
-   * thread), -1 the pool's round is full. Eligible: a plain TCP socket with nothing queued in
-   * Node or libuv, so that a direct write of its fd cannot overtake earlier bytes.
-   */
-  stage(pool: WritePool): number {
-    if (this.pending.length === 0) return 0;
-    const socket = this.socket;
-    const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
-    if (fd < 0 || !socket.writable || socket.writableLength > 0 || this.pendingBytes > POOL_ARENA_BYTES) {
-      this.flush();
-      return 0;
-    }
-    if (!pool.add(fd, this.pending, this.pendingBytes)) {
-      if (pool.size > 0) return -1;
-      this.flush();
-      return 0;
-    }
-    this.pending = NO_FRAMES;
-    this.pendingBytes = 0;
-    return 1;
-  }
-
-  /** After the pool wrote job k (this transport's bytes): queues what the kernel did not take. */
-  afterParallel(pool: WritePool, k: number): void {
-    const len = pool.length(k);
-    const took = pool.result(k);
-    if (took < len) {
-      pool.stats.incomplete++;
-      // A copy: the arena is reused by the next round. A failed write (-1) goes whole to the
-      // socket, which then meets the same error through libuv and closes as usual.
-      const at = pool.offset(k);
-      this.socket.write(Buffer.from(pool.arena.subarray(at + Math.max(0, took), at + len)));
-    }
-    this.socketBacklog = this.socket.writableLength;
-  }
-
-  close(code: number, reason: string): void {
-    this.flush();
-    this.ws.close(code, reason.slice(0, 120));
-  }
-
-  terminate(): void {
-    this.pending = NO_FRAMES;
-    this.pendingBytes = 0;
-    this.ws.terminate();
-  }
-
-  /** Frames queued this turn, plus what the socket (and ws, for its control frames) still holds. */
-  get bufferedAmount(): number {
-    return this.pendingBytes + this.ws.bufferedAmount;
-  }
-
-  /** Frames queued this turn, plus what the socket held after the last flush (it only drains since). */
-  get bufferedUpperBound(): number {
-    return this.pendingBytes + this.socketBacklog;
-  }
-}
-
-/**
- * Chooses the subprotocol to echo. Browsers fail the handshake unless the server selects one of
- * the offered protocols, so a lone `bearer.<jwt>` is echoed; otherwise the encoding protocol wins.
- */
-export function selectProtocol(protocols: Set<string>): string | false {
-  if (protocols.has(SUBPROTOCOL_MSGPACK)) return SUBPROTOCOL_MSGPACK;
-  if (protocols.has(SUBPROTOCOL_JSON)) return SUBPROTOCOL_JSON;
-  for (const p of protocols) if (!p.startsWith(SUBPROTOCOL_BEARER_PREFIX)) return p;
-  for (const p of protocols) return p;
-  return false;
-}
-
-export function createWebSocketServer(maxPayload: number): WebSocketServer {
-  return new WebSocketServer({
-    noServer: true,
-    maxPayload,
-    perMessageDeflate: false,
-    clientTracking: false,
-    handleProtocols: (protocols) => selectProtocol(protocols),
-  });
 }
