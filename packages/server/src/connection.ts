@@ -191,6 +191,7 @@ export class Connection implements Subscriber {
     // Not a sign of life: only a pong answering the server's ping is (onPong). A peer that sends
     // but never reads (nor answers pings) must not be kept alive by its own traffic.
     this.ctx.metrics.messagesIn.inc(1, this.dialect);
+    this.ctx.metrics.bytesIn += data.length;
     if (this.state === 'authenticating') {
       if (this.preauth === null) return;
       if (this.preauth.length >= MAX_PREAUTH_FRAMES) {

@@ -24,6 +24,10 @@ export interface NodeMetrics {
   deliveriesPerSecond: number;
   /** Frames received from clients per second. */
   messagesInPerSecond: number;
+  /** Bytes of frames received from clients per second. */
+  bytesInPerSecond: number;
+  /** Bytes of frames sent to clients per second (publications, replies, heartbeats). */
+  bytesOutPerSecond: number;
   /** Error events sent in the interval, by code. */
   errors: Record<string, number>;
   /** Connections closed in the interval as slow consumers (4010). */
@@ -34,6 +38,11 @@ export interface NodeMetrics {
   recoveries: Record<string, number>;
   /** Broker append latency of this node's publishes in the interval (ms; null with none). */
   publishLatencyMs: { p50: number | null; p99: number | null };
+  /**
+   * From a publication's append in the broker to its frames written to this node's subscribers,
+   * over the publications delivered in the interval (whole ms; null with none).
+   */
+  publishToWriteMs: { p50: number | null; p99: number | null };
   /** Event-loop delay over the interval (ms). */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   rssBytes: number;
@@ -45,6 +54,8 @@ export interface LiveMetricsSource {
   nodeId: string;
   brokerKind: string;
   brokerReady(): boolean;
+  /** Bytes of frames sent to clients so far (a running total). */
+  bytesOut(): number;
   /** Connections, subscriptions and channels on this node now. */
   counts(): { connections: number; subscriptions: number; channels: number };
   /** Publishes the sample on `metrics`. */
@@ -96,7 +107,7 @@ const ms = (ns: number) => Math.round(ns / 1e4) / 100;
 export class LiveMetrics {
   private timer: NodeJS.Timeout | null = null;
   private readonly loop: IntervalHistogram;
-  private last: { at: number; pubs: number; deliveries: number; messagesIn: number; errors: Totals; closes: Totals; recoveries: Totals; latency: Totals } | null = null;
+  private last: { at: number; pubs: number; deliveries: number; messagesIn: number; bytesIn: number; bytesOut: number; errors: Totals; closes: Totals; recoveries: Totals; latency: Totals } | null = null;
   private inFlight = false;
 
   constructor(
@@ -144,9 +155,10 @@ export class LiveMetrics {
       totalsBy(m.publications.counter), totalsBy(m.deliveries.counter), totalsBy(m.messagesIn.counter),
       totalsBy(m.errors, 'code'), totalsBy(m.connectionsClosed, 'code'), totalsBy(m.recoveries, 'outcome'), this.latencyBuckets(),
     ]);
-    const cur = { at: now, pubs: sum(pubs), deliveries: sum(deliveries), messagesIn: sum(messagesIn), errors, closes, recoveries, latency };
+    const cur = { at: now, pubs: sum(pubs), deliveries: sum(deliveries), messagesIn: sum(messagesIn), bytesIn: m.bytesIn, bytesOut: this.source.bytesOut(), errors, closes, recoveries, latency };
     const prev = this.last;
     this.last = cur;
+    const written = m.writeLatency.take();
     if (!prev) return null;
     const secs = Math.max((now - prev.at) / 1000, 0.001);
     const rate = (a: number, b: number) => Math.round(((a - b) / secs) * 10) / 10;
@@ -164,11 +176,14 @@ export class LiveMetrics {
       publicationsPerSecond: rate(cur.pubs, prev.pubs),
       deliveriesPerSecond: rate(cur.deliveries, prev.deliveries),
       messagesInPerSecond: rate(cur.messagesIn, prev.messagesIn),
+      bytesInPerSecond: rate(cur.bytesIn, prev.bytesIn),
+      bytesOutPerSecond: rate(cur.bytesOut, prev.bytesOut),
       errors: growth(errors, prev.errors),
       slowConsumerCloses: closed['4010'] ?? 0,
       closes: closed,
       recoveries: growth(recoveries, prev.recoveries),
       publishLatencyMs: { p50: toMs(bucketQuantile(grownBuckets, 0.5)), p99: toMs(bucketQuantile(grownBuckets, 0.99)) },
+      publishToWriteMs: written,
       eventLoopDelayMs: loop,
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,

@@ -1,5 +1,6 @@
 /** Prometheus metrics under `signalbox_`, labelled by namespace (never by channel). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { WriteLatency } from './write-latency.js';
 
 /**
  * A counter bumped on the hot path (every frame, every publication). prom-client hashes the label
@@ -59,6 +60,10 @@ export class Metrics {
   readonly resyncs: Counter<'outcome'>;
   readonly publishDuration: Histogram<'source'>;
   readonly brokerReady: Gauge;
+  /** Publish-to-write latency samples (fed by the hub and the write batcher; read by live metrics). */
+  readonly writeLatency = new WriteLatency();
+  /** Bytes of client frames received (a plain number: bumped for every frame). */
+  bytesIn = 0;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -80,6 +85,12 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     });
     this.brokerReady = new Gauge({ name: 'signalbox_broker_ready', help: '1 while the broker is reachable', registers: [r] });
+    this.scrapedCounter('signalbox_received_bytes_total', 'Bytes of WebSocket frames received from clients', () => this.bytesIn);
+  }
+
+  /** Bytes of frames queued for client sockets (every frame the write batcher takes). */
+  watchBytesOut(read: () => number): void {
+    this.scrapedCounter('signalbox_sent_bytes_total', 'Bytes of WebSocket frames sent to clients', read);
   }
 
   /** Client sockets whose reading was held for a round because a turn queued more than its budget. */

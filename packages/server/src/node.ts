@@ -96,9 +96,10 @@ export class Gateway {
     this.log = opts.logger ?? createLogger(config.logLevel);
     this.namespaces = new NamespaceTable(config.namespaces);
     this.pool = config.writeThreads > 0 ? new WritePool(config.writeThreads) : null;
-    this.batcher = new WriteBatcher(this.pool, config.turnBudgetBytes);
+    this.batcher = new WriteBatcher(this.pool, config.turnBudgetBytes, this.metrics.writeLatency);
     const batcher = this.batcher;
     this.metrics.watchInputHolds(() => batcher.holds);
+    this.metrics.watchBytesOut(() => batcher.bytesOut);
     const pool = this.pool;
     if (pool !== null) this.metrics.watchWriteThreads(() => ({ writes: pool.stats.threadJobs, stalls: pool.stats.stalls, pauses: pool.stats.pauses }));
     this.auth = new Authenticator(config);
@@ -162,6 +163,7 @@ export class Gateway {
         nodeId: this.nodeId,
         brokerKind: this.broker.kind,
         brokerReady: () => this.broker.isReady(),
+        bytesOut: () => this.batcher.bytesOut,
         counts: () => {
           const s = this.stats();
           return { connections: s.connections as number, subscriptions: s.subscriptions as number, channels: s.channels as number };

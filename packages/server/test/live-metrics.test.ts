@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketQuantile, growth } from '../src/live-metrics.js';
+import { WriteLatency } from '../src/write-latency.js';
 import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { subscribePrp } from './helpers/delivery-kit.js';
 
@@ -44,6 +45,15 @@ describe('metrics.node on the metrics channel', () => {
     const delivered = samples.reduce((n, s) => n + Math.round(s.data.deliveriesPerSecond * s.data.intervalSeconds), 0);
     expect(delivered).toBeGreaterThanOrEqual(20);
     expect(samples.some((s) => s.data.publishLatencyMs.p99 !== null)).toBe(true);
+    // The publications were written to the viewer: publish-to-write latency and bytes out were measured.
+    const written = samples.filter((s) => s.data.publishToWriteMs.p99 !== null);
+    expect(written.length).toBeGreaterThan(0);
+    for (const s of written) {
+      expect(s.data.publishToWriteMs.p50).toBeGreaterThanOrEqual(0);
+      expect(s.data.publishToWriteMs.p99).toBeGreaterThanOrEqual(s.data.publishToWriteMs.p50);
+      expect(s.data.publishToWriteMs.p99).toBeLessThan(5000);
+    }
+    expect(samples.reduce((n, s) => n + s.data.bytesOutPerSecond * s.data.intervalSeconds, 0)).toBeGreaterThan(20 * 50);
     // Offsets of the metrics stream only grow: one stream, in order.
     const offsets = samples.map((s) => s.offset as number);
     expect([...offsets].sort((a, b) => a - b)).toEqual(offsets);
@@ -56,11 +66,42 @@ describe('metrics.node on the metrics channel', () => {
     await viewer.request('subscribe', { channels: ['nope:1'] });
     const s = await viewer.next((m) => m.type === 'metrics.node' && (m.data.errors.INVALID_CHANNEL ?? 0) >= 1, 10_000);
     expect(s.data.errors.INVALID_CHANNEL).toBe(1);
+    // The bad subscribe's frame was received: counted in bytes in.
+    expect(s.data.bytesInPerSecond).toBeGreaterThan(0);
     await viewer.close();
   });
 });
 
 describe('aggregates', () => {
+  it('WriteLatency: whole-ms quantiles of the publications each round wrote, then starts over', () => {
+    let now = 10_000;
+    const w = new WriteLatency(() => now);
+    expect(w.take()).toEqual({ p50: null, p99: null });
+    // 100 publications appended at 9,990..9,999 + 1 very late one; written at 10,000.
+    for (let i = 0; i < 100; i++) w.published(9_990 + (i % 10));
+    w.roundStarted();
+    w.published(9_000); // fanned out during the round: belongs to the next one
+    w.roundWritten();
+    expect(w.take()).toEqual({ p50: 5, p99: 10 }); // ages 1..10 ms, ten of each
+    w.roundStarted();
+    now = 10_500;
+    w.roundWritten();
+    expect(w.take()).toEqual({ p50: 1500, p99: 1500 });
+    expect(w.take()).toEqual({ p50: null, p99: null });
+  });
+
+  it('WriteLatency: at most 256 samples per round, drawn from all of the round', () => {
+    const now = 1_000;
+    const w = new WriteLatency(() => now);
+    // 10,000 publications: the first half 100 ms old, the second 0 ms: a fair sample has both.
+    for (let i = 0; i < 10_000; i++) w.published(i < 5000 ? 900 : 1000);
+    w.roundStarted();
+    w.roundWritten();
+    const q = w.take();
+    expect(q.p99).toBe(100);
+    expect(q.p50 === 0 || q.p50 === 100).toBe(true);
+  });
+
   it('growth: what each key grew by, keys that did not grow left out', () => {
     expect(growth(new Map([['a', 5], ['b', 2], ['c', 1]]), new Map([['a', 3], ['b', 2]]))).toEqual({ a: 2, c: 1 });
     expect(growth(new Map([['a', 1]]), undefined)).toEqual({ a: 1 });

@@ -264,6 +264,7 @@ export class Hub implements BrokerHandler {
         }
       }
       this.metrics.deliveries.inc(sent, stream.ns.name);
+      if (sent > 0) this.metrics.writeLatency.published(pub.time);
       if (failed) for (const sub of failed) sub.lose(stream.name, 'resync');
     }
     if (stream.catching.size > 0) {

@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
+import type { WriteLatency } from '../write-latency.js';
 import { sameFrames, type WritePool } from './write-pool.js';
 
 /** What the batcher flushes: a transport with frames queued for this turn (ws-transport.ts). */
@@ -69,6 +70,8 @@ export class WriteBatcher {
   private holdRound: WebSocket[] = [];
   /** Sockets held so far (a metric). */
   holds = 0;
+  /** Bytes of every frame queued so far (a metric). */
+  bytesOut = 0;
   /** The round being written, and how far it got. */
   private round: BatchedTransport[] = [];
   private cursor = 0;
@@ -89,12 +92,18 @@ export class WriteBatcher {
   /**
    * @param turnBudgetBytes outbound bytes a turn may queue before the input of sockets that send
    *   more is held (see holdInputIfOverBudget).
+   * @param latency told where each round of writes starts and ends (publish-to-write latency).
    */
-  constructor(private readonly pool: WritePool | null = null, private readonly turnBudgetBytes = 16 * 1024 * 1024) {}
+  constructor(
+    private readonly pool: WritePool | null = null,
+    private readonly turnBudgetBytes = 16 * 1024 * 1024,
+    private readonly latency: WriteLatency | null = null,
+  ) {}
 
   /** Counts `bytes` queued for the next round (every frame a transport takes). */
   queue(bytes: number): void {
     this.queued += bytes;
+    this.bytesOut += bytes;
   }
 
   /**
@@ -163,6 +172,7 @@ export class WriteBatcher {
       // Empty here: the round before resumed its own.
       this.holdRound = this.holdNext;
       this.holdNext = [];
+      this.latency?.roundStarted();
     }
     const round = this.round;
     const deadline = performance.now() + SLICE_MS;
@@ -187,6 +197,7 @@ export class WriteBatcher {
     }
     this.cursor = 0;
     this.round = [];
+    this.latency?.roundWritten();
     this.endRound();
     if (this.holdRound.length > 0) {
       for (const ws of this.holdRound) ws.resume(); // a closed socket ignores it
