@@ -758,7 +758,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
       // A confirmation answers one request; a subscription since re-requested (or a server that does
       // not echo request ids, as the PRP document's does not) is matched by state instead.
       if (request ? sub._requestId() !== replyTo : sub.state !== 'subscribing') continue;
-      sub._confirmed(c.position, c.recovered, c.reason, c.missed);
+      sub._confirmed(c.position, c.recovered, c.reason, c.missed, c.delivery === 'latest');
     }
     if (request && replyTo) {
       // Neither confirmed nor refused: ask again later rather than wait forever.

@@ -59,6 +59,8 @@ export interface ConfirmedChannel {
   recovered?: boolean;
   reason?: UnrecoverableReason;
   missed?: number;
+  /** `latest`: a latest-wins channel (offsets may skip while this client is behind). */
+  delivery?: 'latest';
 }
 
 /**
@@ -155,6 +157,7 @@ function classify(message: ServerMessage, read: (frame: unknown) => ServerMessag
         if (typeof o?.recovered === 'boolean') c.recovered = o.recovered;
         if (typeof o?.reason === 'string') c.reason = o.reason as UnrecoverableReason;
         if (typeof o?.missed === 'number') c.missed = o.missed;
+        if (o?.delivery === 'latest') c.delivery = 'latest';
         return c;
       });
       return { kind: 'subscription.confirmed', message, replyTo, confirmed };

@@ -31,6 +31,8 @@ export class Subscription<T = unknown> {
   readonly channel: string;
   #state: SubscriptionState = 'subscribing';
   #position: StreamPosition | undefined;
+  /** A latest-wins channel: a skipped offset is a superseded value, not a hole. */
+  #latest = false;
   /** Id of the subscribe request in flight for this subscription, if any. */
   #requestId: string | undefined;
   #everSubscribed = false;
@@ -97,8 +99,9 @@ export class Subscription<T = unknown> {
    * live; when recovery succeeded the missed publications up to it follow, so the last position seen
    * stays where it is until they arrive.
    */
-  _confirmed(position: StreamPosition | undefined, recovered: boolean | undefined, reason: UnrecoverableReason | undefined, missed: number | undefined): void {
+  _confirmed(position: StreamPosition | undefined, recovered: boolean | undefined, reason: UnrecoverableReason | undefined, missed: number | undefined, latest = false): void {
     const resubscribed = this.#everSubscribed;
+    this.#latest = latest;
     this.#state = 'subscribed';
     this.#requestId = undefined;
     this.#everSubscribed = true;
@@ -128,7 +131,7 @@ export class Subscription<T = unknown> {
       // treat it as a gap. The resubscribe then reports it (recovered: false, epoch_changed).
       if (pos.epoch !== pub.epoch) return 'gap';
       if (pub.offset <= pos.offset) return 'duplicate';
-      if (pub.offset > pos.offset + 1) return 'gap';
+      if (pub.offset > pos.offset + 1 && !this.#latest) return 'gap';
     }
     this.#position = { epoch: pub.epoch, offset: pub.offset };
     return 'deliver';

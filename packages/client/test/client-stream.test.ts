@@ -59,6 +59,24 @@ describe('stream position', () => {
     client.disconnect();
   });
 
+  it('on a latest-wins channel (delivery: latest) a skipped offset is a superseded value: delivered, no reconnect; older ones still dropped', () => {
+    const { client, socket, states } = setup();
+    const sub = client.subscribe('metrics');
+    const seen: number[] = [];
+    sub.on('publication', (m) => { seen.push(m.offset); });
+    confirm(socket, 'metrics', { epoch: 'e', offset: 10 }, { delivery: 'latest' });
+    for (const o of [11, 15, 14, 40]) pub(socket, 'metrics', 'e', o);
+    expect(seen).toEqual([11, 15, 40]);
+    expect(states.filter((s) => s.to === 'reconnecting')).toEqual([]);
+    // The same skip on an ordinary channel is a hole: the client reconnects to recover it.
+    const other = client.subscribe('agent:a');
+    other.on('publication', () => {});
+    confirm(socket, 'agent:a', { epoch: 'e', offset: 0 });
+    pub(socket, 'agent:a', 'e', 2);
+    expect(states.at(-1)).toMatchObject({ to: 'reconnecting', reason: 'insufficient_state' });
+    client.disconnect();
+  });
+
   it('subscribe(channel, { since }) resumes from a persisted position', () => {
     const { client, socket } = setup();
     client.subscribe('project:p', { since: { epoch: 'e', offset: 41 } });

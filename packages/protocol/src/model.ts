@@ -100,6 +100,11 @@ export interface SubscribeOutcome {
   reason?: UnrecoverableReason;
   /** How many missed publications follow this confirmation (when recovered). */
   missed?: number;
+  /**
+   * `latest` on a latest-wins channel: while this subscriber is behind it gets only the newest
+   * publication per key, so offsets may skip (never go back). Absent: every publication, in order.
+   */
+  delivery?: 'latest';
 }
 
 export interface ErrorInfo {

@@ -52,6 +52,11 @@ const MAX_PREAUTH_FRAMES = 64;
 const IDLE: Promise<void> = Promise.resolve();
 const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack'];
 
+/** Socket backlog past which latest-wins frames are kept back (at most a quarter of the outbound buffer). */
+const LATEST_BACKLOG = 64 * 1024;
+/** Latest-wins keys one connection keeps back at most (channels x keys). */
+const MAX_LATEST_KEPT = 4096;
+
 export class Connection implements Subscriber {
   readonly id: string;
   readonly ip: string;
@@ -73,6 +78,9 @@ export class Connection implements Subscriber {
   private publishBucket: TokenBucket | null = null;
   private callBucket: TokenBucket | null = null;
   private newChannelBucket: TokenBucket | null = null;
+  /** Latest-wins frames kept back while the socket is behind (see deliverLatest), by channel and key. */
+  private latest: Map<string, Buffer> | null = null;
+  private latestArmed = false;
   /** Channels this connection published to lately (see admitNewChannel). */
   private recentChannels: Set<string> | null = null;
   /** RPC calls of this connection waiting for their outcome. */
@@ -630,6 +638,58 @@ export class Connection implements Subscriber {
     }
     if (this.admit()) this.transport.sendFrame(frame);
   }
+
+  /**
+   * Latest-wins delivery (a `delivery: latest` namespace). In step with the socket, frames go out
+   * as usual. Once the socket holds more than a little (LATEST_BACKLOG), frames are kept back, one
+   * per channel and key, the newest replacing the one before and moving behind the others so a
+   * channel's offsets still only grow; when the socket drains, what was kept goes out. A dashboard
+   * that cannot keep up gets the newest values, not a backlog, and is not closed as a slow consumer
+   * for it.
+   */
+  deliverLatest(channel: string, key: string, frame: Buffer): void {
+    if (this.state !== 'open') return;
+    let kept = this.latest;
+    if (kept === null) {
+      if (this.transport.bufferedUpperBound <= this.latestBacklog()) {
+        if (this.admit()) this.transport.sendFrame(frame);
+        return;
+      }
+      kept = this.latest = new Map();
+    }
+    const k = `${channel}\u0000${key}`;
+    if (kept.has(k)) kept.delete(k);
+    else if (kept.size >= MAX_LATEST_KEPT) {
+      // More keys than a connection keeps: this one goes out as usual, against the outbound limit.
+      if (this.admit()) this.transport.sendFrame(frame);
+      return;
+    }
+    kept.set(k, frame);
+    if (!this.latestArmed) {
+      this.latestArmed = true;
+      this.transport.whenDrained(this.sendLatest);
+    }
+  }
+
+  private latestBacklog(): number {
+    return Math.min(LATEST_BACKLOG, this.outboundLimit / 4);
+  }
+
+  private readonly sendLatest = (): void => {
+    this.latestArmed = false;
+    const kept = this.latest;
+    if (this.state !== 'open' || kept === null) return;
+    if (this.transport.bufferedAmount > this.latestBacklog()) {
+      this.latestArmed = true;
+      this.transport.whenDrained(this.sendLatest);
+      return;
+    }
+    this.latest = null;
+    for (const f of kept.values()) {
+      if (!this.admit()) return;
+      this.transport.sendFrame(f);
+    }
+  };
 
   /** A pong: the peer answered the heartbeat's ping. */
   onPong(): void {

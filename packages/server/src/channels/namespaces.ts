@@ -32,6 +32,15 @@ export interface NamespaceConfig {
   allowBare: boolean;
   /** Are `namespace:id` channels allowed? */
   allowIds: boolean;
+  /**
+   * `all` (default): every subscriber gets every publication. `latest`: latest-wins: a subscriber
+   * whose socket has fallen behind gets, once it drains, only the newest publication per key
+   * (event type and `data[latestBy]`), not the backlog. For values where only the newest matters:
+   * metrics, positions, status.
+   */
+  delivery?: 'all' | 'latest';
+  /** With `delivery: latest`: the data field whose value (with the event type) is the key. Default `key`. */
+  latestBy?: string;
 }
 
 const H = 3600_000;
@@ -46,7 +55,10 @@ export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
   ns('user', 'private', 200, H, false),
   // Presence out of the box: who is in a room, with join/leave on the room's own stream.
   ns('room', 'presence', 100, H, true),
-  { ...ns('metrics', 'public', 0, 0, false), allowBare: true },
+  // Live metrics: the gateway's own (`metrics`, one `metrics.node` per node per interval, keyed by
+  // node) and applications' (`metrics:{name}`, published with the HTTP API): latest-wins, so a
+  // dashboard that falls behind gets the newest sample of each series, never a backlog.
+  { ...ns('metrics', 'public', 0, 0, false), allowBare: true, delivery: 'latest', latestBy: 'node' },
 ];
 
 function ns(name: string, type: NamespaceType, historySize: number, historyTtlMs: number, clientPublish: boolean): NamespaceConfig {
@@ -167,10 +179,15 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       if (typeof v !== 'boolean') fail(`${name}.${k} must be true or false`);
       return v as boolean;
     };
-    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds']);
+    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds', 'delivery', 'latestBy']);
     for (const k of Object.keys(e)) if (!known.has(k)) fail(`${name}: unknown field "${k}"`);
     const historySize = int('historySize', 100);
     if (historySize > 100_000) fail(`${name}.historySize must be at most 100000`);
+    const delivery = e.delivery ?? 'all';
+    if (delivery !== 'all' && delivery !== 'latest') fail(`${name}.delivery must be "all" or "latest"`);
+    const latestBy = e.latestBy ?? 'key';
+    if (typeof latestBy !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(latestBy)) fail(`${name}.latestBy must be a data field name`);
+    if (e.latestBy !== undefined && delivery !== 'latest') fail(`${name}.latestBy needs delivery "latest"`);
     return {
       name,
       type: type as NamespaceType,
@@ -182,6 +199,7 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       maxSubscribers: int('maxSubscribers', 0),
       allowBare: bool('allowBare', false),
       allowIds: bool('allowIds', true),
+      ...(delivery === 'latest' ? { delivery: 'latest' as const, latestBy: latestBy as string } : {}),
     };
   });
 }

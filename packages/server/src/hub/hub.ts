@@ -32,6 +32,11 @@ export interface Subscriber {
    * against the outbound buffer limit (the live stream after it is).
    */
   deliver(frame: Buffer, catchUp?: boolean): void;
+  /**
+   * Sends a publication of a latest-wins channel (`delivery: latest`): while the subscriber is
+   * behind, only the newest frame per `key` is kept for it, and sent once it has drained.
+   */
+  deliverLatest(channel: string, key: string, frame: Buffer): void;
   /** The hub can no longer guarantee this subscriber's stream on `channel`: the connection must reconnect and recover. */
   lose(channel: string, why: 'resync' | 'overflow'): void;
 }
@@ -121,14 +126,14 @@ export class Hub implements BrokerHandler {
       const hist = await this.broker.history(channel, wantMissed ? { since, limit: ns.historySize } : { limit: 0 });
       stream.handle({ type: 'positioned', position: hist.position });
       const r = recoveryOutcome(channel, ns, hist, since);
-      let outcome = r.outcome;
+      let outcome: SubscribeOutcome = ns.delivery === 'latest' ? { ...r.outcome, delivery: 'latest' } : r.outcome;
       // Framed now, before the confirmation: a missed publication this subscriber cannot be sent
       // makes the recovery inexact, and the confirmation must say so.
       let frames: Buffer[] = [];
       for (const pub of r.missed) {
         const f = this.frameOf(stream, pub, sub.encIdx);
         if (f === null) {
-          outcome = { channel, position: hist.position, recovered: false, reason: 'unencodable' };
+          outcome = { channel, position: hist.position, recovered: false, reason: 'unencodable', ...(ns.delivery === 'latest' ? { delivery: 'latest' as const } : {}) };
           frames = [];
           break;
         }
@@ -245,6 +250,7 @@ export class Hub implements BrokerHandler {
       // The frame of each encoding, looked up once per publication rather than once per subscriber
       // (null: it cannot be built).
       const frames: (Buffer | null | undefined)[] = [undefined, undefined, undefined, undefined];
+      const key = stream.ns.delivery === 'latest' ? latestKey(pub, stream.ns.latestBy ?? 'key') : null;
       for (const entry of stream.live.values()) {
         if (offset <= entry.watermark) continue;
         const sub = entry.sub;
@@ -256,7 +262,8 @@ export class Hub implements BrokerHandler {
           continue;
         }
         try {
-          sub.deliver(f);
+          if (key === null) sub.deliver(f);
+          else sub.deliverLatest(stream.name, key, f);
           sent++;
         } catch (err) {
           this.log.error({ err, channel: stream.name, offset }, 'delivery failed; subscriber told to recover');
@@ -322,4 +329,11 @@ export class Hub implements BrokerHandler {
     const subs = [...stream.live.keys(), ...stream.catching.keys()];
     for (const sub of subs) sub.lose(stream.name, 'resync');
   }
+}
+
+/** The latest-wins key of a publication: its event type and the value of `data[field]`, if any. */
+export function latestKey(pub: Publication, field: string): string {
+  const d = pub.data;
+  const v = typeof d === 'object' && d !== null && !Array.isArray(d) ? (d as Record<string, unknown>)[field] : undefined;
+  return typeof v === 'string' || typeof v === 'number' ? `${pub.type}\u0000${v}` : pub.type;
 }

@@ -10,6 +10,11 @@ export interface Transport {
   terminate(): void;
   /** A client frame has been handled: the transport may stop reading for a while (see WriteBatcher's turn budget). */
   inputHandled(): void;
+  /**
+   * Calls `cb` once, after the socket has handed what it holds to the kernel (soon, when it holds
+   * nothing). The caller re-checks `bufferedAmount`: frames queued meanwhile may have filled it again.
+   */
+  whenDrained(cb: () => void): void;
   /** Bytes queued for the socket and not yet taken by the kernel. */
   readonly bufferedAmount: number;
   /**

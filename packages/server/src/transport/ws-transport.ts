@@ -114,6 +114,11 @@ export class WsTransport implements Transport, BatchedTransport {
     this.socketBacklog = this.socket.writableLength;
   }
 
+  whenDrained(cb: () => void): void {
+    if (this.socket.writableLength > 0) this.socket.once('drain', cb);
+    else setImmediate(cb);
+  }
+
   close(code: number, reason: string): void {
     this.flush();
     this.ws.close(code, reason.slice(0, 120));

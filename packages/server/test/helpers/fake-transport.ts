@@ -39,6 +39,8 @@ export class FakeTransport implements Transport {
   inputs = 0;
   /** What the socket would still hold; set it to play a client that does not read. */
   backlog = 0;
+  /** `whenDrained` callbacks waiting for {@link drain}. */
+  private drained: (() => void)[] = [];
 
   sendFrame(frame: Buffer): void {
     // A pre-built frame may be several WebSocket frames (the heartbeat is a ping then an event).
@@ -67,6 +69,18 @@ export class FakeTransport implements Transport {
 
   inputHandled(): void {
     this.inputs++;
+  }
+
+  whenDrained(cb: () => void): void {
+    this.drained.push(cb);
+  }
+
+  /** Plays the socket handing its backlog to the kernel: `backlog` becomes 0, `whenDrained` callbacks run. */
+  drain(): void {
+    this.backlog = 0;
+    const cbs = this.drained;
+    this.drained = [];
+    for (const cb of cbs) cb();
   }
 
   get bufferedAmount(): number {

@@ -152,6 +152,13 @@ class RecordingSubscriber implements Subscriber {
     this.got.push({ offset: m.offset, epoch: m.epoch, catchUp, data: m.data });
   }
 
+  /** Latest-wins frames, with their key (this subscriber is never behind: it records them like the rest). */
+  readonly latestKeys: string[] = [];
+  deliverLatest(_channel: string, key: string, frame: Buffer): void {
+    this.latestKeys.push(key);
+    this.deliver(frame);
+  }
+
   lose(channel: string, why: 'resync' | 'overflow'): void {
     this.lost.push(why);
     this.hub.abandon(this, channel);
