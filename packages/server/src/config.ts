@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import { ApiKeyring, parseApiKeys, type ApiKeySpec } from './auth/api-keys.js';
 import { defaultHistoryBudget } from './broker/memory.js';
-import { defaultWriteThreads } from './transport/write-pool.js';
 import { DEFAULT_NAMESPACES, parseNamespaces, type NamespaceConfig } from './channels/namespaces.js';
 
 
@@ -124,7 +123,7 @@ export const SETTINGS: SettingSpec[] = [
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
   S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Behind one load balancer: take the client IP (for the per-IP cap) from the last X-Forwarded-For entry, the one the balancer appended.'),
   S('turnBudgetBytes', 'turn-budget', 'SIGNALBOX_TURN_BUDGET', 'bytes', 16 * 1024 * 1024, 'Outbound bytes one event-loop turn may queue for its round of writes; past it, client sockets that send more are not read until that round is written, so a flood of publishes cannot hold up delivery (or the loop) for long.', { min: 65_536 }),
-  S('writeThreads', 'write-threads', 'SIGNALBOX_WRITE_THREADS', 'int', defaultWriteThreads(), 'Threads that help the main thread write large fan-out rounds (32+ sockets) to their sockets in parallel; 0 writes on the main thread only. Default 1 on a machine with 2+ CPUs, else 0. Running several gateway processes per machine, one per core: set 0.', { min: 0, max: 16 }),
+  S('writeThreads', 'write-threads', 'SIGNALBOX_WRITE_THREADS', 'int', 0, 'Opt-in: threads that help the main thread write large fan-out rounds (32+ sockets) to their sockets in parallel; 0 (the default) writes on the main thread only. Worth it only on a machine with an idle core for each (one gateway process on 2+ CPUs).', { min: 0, max: 16 }),
 ];
 
 export class ConfigError extends Error {

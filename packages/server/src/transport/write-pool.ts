@@ -19,36 +19,31 @@
  * - Claims carry the round's number (64-bit: it never wraps), so a thread late from one round
  *   can never claim a job of another (see `run`).
  *
- * The threads run a few lines of plain JavaScript (WORKER_SOURCE) and only ever block in
- * Atomics.wait or write(2); they hold no JavaScript state of the gateway.
+ * The threads (write-worker.ts) run the same claim loop as the main thread (write-claim.ts) and
+ * only ever block in Atomics.wait or write(2); they hold no JavaScript state of the gateway.
  */
-import { writeSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { CLAIM, CLOSED, COUNT, CTL_WORDS, DONE, IDX_BITS, JOB, NEXT, ROUND, STOP, WAKE, claimAndWrite, type RoundMemory } from './write-claim.js';
 
-/** Control words (Int32Array over a SharedArrayBuffer). */
-const WAKE = 0; // bumped for each round the writer threads should join; they sleep on it
-const COUNT = 1; // jobs in the round
-const DONE = 2; // jobs finished in the round
-const STOP = 3; // 1: writer threads exit
-const CTL_WORDS = 8;
-/** 64-bit words (BigInt64Array over its own SharedArrayBuffer). */
-const ROUND = 0; // the round's number
-const NEXT = 1; // (round << IDX_BITS) | next unclaimed job
-const IDX_BITS = 20n;
-const IDX_MASK = (1n << IDX_BITS) - 1n;
-/** An index no round reaches: claims are closed while a round is being set up. */
-const CLOSED = IDX_MASK;
+/**
+ * The writer thread's module. Threads run compiled JavaScript: from the sources (tests run them
+ * through vite), the build's copy in dist/ is used (`npm test` builds first).
+ */
+function workerModule(): URL {
+  const here = new URL('./write-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  const built = new URL('../../dist/transport/write-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new Error('writer threads need the built server (npm run build): dist/transport/write-worker.js not found');
+}
 
-/** Jobs claimed at a time: few enough to balance the threads, enough to keep claims rare. */
-const CLAIM = 8;
 /** Jobs per round; far below 2^IDX_BITS, so that (index + CLAIM) never carries into the round. */
 export const MAX_JOBS = 16384;
 /** Bytes of one round's arena. A round that needs more is split into several. */
 export const ARENA_BYTES = 4 * 1024 * 1024;
-/** Words per job: fd, offset, length, bytes written (or -1: the write failed). */
-const JOB = 4;
 
 /**
  * The main thread waited this long for a writer thread after writing its own share: the thread
@@ -97,46 +92,6 @@ export class WriterBackoff {
   }
 }
 
-/** The default number of writer threads: one when the machine has a second CPU for it. */
-export function defaultWriteThreads(): number {
-  return availableParallelism() > 1 ? 1 : 0;
-}
-
-// The writer thread: the same claim loop as WritePool.claim, in plain JavaScript for `eval`. It
-// runs as CommonJS or as a module depending on the parent's flags (--input-type), hence
-// process.getBuiltinModule rather than require or import.
-const WORKER_SOURCE = `
-'use strict';
-const { workerData } = process.getBuiltinModule('node:worker_threads');
-const { writeSync } = process.getBuiltinModule('node:fs');
-const ctl = new Int32Array(workerData.ctl);
-const big = new BigInt64Array(workerData.big);
-const jobs = new Int32Array(workerData.jobs);
-const arena = Buffer.from(workerData.arena);
-let woken = 0;
-for (;;) {
-  Atomics.wait(ctl, ${WAKE}, woken);
-  if (Atomics.load(ctl, ${STOP}) === 1) break;
-  woken = Atomics.load(ctl, ${WAKE});
-  const round = Atomics.load(big, ${ROUND});
-  const n = Atomics.load(ctl, ${COUNT});
-  for (;;) {
-    const cur = Atomics.load(big, ${NEXT});
-    const from = Number(cur & ${IDX_MASK}n);
-    if ((cur >> ${IDX_BITS}n) !== round || from >= n) break;
-    if (Atomics.compareExchange(big, ${NEXT}, cur, cur + ${CLAIM}n) !== cur) continue;
-    const to = Math.min(n, from + ${CLAIM});
-    for (let j = from; j < to; j++) {
-      const o = j * ${JOB};
-      let w;
-      try { w = writeSync(jobs[o], arena, jobs[o + 1], jobs[o + 2]); } catch { w = -1; }
-      jobs[o + 3] = w;
-    }
-    if (Atomics.add(ctl, ${DONE}, to - from) + (to - from) >= n) Atomics.notify(ctl, ${DONE});
-  }
-}
-`;
-
 /** The same Buffers in the same order (identity, not content: a frame is shared, never copied). */
 export function sameFrames(a: readonly Buffer[], b: readonly Buffer[]): boolean {
   if (a.length !== b.length) return false;
@@ -150,6 +105,7 @@ export class WritePool {
   private readonly jobs: Int32Array;
   /** Bytes of the current round, shared with the writer threads. */
   readonly arena: Buffer;
+  private readonly memory: RoundMemory;
   private readonly workers: Worker[] = [];
   private round = 0n;
   private count = 0;
@@ -181,9 +137,9 @@ export class WritePool {
     this.big = new BigInt64Array(bigBuf);
     this.jobs = new Int32Array(jobsBuf);
     this.arena = Buffer.from(arenaBuf);
+    this.memory = { ctl: this.ctl, big: this.big, jobs: this.jobs, arena: this.arena };
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(WORKER_SOURCE, {
-        eval: true,
+      const w = new Worker(workerModule(), {
         workerData: { ctl: ctlBuf, big: bigBuf, jobs: jobsBuf, arena: arenaBuf },
         name: `signalbox-writer-${i + 1}`,
         execArgv: [], // the parent's flags (--cpu-prof, --input-type...) are not the writer's
@@ -251,7 +207,7 @@ export class WritePool {
       Atomics.add(ctl, WAKE, 1);
       Atomics.notify(ctl, WAKE);
     }
-    const mine = this.claim(round, n);
+    const mine = claimAndWrite(this.memory, round, n);
     let done = Atomics.load(ctl, DONE);
     if (done < n) {
       const t0 = performance.now();
@@ -272,35 +228,6 @@ export class WritePool {
     const busy = performance.eventLoopUtilization(elu, this.elu).utilization >= BUSY_UTILIZATION;
     this.elu = elu;
     if (this.backoff.stalled(now, busy)) this.stats.pauses++;
-  }
-
-  /** The claim loop of the writer threads (WORKER_SOURCE), on the main thread. Returns the jobs it wrote. */
-  private claim(round: bigint, n: number): number {
-    const big = this.big;
-    const ctl = this.ctl;
-    const jobs = this.jobs;
-    const arena = this.arena;
-    const claim = BigInt(CLAIM);
-    let mine = 0;
-    for (;;) {
-      const cur = Atomics.load(big, NEXT);
-      const from = Number(cur & IDX_MASK);
-      if (cur >> IDX_BITS !== round || from >= n) return mine;
-      if (Atomics.compareExchange(big, NEXT, cur, cur + claim) !== cur) continue;
-      const to = Math.min(n, from + CLAIM);
-      for (let j = from; j < to; j++) {
-        const o = j * JOB;
-        let w: number;
-        try {
-          w = writeSync(jobs[o]!, arena, jobs[o + 1]!, jobs[o + 2]!);
-        } catch {
-          w = -1;
-        }
-        jobs[o + 3] = w;
-      }
-      Atomics.add(ctl, DONE, to - from);
-      mine += to - from;
-    }
   }
 
   /** Bytes the kernel took of job i in the last run (-1: the write failed: EAGAIN, EPIPE...). */
