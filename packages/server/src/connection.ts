@@ -19,7 +19,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RpcRouter } from './rpc/router.js';
 import { TokenBucket } from './ratelimit.js';
-import type { Transport } from './transport/types.js';
+import type { Transport, TransportHandler } from './transport/types.js';
 import { SERVER_VERSION } from './version.js';
 
 export interface ConnectionContext {
@@ -57,7 +57,7 @@ const LATEST_BACKLOG = 64 * 1024;
 /** Latest-wins keys one connection keeps back at most (channels x keys). */
 const MAX_LATEST_KEPT = 4096;
 
-export class Connection implements Subscriber {
+export class Connection implements Subscriber, TransportHandler {
   readonly id: string;
   readonly ip: string;
   readonly dialect: Dialect;

@@ -31,23 +31,6 @@ import { WriteBatcher } from './transport/batcher.js';
 import { WsTransport, createWebSocketServer } from './transport/ws-transport.js';
 import { SERVER_VERSION } from './version.js';
 
-const CONNECTION = Symbol('signalbox.connection');
-type SocketWithConnection = WebSocket & { [CONNECTION]: Connection };
-
-const connectionOf = (ws: WebSocket): Connection => (ws as SocketWithConnection)[CONNECTION];
-function onSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  connectionOf(this).onFrame(data, isBinary);
-}
-function onSocketPong(this: WebSocket): void {
-  connectionOf(this).onPong();
-}
-function onSocketError(this: WebSocket, err: Error): void {
-  connectionOf(this).onSocketError(err);
-}
-function onSocketClose(this: WebSocket, code: number): void {
-  connectionOf(this).onTransportClosed(code);
-}
-
 /** The heartbeat interval is split into this many ticks, each visiting a slice of the connections. */
 const HEARTBEAT_SLICES = 8;
 
@@ -206,18 +189,14 @@ export class Gateway {
       ws.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       return;
     }
-    const conn = new Connection(this.ctx, new WsTransport(ws, socket, this.batcher), { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
+    const transport = new WsTransport(ws, socket, this.batcher);
+    const conn = new Connection(this.ctx, transport, { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
     this.conns.add(conn);
     this.hbSlices[this.hbNext++ % HEARTBEAT_SLICES]!.add(conn);
     this.admission.opened(info.ip, socket);
     this.metrics.connections.labels(info.dialect, info.encoding).inc();
     this.metrics.connectionsOpened.labels(info.dialect).inc();
-    // Shared listeners (no closures per connection): the connection hangs off the socket.
-    (ws as SocketWithConnection)[CONNECTION] = conn;
-    ws.on('message', onSocketMessage);
-    ws.on('pong', onSocketPong);
-    ws.on('error', onSocketError);
-    ws.on('close', onSocketClose);
+    transport.attach(conn);
     conn.authenticate(info.token);
   }
 

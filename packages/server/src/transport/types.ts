@@ -23,3 +23,15 @@ export interface Transport {
    */
   readonly bufferedUpperBound: number;
 }
+
+/** What a transport calls as the socket reports (the mirror of the client SDK's transport listener). */
+export interface TransportHandler {
+  /** A complete client frame. */
+  onFrame(data: Buffer, isBinary: boolean): void;
+  /** The peer answered a ping. */
+  onPong(): void;
+  /** The socket failed (the close follows). */
+  onSocketError(err: Error): void;
+  /** The socket is closed, with the close code the peer sent (or 1006). */
+  onTransportClosed(code: number): void;
+}

@@ -8,8 +8,25 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL_BEARER_PREFIX, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from '@signalbox/protocol';
 import { frame } from '../frames.js';
 import type { BatchedTransport, WriteBatcher } from './batcher.js';
-import type { Transport } from './types.js';
+import type { Transport, TransportHandler } from './types.js';
 import { ARENA_BYTES as POOL_ARENA_BYTES, type WritePool } from './write-pool.js';
+
+/** The handler of a socket hangs off it: the listeners are shared by every socket (no closures per connection). */
+const HANDLER = Symbol('signalbox.transportHandler');
+type SocketWithHandler = WebSocket & { [HANDLER]: TransportHandler };
+const handlerOf = (ws: WebSocket): TransportHandler => (ws as SocketWithHandler)[HANDLER];
+function onSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  handlerOf(this).onFrame(data, isBinary);
+}
+function onSocketPong(this: WebSocket): void {
+  handlerOf(this).onPong();
+}
+function onSocketError(this: WebSocket, err: Error): void {
+  handlerOf(this).onSocketError(err);
+}
+function onSocketClose(this: WebSocket, code: number): void {
+  handlerOf(this).onTransportClosed(code);
+}
 
 /**
  * A transport's frame list when it has none. A list is made when a turn's first frame comes and
@@ -33,6 +50,16 @@ export class WsTransport implements Transport, BatchedTransport {
   private socketBacklog = 0;
 
   constructor(private readonly ws: WebSocket, private readonly socket: Duplex, private readonly batcher: WriteBatcher) {}
+
+  /** Starts reporting the socket's frames, pongs, errors and close to `handler`. */
+  attach(handler: TransportHandler): void {
+    const ws = this.ws;
+    (ws as SocketWithHandler)[HANDLER] = handler;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('error', onSocketError);
+    ws.on('close', onSocketClose);
+  }
 
   sendFrame(f: Buffer): void {
     if (this.pending.length === 0) {
