@@ -220,32 +220,53 @@ export async function attachBridge(options: AttachBridgeOptions): Promise<Bridge
   const sc = options.screencast === false ? null : { maxFps: 5, quality: 60, maxWidth: 1024, maxHeight: 768, ...options.screencast };
   const minInterval = sc ? 1000 / Math.max(0.1, sc.maxFps) : 0;
   let lastFrameAt = 0;
+  interface Frame { data: string; sessionId: number; metadata: { deviceWidth: number; deviceHeight: number; scrollOffsetX: number; scrollOffsetY: number } }
+  /** The newest frame not yet published (older ones are conflated away: a viewer wants the screen now). */
+  let latest: Frame | null = null;
+  /** Frames conflated away: acked only when the publish in progress is acked, so Chromium never runs ahead of the gateway. */
+  let deferredAcks: number[] = [];
+  let pumping = false;
   const ack = (sessionId: number): void => {
     cdp.send('Page.screencastFrameAck', { sessionId }).catch(() => {});
   };
-  cdp.on('Page.screencastFrame', (e: { data: string; sessionId: number; metadata: { deviceWidth: number; deviceHeight: number; scrollOffsetX: number; scrollOffsetY: number } }) => {
-    void (async () => {
-      // Not connected: a frame queued now would only arrive stale after the reconnect.
-      if (!watchers.watched || stopped || !client.isConnected) {
-        stats.framesSkipped++;
-        ack(e.sessionId);
-        return;
+  const pump = async (): Promise<void> => {
+    pumping = true;
+    try {
+      while (latest) {
+        // The frame rate cap: the next publication waits for the rest of the interval (and then takes the newest frame).
+        const wait = lastFrameAt + minInterval - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const frame: Frame = latest;
+        latest = null;
+        const acks = [...deferredAcks, frame.sessionId];
+        deferredAcks = [];
+        // Not watched, or not connected (a frame queued now would only arrive stale after the reconnect).
+        if (!watchers.watched || stopped || !client.isConnected) {
+          stats.framesSkipped += acks.length;
+          for (const id of acks) ack(id);
+          continue;
+        }
+        lastFrameAt = Date.now();
+        const bytes = fromBase64(frame.data);
+        const size = jpegSize(bytes) ?? { width: 0, height: 0 };
+        const ok = await stream.publishNow('page.frame', {
+          jpeg: new Bytes(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength), width: size.width, height: size.height,
+          deviceWidth: Math.round(frame.metadata.deviceWidth), deviceHeight: Math.round(frame.metadata.deviceHeight),
+          scrollX: Math.round(frame.metadata.scrollOffsetX), scrollY: Math.round(frame.metadata.scrollOffsetY), ts: lastFrameAt,
+        });
+        if (ok) stats.framesPublished++;
+        else stats.framesSkipped++;
+        stats.framesSkipped += acks.length - 1;
+        for (const id of acks) ack(id);
       }
-      const bytes = fromBase64(e.data);
-      const size = jpegSize(bytes) ?? { width: 0, height: 0 };
-      const ok = await stream.publishNow('page.frame', {
-        jpeg: new Bytes(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength), width: size.width, height: size.height,
-        deviceWidth: Math.round(e.metadata.deviceWidth), deviceHeight: Math.round(e.metadata.deviceHeight),
-        scrollX: Math.round(e.metadata.scrollOffsetX), scrollY: Math.round(e.metadata.scrollOffsetY),
-      });
-      if (ok) stats.framesPublished++;
-      else stats.framesSkipped++;
-      // The frame rate cap: the ack (and so the next frame) waits for the rest of the interval.
-      const wait = lastFrameAt + minInterval - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      lastFrameAt = Date.now();
-      ack(e.sessionId);
-    })();
+    } finally {
+      pumping = false;
+    }
+  };
+  cdp.on('Page.screencastFrame', (e: Frame) => {
+    if (latest) deferredAcks.push(latest.sessionId);
+    latest = e;
+    if (!pumping) void pump();
   });
   const startScreencast = async (): Promise<void> => {
     if (!sc || stats.screencasting || stopped) return;

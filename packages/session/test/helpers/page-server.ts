@@ -52,6 +52,27 @@ export const TEST_PAGE = `<!doctype html>
 </script>
 </body></html>`;
 
+/** Something always moving, so Chromium keeps painting (a screencast only sends frames when the screen changes). */
+const SPINNER = '<style>@keyframes spin{to{transform:rotate(360deg)}}#spin{width:40px;height:40px;background:linear-gradient(90deg,#e11,#11e);animation:spin 1s linear infinite}</style><div id="spin"></div>';
+
+/** The page the bridge tests drive: a button whose clicks change the page's state and log. */
+export const BRIDGE_PAGE = `<!doctype html>
+<html><head><title>Bridge page</title></head>
+<body style="margin:0;font:16px sans-serif">
+<button id="go" style="position:absolute;left:100px;top:80px;width:120px;height:40px">Go</button>
+<div id="status" style="position:absolute;left:100px;top:140px">idle</div>
+<input id="name" style="position:absolute;left:100px;top:180px">
+<div style="position:absolute;left:300px;top:80px">${SPINNER}</div>
+<script>
+  let clicks = 0;
+  document.getElementById('go').addEventListener('click', () => {
+    clicks++;
+    document.getElementById('status').textContent = 'clicked ' + clicks;
+    console.log('clicked', clicks, { at: Date.now() > 0 });
+  });
+</script>
+</body></html>`;
+
 export async function startPageServer(bundle: Uint8Array): Promise<PageServer> {
   const requests: PageServer['requests'] = [];
   const http: Server = createServer((req, res) => {
@@ -67,7 +88,9 @@ export async function startPageServer(bundle: Uint8Array): Promise<PageServer> {
         else res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'sid=sekret-cookie-2' }).end(JSON.stringify({ ok: true, got: body.length }));
       });
     } else if (path === '/other') {
-      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>Other</title><h1 id="title">Other page</h1>');
+      res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><title>Other</title><h1 id="title">Other page</h1>${SPINNER}`);
+    } else if (path === '/bridge') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(BRIDGE_PAGE);
     } else {
       res.writeHead(200, { 'content-type': 'text/html' }).end(TEST_PAGE);
     }
