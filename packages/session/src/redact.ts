@@ -5,7 +5,7 @@
  * - Headers: `authorization`, `proxy-authorization`, `cookie`, `set-cookie` always, plus
  *   {@link RedactOptions.headers}. The name stays, the value becomes `[redacted]`.
  * - URLs: the values of query parameters named in {@link RedactOptions.queryParams} (default a
- *   list of usual secret names), user:password in the authority, then {@link RedactOptions.url}.
+ *   list of usual secret names), in the query and in a query-shaped fragment (`#access_token=…`), user:password in the authority, then {@link RedactOptions.url}.
  * - Text (console arguments, error messages and stacks, DOM query results, command params):
  *   every match of {@link RedactOptions.patterns} becomes `[redacted]`, then {@link RedactOptions.text}.
  */
@@ -65,6 +65,18 @@ export class Redactor {
       }
       for (const name of [...u.searchParams.keys()]) {
         if (this.#params.has(name.toLowerCase())) u.searchParams.set(name, REDACTED);
+      }
+      // A fragment shaped like a query (`#access_token=…`, as OAuth implicit flows and SPAs put it) too.
+      if (u.hash.includes('=')) {
+        const frag = new URLSearchParams(u.hash.slice(1));
+        let hit = false;
+        for (const name of [...frag.keys()]) {
+          if (this.#params.has(name.toLowerCase())) {
+            frag.set(name, REDACTED);
+            hit = true;
+          }
+        }
+        if (hit) u.hash = frag.toString();
       }
       out = u.href;
     } catch {

@@ -185,6 +185,7 @@ describeWithChromium('@signalbox/session in a real page', (executablePath) => {
     await page.evaluate(async () => {
       await fetch('/api/orders?token=sekret-url-1&page=2', { headers: { Authorization: 'Bearer sekret-auth-1', 'X-Api-Key': 'sekret-key-1', 'X-Trace': 'trace-ok' } });
       console.log('paying with card=4242424242424242 now');
+      history.pushState({}, '', '/done#access_token=sekret-hash-1&state=ok');
     });
     // The page really sent them: the server got every secret.
     const got = site.requests.find((r) => r.path === '/api/orders')!;
@@ -197,6 +198,7 @@ describeWithChromium('@signalbox/session in a real page', (executablePath) => {
     expect(net.data.requestHeaders).toMatchObject({ authorization: '[redacted]', 'x-api-key': '[redacted]', 'x-trace': 'trace-ok' });
     expect((net.data.responseHeaders as Record<string, string>)['set-cookie'] ?? '[redacted]').toBe('[redacted]');
     expect((await dbg.event('console.log')).data.args).toEqual(['paying with [redacted] now']);
+    expect((await dbg.event('page.navigation', (d) => d.kind === 'pushState')).data.url).toBe(`${site.origin}/done#access_token=%5Bredacted%5D&state=ok`);
     const dom = await dbg.client.call<{ text: string }>(channel, 'dom.query', { selector: '#secret' });
     expect(dom.text).toBe('[redacted]');
     expect(await dbg.client.call(channel, 'eval', { expression: 'document.getElementById("secret").textContent' })).toEqual({ value: '[redacted]', truncated: false });
@@ -206,7 +208,7 @@ describeWithChromium('@signalbox/session in a real page', (executablePath) => {
     const { publications } = await dbg.client.history(channel, { limit: 100 });
     const stored = JSON.stringify(publications);
     expect(publications.map((p) => p.type)).toEqual(expect.arrayContaining(['page.started', 'network.request', 'console.log', 'debug.command', 'debug.result']));
-    for (const secret of ['sekret-auth-1', 'sekret-key-1', 'sekret-url-1', 'sekret-cookie', '4242424242424242']) expect(stored).not.toContain(secret);
+    for (const secret of ['sekret-auth-1', 'sekret-key-1', 'sekret-url-1', 'sekret-hash-1', 'sekret-cookie', '4242424242424242']) expect(stored).not.toContain(secret);
   });
 
   it('with onlyWhileWatched nothing is captured until a viewer is on the session; onWatched and the badge tell the user', async () => {
