@@ -96,8 +96,10 @@ export function startSession(options: StartSessionOptions): PageSession {
     const hook = function (this: unknown, ...args: unknown[]): void {
       if (active()) {
         try {
-          const { values, truncated } = serializeAll(args, limits, redactor.text);
-          stream.emit(`console.${level}`, { level, args: values, truncated });
+          stream.emitLazy(`console.${level}`, () => {
+            const { values, truncated } = serializeAll(args, limits, redactor.text);
+            return { level, args: values, truncated };
+          });
         } catch {
           // Never let capture break the page's own logging.
         }

@@ -62,6 +62,14 @@ export class EventStream {
 
   /** Queues an event; it is published at the next flush. Cheap: no I/O here. */
   emit<K extends SessionEventType>(type: K, input: EventInput<K>): void {
+    this.emitLazy(type, () => input);
+  }
+
+  /**
+   * Like {@link emit}, but builds the event only if it is admitted: a console call over the cap
+   * costs a counter increment, not a serialization.
+   */
+  emitLazy<K extends SessionEventType>(type: K, build: () => EventInput<K>): void {
     if (this.#stopped) return;
     const now = Date.now();
     if (!UNCAPPED.has(type)) {
@@ -81,6 +89,7 @@ export class EventStream {
       }
       this.#inWindow++;
     }
+    const input = build();
     const data = { ...(input as Record<string, unknown>), ts: input.ts ?? now, seq: ++this.#seq, source: this.#source };
     this.#buffer.push({ type, data });
     this.#schedule();

@@ -211,6 +211,17 @@ describeWithChromium('@signalbox/session in a real page', (executablePath) => {
     for (const secret of ['sekret-auth-1', 'sekret-key-1', 'sekret-url-1', 'sekret-hash-1', 'sekret-cookie', '4242424242424242']) expect(stored).not.toContain(secret);
   });
 
+  it('the per-second cap publishes the first events and counts the rest in one page.dropped', async () => {
+    const { page, channel } = await openPage({ maxEventsPerSecond: 5, capture: { network: false, navigation: false, visibility: false } });
+    const dbg = await openViewer(channel);
+    // Well within one second: the first 5 go out, 15 are dropped and counted.
+    await page.evaluate(() => { for (let i = 1; i <= 20; i++) console.log('line', i); });
+    const dropped = await dbg.event('page.dropped');
+    expect(dropped.data).toMatchObject({ count: 15, reason: 'rate' });
+    const lines = dbg.pubs.filter((p) => p.type === 'console.log').map((p) => (p.data.args as unknown[])[1]);
+    expect(lines).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it('with onlyWhileWatched nothing is captured until a viewer is on the session; onWatched and the badge tell the user', async () => {
     const { page, channel } = await openPage({ capture: { onlyWhileWatched: true }, badge: true, watchIntervalMs: 100 });
     await page.evaluate(() => console.log('before anyone watched'));
