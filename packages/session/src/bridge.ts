@@ -12,7 +12,8 @@
  *
  * and answers commands: `evaluate`, `dom.query`, `click` and `type` (at a point or a selector),
  * `key`, `scroll`, `navigate`, `screenshot`. The CDP session is the tab's, so it survives the page
- * navigating; the SDK reconnects to the gateway by itself and registers the handler again.
+ * navigating, also to another site (a new renderer process: the screencast goes on, as the
+ * bridge tests check); the SDK reconnects to the gateway by itself and registers the handler again.
  */
 import { chromium, type Browser, type CDPSession, type Page } from 'playwright-core';
 import type { PresenceMember, RpcRegistration } from '@signalbox/client';
@@ -205,8 +206,6 @@ export async function attachBridge(options: AttachBridgeOptions): Promise<Bridge
     if (e.frame.parentId) return;
     mainFrameId = e.frame.id;
     stream.emit('page.navigation', { kind: 'navigated', url: redactor.url(e.frame.url), title: null });
-    // A new document may come with a new renderer: start the screencast again so frames keep coming.
-    if (stats.screencasting) void restartScreencast();
   });
   cdp.on('Page.navigatedWithinDocument', (e: { frameId: string; url: string }) => {
     if (mainFrameId !== undefined && e.frameId !== mainFrameId) return;
@@ -277,10 +276,6 @@ export async function attachBridge(options: AttachBridgeOptions): Promise<Bridge
     if (!stats.screencasting) return;
     stats.screencasting = false;
     await cdp.send('Page.stopScreencast').catch(() => {});
-  };
-  const restartScreencast = async (): Promise<void> => {
-    await stopScreencast();
-    if (watchers.watched) await startScreencast();
   };
 
   const watchers = new Watchers(client, channel, options.watchIntervalMs ?? 1000, (viewers) => {

@@ -145,6 +145,17 @@ describeWithChromium('CDP bridge on a real headless Chromium', (executablePath) 
     expect(await v.client.call(channel, 'dom.query', { selector: '#title' })).toMatchObject({ text: 'Other page' });
     await frameAfter(v, nav.data.seq as number);
     expect(before.pub.data.seq).toBeLessThan(nav.data.seq as number);
+
+    // Another site (localhost is not 127.0.0.1): with site isolation the tab gets a new renderer process.
+    const otherSite = site.origin.replace('127.0.0.1', 'localhost');
+    await v.client.call(channel, 'navigate', { url: `${otherSite}/bridge` });
+    const cross = await v.event('page.navigation', (d) => d.kind === 'navigated' && String(d.url).startsWith(otherSite));
+    expect(await v.client.call(channel, 'dom.query', { selector: '#status' })).toMatchObject({ text: 'idle' });
+    await frameAfter(v, cross.data.seq as number);
+    await v.client.call(channel, 'click', { selector: '#go' });
+    expect(await v.client.call(channel, 'dom.query', { selector: '#status' })).toMatchObject({ text: 'clicked 1' });
+    await v.client.call(channel, 'navigate', { url: `${site.origin}/other` });
+    await v.event('page.navigation', (d) => d.kind === 'navigated' && (d.seq as number) > (cross.data.seq as number) && String(d.url).endsWith('/other'));
     v.stop();
     viewers.length = 0;
   });
