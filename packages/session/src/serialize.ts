@@ -156,7 +156,17 @@ class Walker {
           break;
         }
         this.budget -= k.length + 3;
-        out[k] = this.walk((o as Record<string, unknown>)[k], depth + 1);
+        let child: unknown;
+        try {
+          child = (o as Record<string, unknown>)[k];
+        } catch {
+          // A getter that throws: that property is unserializable, not the whole object.
+          this.budget -= 24;
+          out[k] = { $type: 'unserializable' };
+          kept++;
+          continue;
+        }
+        out[k] = this.walk(child, depth + 1);
         kept++;
       }
       return out;
