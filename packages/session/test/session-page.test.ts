@@ -95,7 +95,7 @@ describeWithChromium('@signalbox/session in a real page', (executablePath) => {
     expect(String(((err.data.args as unknown[])[0] as { stack: string }).stack)).toContain('card declined');
 
     const broken = await dbg.event('network.request', (d) => String(d.url).endsWith('/api/broken'));
-    expect(broken.data).toMatchObject({ api: 'fetch', method: 'POST', status: 500, ok: false, requestSize: 3, error: null, url: `${site.origin}/api/broken` });
+    expect(broken.data).toMatchObject({ api: 'fetch', method: 'POST', status: 500, ok: false, requestSize: 3, responseSize: '{"error":"broken"}'.length, error: null, url: `${site.origin}/api/broken` });
     expect(broken.data.durationMs).toBeGreaterThanOrEqual(0);
     expect((broken.data.responseHeaders as Record<string, string>)['set-cookie'] ?? '[redacted]').toBe('[redacted]');
 

@@ -84,7 +84,7 @@ export async function startPageServer(bundle: Uint8Array): Promise<PageServer> {
       let body = '';
       req.on('data', (d: Buffer) => { body += d.toString(); });
       req.on('end', () => {
-        if (path === '/api/broken') res.writeHead(500, { 'content-type': 'application/json', 'set-cookie': 'sid=sekret-cookie-1; HttpOnly' }).end('{"error":"broken"}');
+        if (path === '/api/broken') res.writeHead(500, { 'content-type': 'application/json', 'content-length': '18', 'set-cookie': 'sid=sekret-cookie-1; HttpOnly' }).end('{"error":"broken"}');
         else res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'sid=sekret-cookie-2' }).end(JSON.stringify({ ok: true, got: body.length }));
       });
     } else if (path === '/other') {
