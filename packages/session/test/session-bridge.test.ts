@@ -15,6 +15,7 @@ import { SignalboxClient } from '@signalbox/client/node';
 import { msgpack } from '@signalbox/client/msgpack';
 import { startGateway, type TestGateway } from '../../server/test/helpers/gateway.js';
 import { describeWithChromium } from '../../server/test/helpers/chromium.js';
+import { until } from '../../server/test/helpers/wait.js';
 import { attachBridge, BinaryPublishWebSocket, frameBytes, jpegSize, type Bridge } from '../src/node.js';
 import { startPageServer, buildBundle, type PageServer } from './helpers/page-server.js';
 import { launchCdpBrowser, type CdpBrowser } from './helpers/cdp-browser.js';
@@ -123,6 +124,11 @@ describeWithChromium('CDP bridge on a real headless Chromium', (executablePath) 
     await v.client.call(channel, 'type', { selector: '#name', text: 'Ada' });
     expect(await v.client.call(channel, 'evaluate', { expression: 'document.getElementById("name").value' })).toEqual({ value: 'Ada', truncated: false });
     await expect(v.client.call(channel, 'click', { selector: '#nothing-here' })).rejects.toMatchObject({ code: 'RPC_FAILED', details: { handlerCode: 'NOT_FOUND' } });
+
+    // A wheel scroll at the middle of the viewport scrolls the page (scrolling runs after the input, so the position is polled).
+    await v.client.call(channel, 'evaluate', { expression: 'document.body.style.height = "5000px"' });
+    await v.client.call(channel, 'scroll', { deltaY: 600 });
+    await until(async () => ((await v.client.call<{ value: number }>(channel, 'evaluate', { expression: 'window.scrollY' })).value) > 0, { label: 'the page to scroll' });
 
     await v.client.call(channel, 'evaluate', { expression: 'setTimeout(() => { throw new Error("bridge boom"); }, 0); 1' });
     const ex = await v.event('error.uncaught');

@@ -180,6 +180,15 @@ describeWithChromium('@signalbox/session in a real page', (executablePath) => {
     await expect(dbg.client.call(channel, 'location.navigate', { url: `${site.origin}/other` })).rejects.toMatchObject({ details: { handlerCode: 'COMMAND_DISABLED' } });
   });
 
+  it('location.navigate to an allowed origin navigates the page', async () => {
+    const { page, channel } = await openPage({ commands: { navigate: [site.origin] } });
+    const dbg = await openViewer(channel);
+    await expect(dbg.client.call(channel, 'location.navigate', { url: 'javascript:alert(1)' })).rejects.toMatchObject({ details: { handlerCode: 'INVALID_PARAMS' } });
+    expect(await dbg.client.call(channel, 'location.navigate', { url: '/other?token=t' })).toEqual({ navigating: `${site.origin}/other?token=%5Bredacted%5D` });
+    await page.waitForURL(`${site.origin}/other?token=t`);
+    expect(await page.textContent('#title')).toBe('Other page');
+  });
+
   it('a redacted header, URL parameter or text never leaves the page: the gateway history does not hold it', async () => {
     const { page, channel } = await openPage({ redact: { headers: ['x-api-key'], patterns: ['card=\\d+'] }, commands: { eval: true } });
     await page.evaluate(async () => {
