@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `signalbox serve | token | publish | listen`.
+ * `signalbox serve | token | publish | listen | session`.
  */
 import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ Usage:
   signalbox token --sub usr_1 [--channels 'project:*'] [--publish 'agent:a1'] [--handle ...] [--call ...] [--ttl 1h]
   signalbox publish --channel project:proj_1 --type prp.created --data '{"id":"prp_1"}' [--id key] [--url http://127.0.0.1:8080]
   signalbox listen --channels project:proj_1[,agent:a1] [--token JWT] [--url ws://127.0.0.1:8080/v1/ws/prps]
+  signalbox session attach --cdp http://127.0.0.1:9222 --target <id|url-match> --session <id> [--url ws://…] [--token JWT]
 
 Every setting has a flag and an env variable (flags > env > config file > defaults); see docs/configuration.md.`;
 
@@ -124,6 +125,8 @@ async function main(argv: string[]): Promise<number> {
       return publish(rest);
     case 'listen':
       return listen(rest);
+    case 'session':
+      return session(rest);
     default:
       console.error(`Unknown command '${command}'.\n\n${USAGE}`);
       return 1;
@@ -289,6 +292,27 @@ async function listen(args: string[]): Promise<number> {
       resolve(1);
     });
     process.on('SIGINT', () => ws.close(1000));
+  });
+}
+
+/**
+ * `signalbox session …` is @signalbox/session's CLI (the CDP bridge), loaded only when used so the
+ * gateway does not depend on playwright-core. Without --token or SIGNALBOX_TOKEN it mints one for
+ * the session (read + handle) with SIGNALBOX_JWT_SECRET, else the dev secret.
+ */
+async function session(args: string[]): Promise<number> {
+  const specifier = '@signalbox/session/cli';
+  let mod: { main(argv: string[], ctx: { mintToken?: (channel: string) => Promise<string | undefined> }): Promise<number> };
+  try {
+    mod = (await import(specifier)) as typeof mod;
+  } catch {
+    throw new ConfigError('`signalbox session` needs the @signalbox/session package (npm install @signalbox/session)');
+  }
+  return mod.main(args, {
+    mintToken: async (channel) => {
+      const secret = process.env.SIGNALBOX_JWT_SECRET ?? readDevCredentials()?.secret;
+      return secret ? mintToken(secret, { sub: 'session-bridge', channels: [channel], handle: [channel], ttlSeconds: 24 * 3600 }) : undefined;
+    },
   });
 }
 

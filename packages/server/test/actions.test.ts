@@ -184,7 +184,8 @@ describe('client actions', () => {
       const ev = await sub.nextType('agent.progress');
       expect(ev).toMatchObject({ id: reply.data.id, channel: agent, offset: 1, epoch: reply.data.epoch, data: { agentId: 'agent_001', progress: 45 } });
       const s = await req(pub, 'pub_2', 'publish', { channel: session, data: { text: 'hi' } });
-      expect(s.reply).toMatchObject({ type: 'ack', data: { channel: session, offset: 1 } });
+      // session: has presence (viewers are its members): the subscriber's presence.joined took offset 1.
+      expect(s.reply).toMatchObject({ type: 'ack', data: { channel: session, offset: 2 } });
       // No `type`: the event type is `message`.
       expect(await sub.nextType('message')).toMatchObject({ channel: session, data: { text: 'hi' } });
       await pub.close();

@@ -89,7 +89,7 @@ describe('binary publications', () => {
   });
 
   it('top-level bytes from a PRD-035 MessagePack publisher; through HTTP history as $base64', async () => {
-    const channel = uniqueChannel('session');
+    const channel = uniqueChannel('agent');
     const sub = await connectPrp(gw, { msgpack: true });
     await subscribePrp(sub, channel);
     const publisher = await connectPrdMsgpack(gw);

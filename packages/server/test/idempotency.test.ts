@@ -77,7 +77,7 @@ describe('idempotent publish', () => {
   });
 
   it('PRD-035 message: the same id 3 times -> one publication, acks with duplicate false/true/true', async () => {
-    const channel = uniqueChannel('session');
+    const channel = uniqueChannel('agent');
     const subs = await subscribers(channel);
     const publisher = await connectPrd(gw);
     const id = uniqueId('msg');

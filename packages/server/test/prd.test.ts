@@ -148,7 +148,7 @@ describe('PRD-035 on /ws', () => {
   });
 
   it('unsubscribe stops delivery; the ack names the channel', async () => {
-    const channel = uniqueChannel('session');
+    const channel = uniqueChannel('agent');
     const prd = await connectPrd(gw);
     await prdRequest(prd, { type: 'subscribe', channel });
     await gw.publish({ channel, type: 'session.updated', data: { n: 1 } });
@@ -157,7 +157,7 @@ describe('PRD-035 on /ws', () => {
     expect(ack).toMatchObject({ type: 'ack', channel, data: { action: 'unsubscribe', unsubscribedChannels: [channel] } });
     await gw.publish({ channel, type: 'session.updated', data: { n: 2 } });
     // A marker on another subscribed channel proves delivery happened past that point.
-    const other = uniqueChannel('session');
+    const other = uniqueChannel('agent');
     await prdRequest(prd, { type: 'subscribe', channel: other });
     await gw.publish({ channel: other, type: 'session.updated', data: {} });
     await awaitOffset(prd, other, 1);

@@ -50,8 +50,9 @@ export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
   ns('prp', 'private', 500, H, false),
   // What an agent says about its run is the agent's alone; users publish their own messages (`chat.message`).
   { ...ns('agent', 'private', 1000, H, true), producerTypes: ['agent.*', 'chat.token', 'chat.done'] },
-  // What a page reports about itself is the page's alone.
-  { ...ns('session', 'private', 1000, 10 * 60_000, true), producerTypes: ['console.*', 'network.*', 'page.*', 'error.*', 'debug.result'] },
+  // What a page reports about itself is the page's alone, and so is the audit of the commands it ran
+  // (`debug.command`, `debug.result`). Presence: the page streams only while a viewer is subscribed.
+  { ...ns('session', 'private', 1000, 10 * 60_000, true), presence: true, producerTypes: ['console.*', 'network.*', 'page.*', 'error.*', 'debug.command', 'debug.result'] },
   ns('user', 'private', 200, H, false),
   // Presence out of the box: who is in a room, with join/leave on the room's own stream.
   ns('room', 'presence', 100, H, true),
