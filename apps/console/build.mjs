@@ -3,7 +3,7 @@
 // bundle (app.js) and one stylesheet (app.css, uPlot's and ours): the page's CSP allows scripts and
 // styles from 'self' only, never inline. Run by `npm run build`; prints the sizes.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
@@ -11,7 +11,20 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const out = fileURLToPath(new URL('../../packages/server/dist/console/', import.meta.url));
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
+// `virtual:views`: an import of every file in src/views, so a new view is a new file (src/router.ts).
+const views = {
+  name: 'views',
+  setup(b) {
+    b.onResolve({ filter: /^virtual:views$/ }, () => ({ path: 'views', namespace: 'virtual' }));
+    b.onLoad({ filter: /.*/, namespace: 'virtual' }, () => ({
+      contents: readdirSync(`${here}src/views`).filter((f) => f.endsWith('.ts')).sort().map((f) => `import './${f}';`).join('\n'),
+      resolveDir: `${here}src/views`,
+      loader: 'js',
+    }));
+  },
+};
 await build({
+  plugins: [views],
   entryPoints: { app: `${here}src/main.ts` },
   bundle: true,
   minify: true,

@@ -63,7 +63,10 @@ describe('console over HTTP', () => {
     expect(set).toMatch(/^sb_console=[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=3600$/);
     expect(set).not.toContain(TEST_API_KEY);
     const cookie = set.split(';')[0]!;
-    expect((await req('/console/session', { headers: { cookie } })).status).toBe(200);
+    const who = await req('/console/session', { headers: { cookie } });
+    expect(who.status).toBe(200);
+    expect(await who.json()).toMatchObject({ signedIn: true, name: 'default' });
+    expect(await (await req('/console/session')).json()).toEqual({ signedIn: false, reason: 'no_session' });
     const list = await req('/v1/connections', { headers: { cookie } });
     expect(list.status).toBe(200);
     expect(await list.json()).toMatchObject({ connections: [] });

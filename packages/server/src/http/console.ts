@@ -155,10 +155,12 @@ export function registerConsole(app: FastifyInstance, ctx: ConsoleContext): Cons
     return reply.header('set-cookie', cookie(auth.seal(session), Math.floor(ttl / 1000), req)).header('cache-control', 'no-store').send(describe(session));
   });
 
+  // Who is signed in: 200 either way (the page asks before it knows; a 401 would be a console error in every browser).
   app.get('/console/session', async (req, reply) => {
     const s = sessionOf(req);
-    if (isRefusal(s)) return refuse(reply, s);
-    return reply.header('cache-control', 'no-store').send(describe(s));
+    reply.header('cache-control', 'no-store');
+    if (isRefusal(s)) return s.status === 401 ? reply.send({ signedIn: false, reason: s.reason }) : refuse(reply, s);
+    return reply.send({ signedIn: true, ...describe(s) });
   });
 
   // Sign out: the cookie is dropped (CSRF rules too, so a foreign page cannot sign the console out).
