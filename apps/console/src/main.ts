@@ -27,7 +27,7 @@ function signInView(message?: string): void {
     field('Admin API key or admin token', secret),
     h('button', { type: 'submit', class: 'primary' }, 'Sign in'),
     status,
-    h('p', { class: 'dim' }, 'Running `npm start`? Open the one-time console link it printed.'),
+    h('p', { class: 'dim' }, 'Running ', h('code', {}, 'npm start'), '? Open the one-time console link it printed.'),
   );
   form.addEventListener('submit', (e) => {
     e.preventDefault();

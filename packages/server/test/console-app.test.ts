@@ -177,6 +177,16 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await page.locator('#tail .j-str', { hasText: 'live one' }).waitFor();
         expect(await page.locator('#tail li[data-type="chat.message"]').count()).toBe(1);
         await shot(page, 'channel');
+        // The channel list finds it, by a part of its name (the member is its subscriber: the console left it with the page).
+        await go(page, '#/channels');
+        await page.fill('input[name="search"]', channel.slice(5, 12));
+        await page.waitForFunction((ch) => {
+          const rows = [...document.querySelectorAll('table.channels tbody tr')] as HTMLElement[];
+          return rows.length === 1 && rows[0]!.dataset.channel === ch && rows[0]!.children[1]!.textContent === '1';
+        }, channel);
+        await shot(page, 'channels');
+        await page.click(`tr[data-channel="${channel}"] a`);
+        await page.waitForSelector('#presence li >> text=usr_presence');
         // They leave: gone from presence.
         await member.close();
         await page.waitForSelector('#tail li[data-type="presence.left"]');

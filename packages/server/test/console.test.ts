@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { issueConsoleCode } from '../src/http/console-session.js';
+import { runCli } from './helpers/core-process.js';
 import { TEST_API_KEY, TEST_SECRET, TestClient, startGateway, type TestGateway } from './helpers/gateway.js';
 
 const READ_ONLY_KEY = 'reader-key-0123456789abcdef';
@@ -179,6 +180,29 @@ describe('console over HTTP', () => {
     } finally {
       await sameKey.close();
       await rotated.close();
+    }
+  });
+});
+
+describe('signalbox serve in dev mode', () => {
+  it('prints a console link whose one-time code signs in once', { timeout: 90_000 }, async () => {
+    const proc = runCli(['serve'], { SIGNALBOX_PORT: '0', SIGNALBOX_LOG_LEVEL: 'warn' });
+    try {
+      const [, url] = (await proc.waitForStdout(/signed in once by this link[^\n]*:\n\s+(http:\/\/\S+)\n/)) as unknown as [string, string];
+      const link = new URL(url);
+      expect(link.pathname).toBe('/console');
+      const code = /^#code=([A-Za-z0-9_-]+)$/.exec(link.hash)?.[1];
+      expect(code).toBeDefined();
+      const signIn = () => fetch(`${link.origin}/console/session`, {
+        method: 'POST', headers: { 'x-signalbox-console': '1', origin: link.origin, 'content-type': 'application/json' }, body: JSON.stringify({ code }),
+      });
+      const first = await signIn();
+      expect(first.status).toBe(200);
+      expect(first.headers.get('set-cookie')).toMatch(/^sb_console=/);
+      expect((await signIn()).status).toBe(401);
+    } finally {
+      proc.kill('SIGKILL');
+      await proc.exited;
     }
   });
 });

@@ -23,12 +23,12 @@ registerView({
   mount(el, { navigate }) {
     const search = h('input', { type: 'search', name: 'search', placeholder: 'part of a name', autocomplete: 'off' });
     const open = h('input', { type: 'text', name: 'open', placeholder: 'room:lobby', autocomplete: 'off' });
-    const openForm = h('form', { class: 'filters' }, field('Open a channel', open), h('button', { type: 'submit' }, 'Open'));
+    const openForm = h('form', { class: 'inline' }, field('Open a channel', open), h('button', { type: 'submit' }, 'Open'));
     const status = statusLine();
     const info = h('p', { class: 'dim' });
     const body = h('tbody');
     fill(el, h('h1', {}, 'Channels'),
-      h('div', { class: 'filters' }, field('Search', search)), openForm, info, status.el,
+      h('div', { class: 'filters' }, field('Search', search), openForm), info, status.el,
       h('div', { class: 'scroll' }, h('table', { class: 'channels' },
         h('thead', {}, h('tr', {}, ...['channel', 'subscribers', 'offset', 'nodes'].map((c) => h('th', { scope: 'col' }, c)))), body)));
 

@@ -109,7 +109,7 @@ registerView({
     const summary = h('p', { class: 'dim', id: 'nodes-summary' }, 'Waiting for the first metrics.node publication…');
     const nodesBody = h('tbody');
     const table = h('div', { class: 'scroll' }, h('table', { class: 'nodes' },
-      h('thead', {}, h('tr', {}, ...['node', 'state', 'conns', 'subs', 'channels', 'deliv/s', 'pubs/s', 'p99', 'errors/s', 'RSS', 'broker'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ...['node', 'state', 'conns', 'subs', 'channels', 'deliv/s', 'pubs/s', 'p99', 'errors/s', 'in/s', 'out/s', 'RSS', 'broker'].map((c) => h('th', { scope: 'col' }, c)))),
       nodesBody));
     fill(el, h('h1', {}, 'Overview'), summary, h('div', { class: 'charts' }, ...charts.map((c) => c.el)), h('section', { class: 'panel' }, h('h2', {}, 'Nodes'), table));
 
@@ -129,6 +129,9 @@ registerView({
         h('td', {}, fmt('deliveriesPerSecond', s.deliveriesPerSecond)), h('td', {}, fmt('publicationsPerSecond', s.publicationsPerSecond)),
         h('td', {}, fmt('p99LatencyMs', s.publishToWriteMs?.p99 ?? s.publishLatencyMs?.p99 ?? null)),
         h('td', {}, fmt('errorsPerSecond', Object.values(s.errors).reduce((a, b) => a + b, 0) / (s.intervalSeconds || 1))),
+        // Bytes per second, from gateways that report them.
+        h('td', {}, s.bytesInPerSecond === undefined ? '–' : fmtBytes(Math.round(s.bytesInPerSecond))),
+        h('td', {}, s.bytesOutPerSecond === undefined ? '–' : fmtBytes(Math.round(s.bytesOutPerSecond))),
         h('td', {}, fmtBytes(s.rssBytes)), h('td', {}, s.broker ? `${s.broker.kind}${s.broker.ready ? '' : ' (down)'}` : '–'))));
     };
     const schedule = () => { if (!frame) frame = requestAnimationFrame(render); };
