@@ -22,7 +22,7 @@ const PALETTE = ['#58a6ff', '#3fb950', '#d29922', '#bc8cff', '#ff7b72', '#39c5cf
 const fmt = (key: MetricKey, v: number | null): string => {
   if (v === null) return '–';
   if (key === 'rssBytes') return fmtBytes(v);
-  if (key === 'p99LatencyMs') return `${v < 10 ? v.toFixed(2) : v.toFixed(0)} ms`;
+  if (key === 'p99LatencyMs') return `${v === 0 ? '0' : v < 1 ? v.toFixed(2) : v < 10 ? v.toFixed(1) : v.toFixed(0)} ms`;
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 };
 
@@ -109,7 +109,7 @@ registerView({
     const summary = h('p', { class: 'dim', id: 'nodes-summary' }, 'Waiting for the first metrics.node publication…');
     const nodesBody = h('tbody');
     const table = h('div', { class: 'scroll' }, h('table', { class: 'nodes' },
-      h('thead', {}, h('tr', {}, ...['node', 'state', 'conns', 'subs', 'channels', 'deliv/s', 'pubs/s', 'p99', 'errors/s', 'in/s', 'out/s', 'RSS', 'broker'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ...['node', 'state', 'conns', 'subs', 'channels', 'deliv/s', 'pubs/s', 'p99', 'errors/s', 'bytes in', 'bytes out', 'RSS', 'broker'].map((c) => h('th', { scope: 'col' }, c)))),
       nodesBody));
     fill(el, h('h1', {}, 'Overview'), summary, h('div', { class: 'charts' }, ...charts.map((c) => c.el)), h('section', { class: 'panel' }, h('h2', {}, 'Nodes'), table));
 
@@ -130,8 +130,8 @@ registerView({
         h('td', {}, fmt('p99LatencyMs', s.publishToWriteMs?.p99 ?? s.publishLatencyMs?.p99 ?? null)),
         h('td', {}, fmt('errorsPerSecond', Object.values(s.errors).reduce((a, b) => a + b, 0) / (s.intervalSeconds || 1))),
         // Bytes per second, from gateways that report them.
-        h('td', {}, s.bytesInPerSecond === undefined ? '–' : fmtBytes(Math.round(s.bytesInPerSecond))),
-        h('td', {}, s.bytesOutPerSecond === undefined ? '–' : fmtBytes(Math.round(s.bytesOutPerSecond))),
+        h('td', {}, s.bytesInPerSecond === undefined ? '–' : `${fmtBytes(Math.round(s.bytesInPerSecond))}/s`),
+        h('td', {}, s.bytesOutPerSecond === undefined ? '–' : `${fmtBytes(Math.round(s.bytesOutPerSecond))}/s`),
         h('td', {}, fmtBytes(s.rssBytes)), h('td', {}, s.broker ? `${s.broker.kind}${s.broker.ready ? '' : ' (down)'}` : '–'))));
     };
     const schedule = () => { if (!frame) frame = requestAnimationFrame(render); };

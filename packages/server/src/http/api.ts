@@ -55,10 +55,10 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   const principals = new WeakMap<FastifyRequest, ApiPrincipal>();
   const principal = (req: FastifyRequest): ApiPrincipal => principals.get(req)!;
 
-  /** A preHandler admitting a valid key that has `scope`: 401 without a valid key, 403 without the scope. */
   // The web console (apps/console, http/console.ts): its page, sign-in, and the session a request without a key may carry.
   const consoleRoutes = registerConsole(app, ctx);
 
+  /** A preHandler admitting a valid key (or console session) that has `scope`: 401 without one, 403 without the scope. */
   const requireScope = (scope: ApiScope) => async (req: FastifyRequest, reply: FastifyReply) => {
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
     // No key: a console session cookie may authorize, only with its CSRF rules met (http/console-session.ts).
