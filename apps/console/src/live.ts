@@ -73,8 +73,10 @@ export class Live {
     this.client.on('$state', (change) => {
       this.onState.emit(change);
       // Closed by an administrator (4003, possibly this very console) or by the server: a console
-      // is a viewer, it comes back. A refused token ends the session instead (the API says 401).
-      if (!this.stopped && (change.to === 'closed' || change.to === 'disconnected') && change.reason !== 'disconnect_called' && change.reason !== 'auth_failed') {
+      // is a viewer, it comes back. Not when retrying cannot help: a refused token (the session
+      // ends, the API says 401) or an upgrade refused outright (an Origin allow-list without the console's origin).
+      const hopeless = change.reason === 'disconnect_called' || change.reason === 'auth_failed' || change.reason === 'upgrade_refused';
+      if (!this.stopped && (change.to === 'closed' || change.to === 'disconnected') && !hopeless) {
         setTimeout(() => { if (!this.stopped) this.client.connect().catch(() => {}); }, 1000);
       }
     });
