@@ -140,6 +140,10 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await page.press('input[name="subject"]', 'Enter');
         await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 1);
         await shot(page, 'connections');
+        // Unsubscribe: the client is told, the chip goes.
+        await page.click(`button[aria-label="Unsubscribe ${id} from ${channel}"]`);
+        expect(await client.next((m) => m.type === 'subscription.removed')).toMatchObject({ data: { channel } });
+        await page.locator(`tr[data-id="${id}"] .chip`).waitFor({ state: 'detached' });
         await page.click(`button[aria-label="Disconnect ${id}"]`);
         expect((await client.closed).code).toBe(CloseCode.DISCONNECTED);
         await row.waitFor({ state: 'detached' });
@@ -215,7 +219,11 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await page.fill('input[name="type"]', 'alpha');
         await page.waitForFunction(() => [...document.querySelectorAll('#inspector-list li')].every((li) => (li as HTMLElement).dataset.type?.includes('alpha')));
         expect(await page.locator('#inspector-list li').count()).toBe(1);
-        // The JSON of a message is a collapsible tree.
+        // The JSON of a message is a collapsible tree; Copy puts the message on the clipboard.
+        await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.http });
+        await page.click('#inspector-list li[data-type="alpha.one"] button >> text=Copy');
+        await page.waitForSelector('#inspector-list li[data-type="alpha.one"] button >> text=Copied');
+        expect(JSON.parse(await page.evaluate(() => navigator.clipboard.readText()))).toMatchObject({ type: 'alpha.one', channel, data: { n: 1 } });
         await page.click('#inspector-list li[data-type="alpha.one"] summary');
         await page.waitForSelector('#inspector-list li[data-type="alpha.one"] .j-key >> text="n": ');
         await shot(page, 'inspector');
