@@ -184,6 +184,26 @@ describe('console over HTTP', () => {
   });
 });
 
+describe('console sign-in attempts', () => {
+  it('after 10 failed sign-ins from one address in a minute, even the right key is refused 429 for the rest of it', async () => {
+    const gw = await startGateway();
+    try {
+      const attempt = (key: string) => fetch(`${gw.http}/console/session`, {
+        method: 'POST', headers: { 'x-signalbox-console': '1', origin: gw.http, 'content-type': 'application/json' }, body: JSON.stringify({ key }),
+      });
+      // Successes do not count.
+      for (let i = 0; i < 3; i++) expect((await attempt(TEST_API_KEY)).status).toBe(200);
+      for (let i = 0; i < 10; i++) expect((await attempt(`wrong-key-${i}-0123456789`)).status).toBe(401);
+      const refused = await attempt(TEST_API_KEY);
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(ErrorCode.RATE_LIMITED);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('signalbox serve in dev mode', () => {
   it('prints a console link whose one-time code signs in once', { timeout: 90_000 }, async () => {
     const proc = runCli(['serve'], { SIGNALBOX_PORT: '0', SIGNALBOX_LOG_LEVEL: 'warn' });

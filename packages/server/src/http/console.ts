@@ -44,6 +44,12 @@ const REFUSALS: Record<SessionRefusal['reason'], string> = {
   origin: 'Cross-origin console request refused',
 };
 
+/** Failed sign-ins one client address may make per {@link SIGN_IN_WINDOW_MS}; then 429 until the window ends. */
+export const SIGN_IN_FAILURES = 10;
+const SIGN_IN_WINDOW_MS = 60_000;
+/** Addresses tracked at most; past it the table starts over (a flood of addresses cannot grow memory). */
+const SIGN_IN_TRACKED = 10_000;
+
 /** The result of looking for a session on an API request. */
 export type SessionLookup = { principal: ApiPrincipal } | { status: 401 | 403; code: ErrorCode; message: string } | null;
 
@@ -121,9 +127,32 @@ export function registerConsole(app: FastifyInstance, ctx: ConsoleContext): Cons
   const describe = (s: ConsoleSession) => ({ name: s.name, scopes: s.scopes, expiresAt: new Date(s.expiresAt).toISOString() });
 
   // Sign in: {key} (an API key with the admin scope), {token} (a JWT with `"admin": true`) or {code} (dev one-time code).
+  // Guessing keys or codes: each address gets a few failures a minute.
+  const failures = new Map<string, { count: number; until: number }>();
+  const blocked = (ip: string): number => {
+    const f = failures.get(ip);
+    if (!f || f.until <= Date.now()) return 0;
+    return f.count >= SIGN_IN_FAILURES ? f.until : 0;
+  };
+  const failed = (reply: FastifyReply, req: FastifyRequest, status: number, code: ErrorCode, message: string) => {
+    const now = Date.now();
+    let f = failures.get(req.ip);
+    if (!f || f.until <= now) {
+      if (failures.size >= SIGN_IN_TRACKED) failures.clear();
+      failures.set(req.ip, (f = { count: 0, until: now + SIGN_IN_WINDOW_MS }));
+    }
+    f.count++;
+    return sendError(reply, status, code, message);
+  };
+
   app.post('/console/session', async (req, reply) => {
     const csrf = auth.checkRequest(req.method, req.headers, secure(req));
     if (csrf) return refuse(reply, csrf);
+    const until = blocked(req.ip);
+    if (until) {
+      return reply.header('retry-after', String(Math.ceil((until - Date.now()) / 1000))).code(429)
+        .send({ error: { code: ErrorCode.RATE_LIMITED, message: `More than ${SIGN_IN_FAILURES} failed sign-ins from this address in a minute; retry later` } });
+    }
     const body = req.body as Record<string, unknown> | undefined;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, 'Body must be a JSON object {key} | {token} | {code}');
@@ -132,21 +161,22 @@ export function registerConsole(app: FastifyInstance, ctx: ConsoleContext): Cons
     let session: ConsoleSession;
     if (typeof body.key === 'string') {
       const who = ctx.keys.size > 0 ? ctx.keys.authenticate(body.key) : null;
-      if (!who) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Invalid API key');
-      if (!who.scopes.has('admin')) return sendError(reply, 403, ErrorCode.PERMISSION_DENIED, `API key '${who.name}' does not have the 'admin' scope`);
+      if (!who) return failed(reply, req, 401, ErrorCode.AUTH_FAILED, 'Invalid API key');
+      if (!who.scopes.has('admin')) return failed(reply, req, 403, ErrorCode.PERMISSION_DENIED, `API key '${who.name}' does not have the 'admin' scope`);
       session = auth.forKey(who.name, body.key, [...who.scopes], ttl);
     } else if (typeof body.token === 'string') {
       try {
         const creds = await verifier.verify(body.token);
-        if (!isAdminToken(body.token)) return sendError(reply, 403, ErrorCode.PERMISSION_DENIED, 'The token has no `"admin": true` claim');
+        if (!isAdminToken(body.token)) return failed(reply, req, 403, ErrorCode.PERMISSION_DENIED, 'The token has no `"admin": true` claim');
         // The session may not outlive the token it was made from.
         session = auth.forSubject(`token:${creds.sub}`, Math.min(ttl, creds.expiresAt === null ? ttl : creds.expiresAt - Date.now()));
       } catch (err) {
-        if (err instanceof AuthError) return sendError(reply, 401, err.code, err.message);
+        // A key set that could not be read says nothing about the token: not counted as a failure.
+        if (err instanceof AuthError) return err.retryable ? sendError(reply, 401, err.code, err.message) : failed(reply, req, 401, err.code, err.message);
         throw err;
       }
     } else if (typeof body.code === 'string') {
-      if (!auth.redeemCode(body.code)) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Unknown, used or expired sign-in code');
+      if (!auth.redeemCode(body.code)) return failed(reply, req, 401, ErrorCode.AUTH_FAILED, 'Unknown, used or expired sign-in code');
       session = auth.forSubject('dev', ttl);
     } else {
       return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, 'One of `key`, `token` or `code` (string) is required');
