@@ -140,6 +140,24 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await page.press('input[name="subject"]', 'Enter');
         await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 1);
         await shot(page, 'connections');
+        // Paging: a dozen more connections of one subject, ten a page.
+        const crowd = await Promise.all(Array.from({ length: 12 }, async () => connectPrp(gw, { token: await gw.token({ sub: 'usr_console_page' }) })));
+        await page.fill('input[name="subject"]', 'usr_console_page');
+        await page.selectOption('select[name="size"]', '10');
+        const rows = () => page.locator('tbody tr[data-id]').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.id!));
+        await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 10);
+        const firstPage = await rows();
+        await page.click('text=Next page »');
+        await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 2);
+        const secondPage = await rows();
+        expect(new Set([...firstPage, ...secondPage]).size).toBe(12);
+        expect(await page.isDisabled('text=Next page »')).toBe(true);
+        await page.click('text=« First page');
+        await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 10);
+        await Promise.all(crowd.map((c) => c.close()));
+        await page.fill('input[name="subject"]', 'usr_console_list');
+        await page.selectOption('select[name="size"]', '50');
+        await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 1);
         // Unsubscribe: the client is told, the chip goes.
         await page.click(`button[aria-label="Unsubscribe ${id} from ${channel}"]`);
         expect(await client.next((m) => m.type === 'subscription.removed')).toMatchObject({ data: { channel } });
@@ -219,6 +237,11 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await page.fill('input[name="type"]', 'alpha');
         await page.waitForFunction(() => [...document.querySelectorAll('#inspector-list li')].every((li) => (li as HTMLElement).dataset.type?.includes('alpha')));
         expect(await page.locator('#inspector-list li').count()).toBe(1);
+        // The publisher filter: the HTTP key published it; nobody else did.
+        await page.fill('input[name="publisher"]', 'usr_nobody');
+        await page.waitForFunction(() => document.querySelectorAll('#inspector-list li').length === 0);
+        await page.fill('input[name="publisher"]', 'key default');
+        await page.waitForFunction(() => document.querySelectorAll('#inspector-list li').length === 1);
         // The JSON of a message is a collapsible tree; Copy puts the message on the clipboard.
         await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.http });
         await page.click('#inspector-list li[data-type="alpha.one"] button >> text=Copy');

@@ -26,7 +26,7 @@ interface Page {
   unavailable: { node: string; code: string; message: string }[];
 }
 
-const PAGE_SIZE = 50;
+const PAGE_SIZES = [10, 50, 200];
 const REFRESH_MS = 2000;
 
 registerView({
@@ -36,7 +36,8 @@ registerView({
   mount(el, { live, navigate }) {
     const subject = h('input', { type: 'search', name: 'subject', placeholder: 'usr_1', autocomplete: 'off' });
     const channel = h('input', { type: 'search', name: 'channel', placeholder: 'room:lobby', autocomplete: 'off' });
-    const form = h('form', { class: 'filters', role: 'search' }, field('Subject', subject), field('Channel', channel), h('button', { type: 'submit' }, 'Filter'));
+    const size = h('select', { name: 'size' }, ...PAGE_SIZES.map((n) => h('option', { value: n, selected: n === 50 }, `${n} a page`)));
+    const form = h('form', { class: 'filters', role: 'search' }, field('Subject', subject), field('Channel', channel), field('Page', size), h('button', { type: 'submit' }, 'Filter'));
     const status = statusLine();
     const info = h('p', { class: 'dim' });
     const body = h('tbody');
@@ -74,10 +75,10 @@ registerView({
         h('td', { class: 'mono' }, c.node),
         h('td', { class: 'mono' }, c.remoteAddress),
         h('td', {}, `${c.dialect}/${c.encoding}`),
-        h('td', { class: 'chips' }, ...c.channels.map((ch) => h('span', { class: 'chip' },
+        h('td', {}, h('div', { class: 'chips' }, ...c.channels.map((ch) => h('span', { class: 'chip' },
           h('a', { href: `#/channel/${seg(ch)}`, onclick: (e: Event) => { e.preventDefault(); navigate('channel', ch); } }, ch),
           h('button', { type: 'button', class: 'x', 'aria-label': `Unsubscribe ${c.id} from ${ch}`, title: 'Remove this subscription',
-            onclick: () => void act(`Removed ${ch} from ${c.id}`, `/v1/connections/${seg(c.id)}/subscriptions/${seg(ch)}`) }, '×')))),
+            onclick: () => void act(`Removed ${ch} from ${c.id}`, `/v1/connections/${seg(c.id)}/subscriptions/${seg(ch)}`) }, '×'))))),
         h('td', {}, fmtTime(c.connectedSince)),
         h('td', {}, fmtBytes(c.bytesBuffered)),
         h('td', {}, h('button', { type: 'button', class: 'danger', 'aria-label': `Disconnect ${c.id}`,
@@ -88,7 +89,7 @@ registerView({
       clearTimeout(timer);
       inFlight?.abort();
       const ctrl = (inFlight = new AbortController());
-      const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      const q = new URLSearchParams({ limit: size.value });
       if (subject.value.trim()) q.set('subject', subject.value.trim());
       if (channel.value.trim()) q.set('channel', channel.value.trim());
       if (cursor) q.set('cursor', cursor);
@@ -111,6 +112,10 @@ registerView({
 
     form.addEventListener('submit', (e) => {
       e.preventDefault();
+      cursor = undefined;
+      void load();
+    });
+    size.addEventListener('change', () => {
       cursor = undefined;
       void load();
     });
