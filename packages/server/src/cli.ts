@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { mintToken } from './auth/jwt.js';
 import { ConfigError, SETTINGS, loadConfig, type GatewayConfig } from './config.js';
+import { issueConsoleCode } from './http/console-session.js';
 import { createLogger } from './logger.js';
 import { Gateway } from './node.js';
 import { SERVER_VERSION } from './version.js';
@@ -182,6 +183,10 @@ async function serve(args: string[]): Promise<number> {
       `    ${devToken}`,
       `  API key${generatedKey ? ' (generated)' : ''}:`,
       `    ${config.apiKey}`,
+      ...(config.console ? [
+        '  Console, signed in once by this link (one-time code, expires in 10 minutes):',
+        `    http://${host}:${port}/console#code=${issueConsoleCode(config)}`,
+      ] : []),
       '',
       '  Try:',
       `    curl -X POST http://${host}:${port}/v1/publish -H "Authorization: Bearer ${config.apiKey}" -H 'Content-Type: application/json' \\`,

@@ -55,6 +55,9 @@ export interface GatewayConfig {
   trustProxy: boolean;
   writeThreads: number;
   turnBudgetBytes: number;
+  console: boolean;
+  consoleSessionTtlMs: number;
+  consoleTokenTtlMs: number;
   namespaces: NamespaceConfig[];
 }
 
@@ -120,6 +123,9 @@ export const SETTINGS: SettingSpec[] = [
   S('rpcMaxTimeoutMs', 'rpc-max-timeout', 'SIGNALBOX_RPC_MAX_TIMEOUT', 'duration', 60_000, 'Longest `timeoutMs` an RPC call may ask for; longer is refused (INVALID_MESSAGE).', { min: 1 }),
   S('rpcMaxCallsInFlight', 'rpc-max-in-flight', 'SIGNALBOX_RPC_MAX_IN_FLIGHT', 'int', 64, 'RPC calls one connection may have waiting for their outcome; beyond: RATE_LIMITED.', { min: 1 }),
   S('rpcCallRate', 'rpc-rate', 'SIGNALBOX_RPC_RATE', 'int', 100, 'RPC calls per second per connection (burst twice that); beyond: RATE_LIMITED.', { min: 1 }),
+  S('console', 'console', 'SIGNALBOX_CONSOLE', 'bool', true, 'Serve the web console at /console (docs/console.md) and its sign-in endpoints.'),
+  S('consoleSessionTtlMs', 'console-session-ttl', 'SIGNALBOX_CONSOLE_SESSION_TTL', 'duration', 3_600_000, 'Lifetime of a console session (the HttpOnly cookie a sign-in with an admin key, admin token or dev code sets); then the console asks to sign in again.', { min: 60_000 }),
+  S('consoleTokenTtlMs', 'console-token-ttl', 'SIGNALBOX_CONSOLE_TOKEN_TTL', 'duration', 300_000, "Lifetime of the JWT minted for the console's own WebSocket (POST /console/token); the console fetches a new one before it expires.", { min: 10_000 }),
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
   S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Behind one load balancer: take the client IP (for the per-IP cap) from the last X-Forwarded-For entry, the one the balancer appended.'),
   S('turnBudgetBytes', 'turn-budget', 'SIGNALBOX_TURN_BUDGET', 'bytes', 16 * 1024 * 1024, 'Outbound bytes one event-loop turn may queue for its round of writes; past it, client sockets that send more are not read until that round is written, so a flood of publishes cannot hold up delivery (or the loop) for long.', { min: 65_536 }),

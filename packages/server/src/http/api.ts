@@ -3,7 +3,6 @@
  * `Authorization: Bearer <key>`: SIGNALBOX_API_KEY, or a named key of SIGNALBOX_API_KEYS with the
  * route's scope. Errors: `{error: {code, message, details?}}`.
  */
-import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CloseCode, ErrorCode, isValidEventType, isValidMessageId, isValidMethodName, jsonDepthExceeds, prpPublication, type StreamPosition } from '@signalbox/protocol';
 import type { AdminService } from '../admin.js';
@@ -17,6 +16,7 @@ import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RpcRouter } from '../rpc/router.js';
+import { registerConsole } from './console.js';
 
 export interface ApiContext {
   config: GatewayConfig;
@@ -55,11 +55,17 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   const principals = new WeakMap<FastifyRequest, ApiPrincipal>();
   const principal = (req: FastifyRequest): ApiPrincipal => principals.get(req)!;
 
-  /** A preHandler admitting a valid key that has `scope`: 401 without a valid key, 403 without the scope. */
+  // The web console (apps/console, http/console.ts): its page, sign-in, and the session a request without a key may carry.
+  const consoleRoutes = registerConsole(app, ctx);
+
+  /** A preHandler admitting a valid key (or console session) that has `scope`: 401 without one, 403 without the scope. */
   const requireScope = (scope: ApiScope) => async (req: FastifyRequest, reply: FastifyReply) => {
-    if (ctx.keys.size === 0) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'The HTTP API is disabled: set SIGNALBOX_API_KEY or SIGNALBOX_API_KEYS');
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    const who = m ? ctx.keys.authenticate(m[1]!) : null;
+    // No key: a console session cookie may authorize, only with its CSRF rules met (http/console-session.ts).
+    const session = m ? null : consoleRoutes.session(req);
+    if (session && 'status' in session) return sendError(reply, session.status, session.code, session.message);
+    if (!session && ctx.keys.size === 0) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'The HTTP API is disabled: set SIGNALBOX_API_KEY or SIGNALBOX_API_KEYS');
+    const who = session ? session.principal : m ? ctx.keys.authenticate(m[1]!) : null;
     if (!who) return sendError(reply, 401, ErrorCode.AUTH_FAILED, 'Missing or invalid API key');
     if (!who.scopes.has(scope)) {
       return sendError(reply, 403, ErrorCode.PERMISSION_DENIED, `API key '${who.name}' does not have the '${scope}' scope`, { key: who.name, scope });
@@ -88,17 +94,6 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return sendError(reply, 500, ErrorCode.INTERNAL_ERROR, 'Internal error');
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, ErrorCode.INVALID_ACTION, `No route ${req.method} ${req.url.split('?')[0]}`));
-
-  // The web console: one static page (apps/console), talking to this API and the WebSocket endpoint.
-  const consolePage = loadConsole();
-  app.get('/console', async (_req, reply) => {
-    if (!consolePage) return sendError(reply, 404, ErrorCode.INVALID_ACTION, 'The console is not installed (apps/console/index.html not found)');
-    return reply
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'")
-      .header('x-frame-options', 'DENY')
-      .send(consolePage);
-  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -293,13 +288,4 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
   });
   app.get('/v1/stats', { preHandler: requireScope('admin') }, async () => ctx.stats());
-}
-
-function loadConsole(): string | null {
-  try {
-    // Same depth from src/http and dist/http: packages/server/{src,dist}/http -> repo root.
-    return readFileSync(new URL('../../../../apps/console/index.html', import.meta.url), 'utf8');
-  } catch {
-    return null;
-  }
 }
