@@ -4,7 +4,8 @@
  * a channel page (history, live tail, presence on join/leave), the inspector's filter and pause,
  * a cut connection whose missed publication shows exactly once after the reconnect, a two-node
  * Redis cluster, 400 px and 1366 px layouts, keyboard navigation, and no error in the browser log.
- * Each view's screenshot is written to docs/console/*.png (referenced from docs/console.md).
+ * Each view's screenshot is written to test-output/console/*.png, and with UPDATE_SCREENSHOTS=1 to
+ * docs/console/*.png (referenced from docs/console.md).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -20,7 +21,11 @@ import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix, REDIS_URL } fr
 import { eventually } from './helpers/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const SHOTS = `${ROOT}docs/console/`;
+/**
+ * Screenshots go to test-output/console/ on every run (open them to look), and replace the ones in
+ * docs/console/ when UPDATE_SCREENSHOTS=1: the docs then change only when someone means them to.
+ */
+const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? `${ROOT}docs/console/` : `${ROOT}test-output/console/`;
 const redis = await probeRedis();
 
 /** A console page and what its browser logged. */
