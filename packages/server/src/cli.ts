@@ -33,12 +33,14 @@ Runs the gateway. With no JWT secret, public key or JWKS set it runs in dev mode
 token and an API key, kept in ~/.signalbox/dev.json so that \`signalbox token\`, \`publish\` and
 \`listen\` work from another terminal. Every setting has a flag and an env variable; see
 docs/configuration.md.`,
-  token: `Usage: signalbox token --sub usr_1 [--channels 'project:*,agent:agent_001'] [--publish P] [--handle P] [--call P] [--ttl 1h] [--secret S]
+  token: `Usage: signalbox token --sub usr_1 [--channels 'project:*,agent:agent_001'] [--publish P] [--handle P] [--call P] [--admin] [--ttl 1h] [--secret S]
 
 Mints an HS256 token. Each grant is a comma-separated list of channel patterns: --channels what
 the holder may read, --publish where it may publish, --handle the channels it produces (RPC
-handler, reserved event types), --call the channels whose handler it may call. The secret is --secret, else SIGNALBOX_JWT_SECRET, else the dev secret of
-\`signalbox serve\` in dev mode (~/.signalbox/dev.json).`,
+handler, reserved event types), --call the channels whose handler it may call. --admin adds the
+\`"admin": true\` claim that signs in to the console (POST /console/session {token}). The secret is
+--secret, else SIGNALBOX_JWT_SECRET, else the dev secret of \`signalbox serve\` in dev mode
+(~/.signalbox/dev.json).`,
   publish: `Usage: signalbox publish --channel project:proj_1 --type prp.created --data '{"id":"prp_1"}' [--id key] [--url http://127.0.0.1:8080]
 
 Publishes through the HTTP API with SIGNALBOX_API_KEY (--api-key), else the dev API key.`,
@@ -228,7 +230,7 @@ async function serve(args: string[]): Promise<number> {
 async function token(args: string[]): Promise<number> {
   const flags = parse(args, {
     sub: { type: 'string' }, channels: { type: 'string' }, publish: { type: 'string' }, handle: { type: 'string' }, call: { type: 'string' },
-    ttl: { type: 'string' }, secret: { type: 'string' },
+    ttl: { type: 'string' }, secret: { type: 'string' }, admin: { type: 'boolean' },
   });
   const config: GatewayConfig = loadConfig({ flags });
   const secret = (flags.secret as string | undefined) ?? config.jwtSecret ?? readDevCredentials()?.secret;
@@ -238,6 +240,7 @@ async function token(args: string[]): Promise<number> {
   const ttlSeconds = parseDuration((flags.ttl as string | undefined) ?? '1h');
   console.log(await mintToken(secret, {
     sub: flags.sub, channels: list(flags.channels), publish: list(flags.publish), handle: list(flags.handle), call: list(flags.call), ttlSeconds,
+    admin: flags.admin === true ? true : undefined,
   }));
   return 0;
 }

@@ -58,6 +58,7 @@ export interface GatewayConfig {
   console: boolean;
   consoleSessionTtlMs: number;
   consoleTokenTtlMs: number;
+  consoleSecret: string | undefined;
   namespaces: NamespaceConfig[];
 }
 
@@ -126,6 +127,7 @@ export const SETTINGS: SettingSpec[] = [
   S('console', 'console', 'SIGNALBOX_CONSOLE', 'bool', true, 'Serve the web console at /console (docs/console.md) and its sign-in endpoints.'),
   S('consoleSessionTtlMs', 'console-session-ttl', 'SIGNALBOX_CONSOLE_SESSION_TTL', 'duration', 3_600_000, 'Lifetime of a console session (the HttpOnly cookie a sign-in with an admin key, admin token or dev code sets); then the console asks to sign in again.', { min: 60_000 }),
   S('consoleTokenTtlMs', 'console-token-ttl', 'SIGNALBOX_CONSOLE_TOKEN_TTL', 'duration', 300_000, "Lifetime of the JWT minted for the console's own WebSocket (POST /console/token); the console fetches a new one before it expires.", { min: 10_000 }),
+  S('consoleSecret', 'console-secret', 'SIGNALBOX_CONSOLE_SECRET', 'string', undefined, "Secret the console's session cookies and WebSocket tokens are derived from (never used as a client-token key). Unset: SIGNALBOX_JWT_SECRET, else a random one per process. Set it on every node when several nodes with public-key or JWKS auth serve one console address.", { secret: true }),
   S('logLevel', 'log-level', 'SIGNALBOX_LOG_LEVEL', 'string', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent.'),
   S('trustProxy', 'trust-proxy', 'SIGNALBOX_TRUST_PROXY', 'bool', false, 'Behind one load balancer: take the client IP (for the per-IP cap) from the last X-Forwarded-For entry, the one the balancer appended.'),
   S('turnBudgetBytes', 'turn-budget', 'SIGNALBOX_TURN_BUDGET', 'bytes', 16 * 1024 * 1024, 'Outbound bytes one event-loop turn may queue for its round of writes; past it, client sockets that send more are not read until that round is written, so a flood of publishes cannot hold up delivery (or the loop) for long.', { min: 65_536 }),

@@ -12,6 +12,7 @@ import { Authenticator } from './auth/jwt.js';
 import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
+import { consoleKeys } from './auth/console-keys.js';
 import { apiKeyring, type GatewayConfig } from './config.js';
 import { RpcRouter } from './rpc/router.js';
 import { AdminService } from './admin.js';
@@ -85,7 +86,8 @@ export class Gateway {
     this.metrics.watchBytesOut(() => batcher.bytesOut);
     const pool = this.pool;
     if (pool !== null) this.metrics.watchWriteThreads(() => ({ writes: pool.stats.threadJobs, stalls: pool.stats.stalls, pauses: pool.stats.pauses }));
-    this.auth = new Authenticator(config);
+    // The console's own WebSocket tokens are accepted only while the console is served.
+    this.auth = new Authenticator(config, config.console ? consoleKeys(config).token : undefined);
   }
 
   /** Starts listening; resolves with the bound address. */

@@ -144,6 +144,26 @@ describe.concurrent('signalbox token', { timeout: 90_000 }, () => {
     }
   });
 
+  it('--admin mints a token that signs in to the console; without it the token does not', async () => {
+    const [admin, plain] = await Promise.all([
+      runCliToEnd(['token', '--sub', 'ops_1', '--admin', '--ttl', '10m'], { SIGNALBOX_JWT_SECRET: TEST_SECRET }),
+      runCliToEnd(['token', '--sub', 'ops_1', '--ttl', '10m'], { SIGNALBOX_JWT_SECRET: TEST_SECRET }),
+    ]);
+    expect(admin, JSON.stringify(admin)).toMatchObject({ code: 0, signal: null });
+    expect(decodeJwt(admin.stdout.trim()).admin).toBe(true);
+    expect(decodeJwt(plain.stdout.trim())).not.toHaveProperty('admin');
+    const gw = await startGateway();
+    try {
+      const signIn = (token: string) => fetch(`${gw.http}/console/session`, {
+        method: 'POST', headers: { 'x-signalbox-console': '1', origin: gw.http, 'content-type': 'application/json' }, body: JSON.stringify({ token }),
+      });
+      expect((await signIn(admin.stdout.trim())).status).toBe(200);
+      expect((await signIn(plain.stdout.trim())).status).toBe(403);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('without a secret exits non-zero with one line naming SIGNALBOX_JWT_SECRET', async () => {
     const r = await runCliToEnd(['token', '--sub', 'usr_1'], {});
     expect(r, JSON.stringify(r)).toMatchObject({ code: 1, signal: null, stdout: '' });

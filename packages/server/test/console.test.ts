@@ -5,8 +5,9 @@
  * token, and cross-site WebSocket hijacking refused (a cookie never authorizes an upgrade).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT } from 'jose';
+import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { CloseCode, ErrorCode } from '@signalbox/protocol';
+import { CONSOLE_TOKEN_ISSUER, CONSOLE_TOKEN_KID } from '../src/auth/console-keys.js';
 import { issueConsoleCode } from '../src/http/console-session.js';
 import { runCli } from './helpers/core-process.js';
 import { TEST_API_KEY, TEST_SECRET, TestClient, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -223,6 +224,102 @@ describe('signalbox serve in dev mode', () => {
     } finally {
       proc.kill('SIGKILL');
       await proc.exited;
+    }
+  });
+});
+
+/**
+ * With public-key auth the gateway holds no key that could sign an application token, so the
+ * console's WebSocket token is its own (auth/console-keys.ts): HS256 with the console key id,
+ * checked against the console token key only.
+ */
+describe('console with public-key (ES256) auth', () => {
+  const signInAndMint = async (gw: TestGateway): Promise<{ cookie: string; token: string }> => {
+    const headers = { 'x-signalbox-console': '1', origin: gw.http, 'content-type': 'application/json' };
+    const signed = await fetch(`${gw.http}/console/session`, { method: 'POST', headers, body: JSON.stringify({ key: TEST_API_KEY }) });
+    expect(signed.status).toBe(200);
+    const cookie = (signed.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const minted = await fetch(`${gw.http}/console/token`, { method: 'POST', headers: { 'x-signalbox-console': '1', origin: gw.http, cookie } });
+    expect(minted.status).toBe(200);
+    return { cookie, token: ((await minted.json()) as { token: string }).token };
+  };
+  const connect = async (gw: TestGateway, token: string) => {
+    const client = new TestClient(`${gw.ws}/v1/ws/prps`, { protocols: ['signalbox.json', `bearer.${token}`] });
+    const first = await client.next((m) => m.type === 'connection.established' || m.type === 'error');
+    return { client, first };
+  };
+
+  let appKey: CryptoKey;
+  let publicPem: string;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    appKey = pair.privateKey as CryptoKey;
+    publicPem = await exportSPKI(pair.publicKey);
+    gw = await startGateway({ jwtSecret: undefined, jwtPublicKey: publicPem, jwtAlgorithms: ['ES256'] });
+  });
+  afterAll(() => gw.close());
+
+  it("mints a console token that connects and reads private channels, while the application's ES256 tokens still work", async () => {
+    const { token } = await signInAndMint(gw);
+    const { client, first } = await connect(gw, token);
+    expect(first.type).toBe('connection.established');
+    const sub = await client.request('subscribe', { channels: ['user:someone_else'] });
+    expect(sub.type).toBe('subscription.confirmed');
+    await client.close();
+    const app = await new SignJWT({ channels: ['project:*'] }).setProtectedHeader({ alg: 'ES256' }).setSubject('usr_1').setExpirationTime('5m').sign(appKey);
+    const user = await connect(gw, app);
+    expect(user.first.type).toBe('connection.established');
+    await user.client.close();
+  });
+
+  it("refuses a token with the console's key id that the console key did not sign (even one signed by the application's key)", async () => {
+    const bySomeSecret = await new SignJWT({ channels: ['*'] })
+      .setProtectedHeader({ alg: 'HS256', kid: CONSOLE_TOKEN_KID }).setSubject('console:x').setIssuer(CONSOLE_TOKEN_ISSUER).setAudience(CONSOLE_TOKEN_ISSUER)
+      .setExpirationTime('5m').sign(new TextEncoder().encode('a-guessed-secret-0123456789abcdef'));
+    const byAppKey = await new SignJWT({ channels: ['*'] })
+      .setProtectedHeader({ alg: 'ES256', kid: CONSOLE_TOKEN_KID }).setSubject('console:x').setIssuer(CONSOLE_TOKEN_ISSUER).setAudience(CONSOLE_TOKEN_ISSUER)
+      .setExpirationTime('5m').sign(appKey);
+    for (const forged of [bySomeSecret, byAppKey]) {
+      const { client, first } = await connect(gw, forged);
+      expect(first.type).toBe('error');
+      expect(first.data.code).toBe(ErrorCode.AUTH_FAILED);
+      expect((await client.closed).code).toBe(CloseCode.AUTH_FAILED);
+    }
+  });
+
+  it('nodes sharing SIGNALBOX_CONSOLE_SECRET accept each other\'s console sessions and tokens; nodes without it do not', async () => {
+    const shared = { jwtSecret: undefined, jwtPublicKey: publicPem, jwtAlgorithms: ['ES256'], consoleSecret: 'console-secret-0123456789abcdef' };
+    const a = await startGateway(shared);
+    const b = await startGateway(shared);
+    try {
+      const { cookie, token } = await signInAndMint(a);
+      const onB = await connect(b, token);
+      expect(onB.first.type).toBe('connection.established');
+      await onB.client.close();
+      const who = await fetch(`${b.http}/console/session`, { headers: { cookie, 'x-signalbox-console': '1', origin: b.http } });
+      expect(((await who.json()) as { signedIn: boolean }).signedIn).toBe(true);
+      // `gw` has no console secret: its keys are its own random ones.
+      const elsewhere = await connect(gw, token);
+      expect(elsewhere.first.type).toBe('error');
+      await elsewhere.client.closed;
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('a gateway that does not serve the console does not accept console tokens', async () => {
+    const shared = { jwtSecret: undefined, jwtPublicKey: publicPem, jwtAlgorithms: ['ES256'], consoleSecret: 'console-secret-0123456789abcdef' };
+    const withConsole = await startGateway(shared);
+    const without = await startGateway({ ...shared, console: false });
+    try {
+      const { token } = await signInAndMint(withConsole);
+      const { client, first } = await connect(without, token);
+      expect(first.type).toBe('error');
+      expect(first.data.code).toBe(ErrorCode.AUTH_FAILED);
+      await client.closed;
+    } finally {
+      await Promise.all([withConsole.close(), without.close()]);
     }
   });
 });

@@ -7,10 +7,11 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChannelPatterns, ErrorCode, isChannelPatternList } from '@signalbox/protocol';
 import type { GatewayConfig } from '../config.js';
 import { ConfigError } from '../config.js';
+import { CONSOLE_TOKEN_ISSUER, CONSOLE_TOKEN_KID } from './console-keys.js';
 
 export interface Credentials {
   /** Token subject: the user (or service) id. */
@@ -62,7 +63,15 @@ export class Authenticator {
   private readonly issuer: string | undefined;
   private readonly audience: string | undefined;
 
-  constructor(cfg: Pick<GatewayConfig, 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtAlgorithms' | 'jwtIssuer' | 'jwtAudience' | 'handshakeTimeoutMs'>) {
+  /**
+   * @param consoleTokenKey when set, tokens whose header names the console's key id are checked
+   *   against this key (HS256, issuer and audience `signalbox-console`) instead of the
+   *   application's keys: the console's own WebSocket tokens (auth/console-keys.ts).
+   */
+  constructor(
+    cfg: Pick<GatewayConfig, 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtAlgorithms' | 'jwtIssuer' | 'jwtAudience' | 'handshakeTimeoutMs'>,
+    private readonly consoleTokenKey?: Uint8Array,
+  ) {
     this.algorithms = cfg.jwtAlgorithms;
     this.issuer = cfg.jwtIssuer;
     this.audience = cfg.jwtAudience;
@@ -96,10 +105,11 @@ export class Authenticator {
     if (token.length > 8192) throw new AuthError(ErrorCode.AUTH_FAILED, 'Token too long');
     let payload: JWTPayload;
     try {
-      const opts = { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, requiredClaims: ['sub'] };
-      const result = this.key instanceof Uint8Array || isKeyObject(this.key)
-        ? await jwtVerify(token, this.key, opts)
-        : await jwtVerify(token, this.key, opts);
+      const result = this.consoleTokenKey !== undefined && isConsoleToken(token)
+        ? await jwtVerify(token, this.consoleTokenKey, CONSOLE_TOKEN_CHECKS)
+        : this.key instanceof Uint8Array || isKeyObject(this.key)
+          ? await jwtVerify(token, this.key, { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, requiredClaims: ['sub'] })
+          : await jwtVerify(token, this.key, { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, requiredClaims: ['sub'] });
       payload = result.payload;
     } catch (err) {
       throw toAuthError(err);
@@ -133,6 +143,17 @@ export class Authenticator {
       this.patterns.set(key, p);
     }
     return p;
+  }
+}
+
+const CONSOLE_TOKEN_CHECKS = { algorithms: ['HS256'], issuer: CONSOLE_TOKEN_ISSUER, audience: CONSOLE_TOKEN_ISSUER, requiredClaims: ['sub', 'exp'] };
+
+/** Whether the token's header names the console's key id (a malformed header is not: the normal path judges it). */
+function isConsoleToken(token: string): boolean {
+  try {
+    return decodeProtectedHeader(token).kid === CONSOLE_TOKEN_KID;
+  } catch {
+    return false;
   }
 }
 
@@ -172,6 +193,8 @@ export interface MintOptions {
   call?: string[];
   ttlSeconds?: number;
   info?: unknown;
+  /** The `"admin": true` claim: the token may sign in to the console. */
+  admin?: boolean;
 }
 
 /** Mints an HS256 token (for `signalbox token`, dev mode, and tests). */
@@ -179,6 +202,7 @@ export async function mintToken(secret: string, opts: MintOptions): Promise<stri
   const claims: Record<string, unknown> = {};
   for (const k of ['channels', 'publish', 'handle', 'call'] as const) if (opts[k]) claims[k] = opts[k];
   if (opts.info !== undefined) claims.info = opts.info;
+  if (opts.admin === true) claims.admin = true;
   const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(opts.sub)

@@ -2,18 +2,20 @@
  * Console sign-in: an admin-scoped API key, an admin token or a dev one-time code is exchanged for
  * a short-lived session held in an HttpOnly, SameSite=Strict cookie, so no server key ever lives
  * in the page. The session is a signed value, not a server-side record: every node of a cluster
- * that shares SIGNALBOX_JWT_SECRET accepts a session any of them issued (the key is derived from
- * the secret); without a secret each node signs with its own random key.
+ * that shares SIGNALBOX_CONSOLE_SECRET (or SIGNALBOX_JWT_SECRET) accepts a session any of them
+ * issued (auth/console-keys.ts derives the key); without either each node has its own random key.
  *
  * A cookie alone never authorizes anything (see {@link ConsoleAuth.check}): a request also needs
  * the console's custom header, which a cross-site page cannot send without a CORS preflight the
  * gateway never answers, and a state-changing request needs an Origin (and Sec-Fetch-Site) of
  * this very site. WebSocket upgrades never read cookies at all; the console's own WebSocket uses a
- * short-lived JWT minted for the session.
+ * short-lived console token minted for the session (auth/console-keys.ts), whatever the
+ * application's token algorithm.
  */
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { API_SCOPES, type ApiPrincipal, type ApiScope } from '../auth/api-keys.js';
+import { consoleKeys } from '../auth/console-keys.js';
 import type { GatewayConfig } from '../config.js';
 
 /** The session cookie's name. */
@@ -68,9 +70,7 @@ export class ConsoleAuth {
 
   constructor(private readonly config: GatewayConfig) {
     // Derived, never the secret itself: a session cookie cannot be used as (or to forge) a client token.
-    this.key = config.jwtSecret
-      ? Buffer.from(hkdfSync('sha256', config.jwtSecret, 'signalbox', 'console-session-v1', 32))
-      : randomBytes(32);
+    this.key = consoleKeys(config).cookie;
     if (config.apiKey) this.keysByName.set('default', { key: config.apiKey, scopes: [...API_SCOPES] });
     for (const k of config.apiKeys) this.keysByName.set(k.name, { key: k.key, scopes: k.scopes });
     registry.set(config, this);

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode } from '@signalbox/protocol';
 import type { ApiKeyring, ApiPrincipal } from '../auth/api-keys.js';
-import { AuthError, Authenticator, mintToken } from '../auth/jwt.js';
+import { mintConsoleToken, consoleKeys } from '../auth/console-keys.js';
+import { AuthError, Authenticator } from '../auth/jwt.js';
 import type { GatewayConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { ConsoleAuth, SESSION_COOKIE, isRefusal, type ConsoleSession, type SessionRefusal } from './console-session.js';
@@ -204,11 +205,8 @@ export function registerConsole(app: FastifyInstance, ctx: ConsoleContext): Cons
   app.post('/console/token', async (req, reply) => {
     const s = sessionOf(req);
     if (isRefusal(s)) return refuse(reply, s);
-    if (!config.jwtSecret || !config.jwtAlgorithms.includes('HS256')) {
-      return sendError(reply, 503, ErrorCode.UNAVAILABLE, 'The console cannot mint WebSocket tokens: it needs SIGNALBOX_JWT_SECRET (HS256); see docs/console.md');
-    }
     const ttlSeconds = Math.max(1, Math.floor(Math.min(config.consoleTokenTtlMs, s.expiresAt - Date.now()) / 1000));
-    const token = await mintToken(config.jwtSecret, { sub: `console:${s.name}`, channels: ['*'], publish: ['*'], call: ['*'], ttlSeconds });
+    const token = await mintConsoleToken(consoleKeys(config), { sub: `console:${s.name}`, channels: ['*'], publish: ['*'], call: ['*'], ttlSeconds });
     return reply.header('cache-control', 'no-store').send({ token, expiresAt: new Date(Date.now() + ttlSeconds * 1000).toISOString() });
   });
 
