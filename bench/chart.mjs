@@ -3,7 +3,7 @@
 // JSON files. Writes an SVG per chart and renders it to PNG with playwright-core driving Debian's
 // chromium (bash scripts/install-chromium.sh); without chromium, only the SVG is written.
 //
-//   node bench/chart.mjs bench/reports/fanout-1k.json [more.json ...] [--out-dir bench/reports] [--name fanout-1k] [--mixed-sizes]
+//   node bench/chart.mjs bench/reports/fanout-1k-r4.json [more.json ...] [--out-dir bench/reports] [--name fanout-1k-r4] [--mixed-sizes]
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from './lib/args.mjs';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Markdown tables from fan-out / efficiency / capacity result JSON, for docs/benchmarks.md.
 //
-//   node bench/report.mjs bench/reports/peers-fanout-1k.json [more.json ...]
+//   node bench/report.mjs bench/reports/fanout-1k-r4.json [more.json ...]
 import { readFileSync } from 'node:fs';
 import { fmt, median, bestRate, peakRate } from './fanout.mjs';
 
