@@ -163,6 +163,19 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await page.fill('input[name="subject"]', 'usr_console_list');
         await page.selectOption('select[name="size"]', '50');
         await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 1);
+        // The channel filter, alone: the one connection subscribed to the room.
+        await page.fill('input[name="subject"]', '');
+        await page.fill('input[name="channel"]', channel);
+        await page.press('input[name="channel"]', 'Enter');
+        await page.waitForFunction((cid) => {
+          const ids = [...document.querySelectorAll('tbody tr[data-id]')].map((e) => (e as HTMLElement).dataset.id);
+          return ids.length === 1 && ids[0] === cid;
+        }, id);
+        // Back to the subject filter (once unsubscribed, the channel filter would no longer list it).
+        await page.fill('input[name="channel"]', '');
+        await page.fill('input[name="subject"]', 'usr_console_list');
+        await page.press('input[name="subject"]', 'Enter');
+        await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-id]').length === 1);
         // Unsubscribe: the client is told, the chip goes.
         await page.click(`button[aria-label="Unsubscribe ${id} from ${channel}"]`);
         expect(await client.next((m) => m.type === 'subscription.removed')).toMatchObject({ data: { channel } });
@@ -221,6 +234,13 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await member.close();
         await page.waitForSelector('#tail li[data-type="presence.left"]');
         await page.locator('#presence li >> text=usr_presence').waitFor({ state: 'detached' });
+        // Clear history (after a confirmation): the page shows none retained, and neither does the API.
+        page.once('dialog', (d) => void d.accept());
+        await page.click('text=Clear history');
+        await page.waitForSelector('text=History cleared.');
+        await page.locator('#history li[data-type="chat.message"]').first().waitFor({ state: 'detached' });
+        const after = await (await fetch(`${gw.http}/v1/channels/${encodeURIComponent(channel)}/history`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } })).json() as { publications: unknown[] };
+        expect(after.publications).toEqual([]);
         expect(errors).toEqual([]);
       } finally {
         await context.close();
