@@ -536,12 +536,18 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
 
       it('round-trips binary data in appends (replaces: bytes are not strings)', async () => {
         const ch = uniqueChannel('append-bin');
-        const bytes = new Uint8Array(randomBytes(32));
-        await publishTo(broker, ch, { text: 'x', blob: new Uint8Array([1]) }, as(agent, 'm'));
+        const bytes = new Bytes(randomBytes(32));
+        await publishTo(broker, ch, { text: 'x', blob: new Bytes([1]) }, as(agent, 'm'));
         await publishTo(broker, ch, { text: 'y', blob: bytes }, as(agent, 'm.1', 'm'));
-        const [m] = (await broker.history(ch, { compact: true })).publications;
-        expect(m!.data).toEqual({ text: 'xy', blob: bytes });
-        expect((m!.data as { blob: unknown }).blob).toBeInstanceOf(Uint8Array);
+        await publishTo(broker, ch, new Bytes([7, 8]), as(agent, 'b'));
+        await publishTo(broker, ch, bytes, as(agent, 'b.1', 'b'));
+        const [m, b] = (await broker.history(ch, { compact: true })).publications;
+        const d = m!.data as { text: string; blob: Uint8Array };
+        expect(d.text).toBe('xy');
+        expect(d.blob).toBeInstanceOf(Bytes);
+        expect(Buffer.from(d.blob).equals(Buffer.from(bytes))).toBe(true);
+        expect(b!.data).toBeInstanceOf(Bytes);
+        expect(Buffer.from(b!.data as Uint8Array).equals(Buffer.from(bytes))).toBe(true);
       });
 
       if (caps.sharedEngine) it('two nodes appending to one message fold in offset order, and both read the same compacted history', async () => {
