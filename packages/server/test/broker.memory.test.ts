@@ -36,3 +36,21 @@ describe('MemoryBroker idempotency key cap', () => {
     await broker.close();
   });
 });
+
+describe('MemoryBroker history budget with appends', () => {
+  it('an append counts twice its size (itself and folded into its message); trimming a message frees its appends', async () => {
+    const broker = new MemoryBroker();
+    await broker.start({ onPublication: () => {}, onResync: () => {} });
+    const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
+    const base = { channel: 'agent:budget', type: 'm', publisher, history: { size: 1, ttlMs: 60_000 }, idempotencyWindowMs: 0 };
+    await broker.publish({ ...base, data: 'a', id: 'm', size: 1000 });
+    const one = broker.historyBytes();
+    await broker.publish({ ...base, data: 'b', id: 'm.1', appendTo: 'm', size: 1000 });
+    const appendBytes = broker.historyBytes() - one;
+    expect(appendBytes - one).toBe(1000);
+    // A new message trims the old one with its append: only the new message is counted.
+    await broker.publish({ ...base, data: 'c', id: 'n', size: 1000 });
+    expect(broker.historyBytes()).toBe(one);
+    await broker.close();
+  });
+});
