@@ -35,7 +35,8 @@ async function prp(node: Node, sub: string, msgpack = false): Promise<TestClient
   const token = await mintToken(node.secret, testGrants({ sub }));
   const c = new TestClient(`${node.ws}/v1/ws/prps${msgpack ? '?format=msgpack' : ''}`, { headers: { authorization: `Bearer ${token}` } });
   open.push(c);
-  await c.nextType('connection.established');
+  const est = await c.nextType('connection.established');
+  expect(est.data.features).toContain('append');
   return c;
 }
 
@@ -299,6 +300,9 @@ describe('appends on one gateway (memory broker)', () => {
     expect(rec).toMatchObject({ recovered: true, missed: 27 });
     await reader.next((m) => isPublication(m, ch) && m.offset === 52);
     expect(pubsOf(reader, ch, rec.from).map((p) => p.offset)).toEqual(Array.from({ length: 27 }, (_, i) => 26 + i));
+    // A raw read after a position inside the answer is not bounded by the size in messages.
+    const raw = await http(node, 'GET', `/v1/channels/${encodeURIComponent(ch)}/history?since_epoch=${root.data.epoch}&since_offset=25`);
+    expect(raw.body.publications.map((p: Msg) => p.offset)).toEqual(Array.from({ length: 27 }, (_, i) => 26 + i));
     // A third message: the answer goes, with its appends, and can no longer be appended to.
     expect((await publish(producer, ch, { text: 'q3' }, 'q3')).type).toBe('ack');
     const after = await http(node, 'GET', `/v1/channels/${encodeURIComponent(ch)}/history`);
