@@ -275,7 +275,7 @@ afterEach(async () => {
 describe('appends on one gateway (memory broker)', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startGateway({ namespaces: namespacesWith(namespace('small', { historySize: 2 })) });
+    gw = await startGateway({ namespaces: namespacesWith(namespace('small', { historySize: 2 }), namespace('gauge', { delivery: 'latest', latestBy: 'key' })) });
   });
   afterAll(async () => {
     await gw.close();
@@ -311,7 +311,7 @@ describe('appends on one gateway (memory broker)', () => {
     expect((await publish(producer, ch, { text: 'late' }, 'ans.late', 'ans')).data.code).toBe(ErrorCode.APPEND_TARGET_NOT_FOUND);
   });
 
-  it('a malformed appendTo is INVALID_MESSAGE in both dialects and over HTTP', async () => {
+  it('a malformed appendTo is INVALID_MESSAGE in both dialects and over HTTP; a latest-wins namespace refuses appends', async () => {
     const node = nodeOf(gw);
     const ch = `agent:t_${randomBytes(5).toString('hex')}`;
     const c = await prp(node, 'agent_1');
@@ -325,6 +325,12 @@ describe('appends on one gateway (memory broker)', () => {
       expect(e.data.code).toBe(ErrorCode.INVALID_MESSAGE);
     }
     expect((await http(node, 'POST', '/v1/publish', { channel: ch, data: 'x', appendTo: 'a b' })).status).toBe(400);
+    // Latest-wins delivery skips publications for a subscriber that is behind: no appends there.
+    const gauge = `gauge:t_${randomBytes(5).toString('hex')}`;
+    expect((await publish(c, gauge, { key: 'k', text: 'a' }, 'g1')).type).toBe('ack');
+    const refused = await publish(c, gauge, { key: 'k', text: 'b' }, 'g2', 'g1');
+    expect(refused.data).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, details: { requestId: 'g2', appendTo: 'g1' } });
+    expect((await http(node, 'POST', '/v1/publish', { channel: gauge, data: 'x', appendTo: 'g1' })).status).toBe(403);
     expect((await http(node, 'POST', '/v1/publish', { channels: [ch], data: 'x', appendTo: 'a' })).status).toBe(400);
   });
 });

@@ -133,6 +133,15 @@ export class ChannelOperations {
    */
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
+    if (msg.appendTo !== undefined) {
+      // A subscriber that is behind on a latest-wins channel skips publications: it would skip appends and fold wrong.
+      const latest = channels.find((ch) => ch.namespace.delivery === 'latest');
+      if (latest) {
+        throw new GatewayError(ErrorCode.PERMISSION_DENIED, `Appends are not available on namespace '${latest.namespace.name}': its delivery is latest-wins`, {
+          channel: latest.name, appendTo: msg.appendTo,
+        });
+      }
+    }
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
     const publisher = origin;
     const source = origin.via === 'ws' ? 'client' : origin.via === 'http' ? 'api' : 'gateway';
