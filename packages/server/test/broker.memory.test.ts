@@ -53,4 +53,28 @@ describe('MemoryBroker history budget with appends', () => {
     expect(broker.historyBytes()).toBe(one);
     await broker.close();
   });
+
+  it('over budget, an idle stream loses its oldest message with its appends; the stream appended to keeps its whole message', async () => {
+    const broker = new MemoryBroker({ maxHistoryBytes: 20_000 });
+    await broker.start({ onPublication: () => {}, onResync: () => {} });
+    const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
+    const req = (channel: string, id: string, appendTo?: string) => ({
+      channel, type: 'm', data: 'x', id, publisher, history: { size: 100, ttlMs: 60_000 }, idempotencyWindowMs: 0, size: 1000,
+      ...(appendTo ? { appendTo } : {}),
+    });
+    await broker.publish(req('agent:idle', 'old'));
+    await broker.publish(req('agent:idle', 'old.1', 'old'));
+    await broker.publish(req('agent:idle', 'kept'));
+    // A long answer on another channel pushes the budget over.
+    await broker.publish(req('agent:busy', 'ans'));
+    for (let i = 0; i < 7; i++) await broker.publish(req('agent:busy', `ans.${i}`, 'ans'));
+    const idle = await broker.history('agent:idle', { compact: true });
+    expect(idle.publications.map((p) => p.id)).toEqual(['kept']);
+    expect(idle.earliestOffset).toBe(3);
+    expect(idle.evictedThrough).toBe(2);
+    const busy = await broker.history('agent:busy', { compact: true });
+    expect(busy.publications.map((p) => [p.id, p.data, p.through])).toEqual([['ans', 'xxxxxxxx', 8]]);
+    expect(broker.historyBytes()).toBeLessThanOrEqual(20_000);
+    await broker.close();
+  });
 });
