@@ -58,22 +58,24 @@ describe('MemoryBroker history budget with appends', () => {
     const broker = new MemoryBroker({ maxHistoryBytes: 20_000 });
     await broker.start({ onPublication: () => {}, onResync: () => {} });
     const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
-    const req = (channel: string, id: string, appendTo?: string) => ({
-      channel, type: 'm', data: 'x', id, publisher, history: { size: 100, ttlMs: 60_000 }, idempotencyWindowMs: 0, size: 1000,
+    const req = (channel: string, id: string, appendTo?: string, size = 1000) => ({
+      channel, type: 'm', data: 'x', id, publisher, history: { size: 100, ttlMs: 60_000 }, idempotencyWindowMs: 0, size,
       ...(appendTo ? { appendTo } : {}),
     });
-    await broker.publish(req('agent:idle', 'old'));
+    // 3200 + 2200 + 1200 bytes; then 1200 + 6 x 2200: 21,000 > 20,000, and dropping the oldest
+    // message alone (3200) is enough for the 18,000 target: its append must go with it.
+    await broker.publish(req('agent:idle', 'old', undefined, 3000));
     await broker.publish(req('agent:idle', 'old.1', 'old'));
     await broker.publish(req('agent:idle', 'kept'));
     // A long answer on another channel pushes the budget over.
     await broker.publish(req('agent:busy', 'ans'));
-    for (let i = 0; i < 7; i++) await broker.publish(req('agent:busy', `ans.${i}`, 'ans'));
+    for (let i = 0; i < 6; i++) await broker.publish(req('agent:busy', `ans.${i}`, 'ans'));
     const idle = await broker.history('agent:idle', { compact: true });
     expect(idle.publications.map((p) => p.id)).toEqual(['kept']);
     expect(idle.earliestOffset).toBe(3);
     expect(idle.evictedThrough).toBe(2);
     const busy = await broker.history('agent:busy', { compact: true });
-    expect(busy.publications.map((p) => [p.id, p.data, p.through])).toEqual([['ans', 'xxxxxxxx', 8]]);
+    expect(busy.publications.map((p) => [p.id, p.data, p.through])).toEqual([['ans', 'xxxxxxx', 7]]);
     expect(broker.historyBytes()).toBeLessThanOrEqual(20_000);
     await broker.close();
   });
