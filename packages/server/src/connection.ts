@@ -50,7 +50,7 @@ type State = 'authenticating' | 'open' | 'closing' | 'closed';
 const MAX_PREAUTH_FRAMES = 64;
 /** The command queue of a connection with nothing queued: one promise shared by all of them. */
 const IDLE: Promise<void> = Promise.resolve();
-const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack'];
+const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack', 'append'];
 
 /** Socket backlog past which latest-wins frames are kept back (at most a quarter of the outbound buffer). */
 const LATEST_BACKLOG = 64 * 1024;
@@ -479,7 +479,8 @@ export class Connection implements Subscriber, TransportHandler {
       return;
     }
     try {
-      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId, size: bytes }, { via: 'ws', sub: this.creds!.sub, client: this.id });
+      const msg = { type: cmd.type, data: cmd.data, id: cmd.requestId, size: bytes, ...(cmd.appendTo !== undefined ? { appendTo: cmd.appendTo } : {}) };
+      const r = await this.ctx.ops.publish(channel, msg, { via: 'ws', sub: this.creds!.sub, client: this.id });
       const p = r.publication;
       this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
     } catch (err) {

@@ -35,11 +35,13 @@ export interface PublishMessage {
   id?: string;
   /** About how many bytes it came in (frame or body): what it counts against the memory history budget. */
   size?: number;
+  /** Appends to the message with this id (see docs/protocol.md, "Appends"). */
+  appendTo?: string;
 }
 
 export interface HistoryRequest {
   since?: StreamPosition;
-  /** At most this many; default min(100, the namespace's history size). */
+  /** At most this many (messages without `since`, publications after it); default min(100, the namespace's history size) without `since`, 100 with it. */
   limit?: number;
   /**
    * At most about this many bytes of publications (their JSON): a longer page is cut after the
@@ -131,6 +133,15 @@ export class ChannelOperations {
    */
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
+    if (msg.appendTo !== undefined) {
+      // A subscriber that is behind on a latest-wins channel skips publications: it would skip appends and fold wrong.
+      const latest = channels.find((ch) => ch.namespace.delivery === 'latest');
+      if (latest) {
+        throw new GatewayError(ErrorCode.PERMISSION_DENIED, `Appends are not available on namespace '${latest.namespace.name}': its delivery is latest-wins`, {
+          channel: latest.name, appendTo: msg.appendTo,
+        });
+      }
+    }
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
     const publisher = origin;
     const source = origin.via === 'ws' ? 'client' : origin.via === 'http' ? 'api' : 'gateway';
@@ -140,6 +151,7 @@ export class ChannelOperations {
     try {
       results = await Promise.all(channels.map((ch) => broker.publish({
         channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher, size: msg.size,
+        ...(msg.appendTo !== undefined ? { appendTo: msg.appendTo } : {}),
         history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs,
       })));
     } catch (err) {
@@ -153,16 +165,18 @@ export class ChannelOperations {
   }
 
   /**
-   * Reads a channel's history: the last `limit` publications, or the first `limit` after `since`.
+   * Reads a channel's history: the last `limit` messages, compacted (each with its appends folded
+   * in and `through`), or the first `limit` raw publications after `since` (appends included).
    * A `since` the stream cannot serve exactly (epoch changed, ahead of the stream, or older than
    * what is retained) is refused with `UNRECOVERABLE_POSITION` and the reason, never answered
    * with a silent gap.
    */
   async history(ch: ResolvedChannel, req: HistoryRequest): Promise<HistoryPage> {
     let hist: HistoryResult;
-    const limit = req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize);
+    // The namespace's size counts messages; after a position, appends count too (raw), so only the default bounds a page.
+    const limit = req.limit ?? (req.since ? DEFAULT_HISTORY_LIMIT : Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize));
     try {
-      hist = await this.deps.broker.history(ch.name, { since: req.since, limit });
+      hist = await this.deps.broker.history(ch.name, req.since ? { since: req.since, limit } : { limit, compact: true });
     } catch (err) {
       throw toGatewayError(err);
     }
