@@ -151,6 +151,13 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       await page.waitForSelector('#session-source >> text=CDP bridge');
       await page.waitForSelector('#session-viewers li[data-self]');
 
+      // A navigation: the network panel has the document the bridge saw, the console the navigation, the screen the new page.
+      expect(await runCommand(page, 'navigate', { url: `${site.origin}/bridge` })).toContain('ok');
+      await page.locator('#session-network li', { hasText: '/bridge' }).first().waitFor();
+      await page.locator('#session-console li[data-level="page"]', { hasText: '/bridge' }).first().waitFor();
+      const afterNav = Number(await page.getAttribute('#session-screen', 'data-frames'));
+      await page.waitForFunction((n) => Number(document.querySelector('#session-screen')?.getAttribute('data-frames')) > n, afterNav);
+
       // (3) A click on the screen where the page's #go button is (CSS px 160, 100 of the remote viewport).
       const at = async (x: number, y: number) => page.$eval('#session-screen', (c, p) => {
         const canvas = c as HTMLCanvasElement;
@@ -177,12 +184,6 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       // The audit trail: each command with its caller (the console's own identity) and outcome.
       await page.locator('#session-audit li', { hasText: 'evaluate' }).filter({ hasText: 'by console:default' }).waitFor();
       expect(await page.locator('#session-audit li', { hasText: 'click' }).count()).toBeGreaterThanOrEqual(2);
-      // The network panel has the document the bridge saw (navigating makes one).
-      expect(await runCommand(page, 'navigate', { url: `${site.origin}/bridge` })).toContain('ok');
-      await page.locator('#session-network li', { hasText: '/bridge' }).first().waitFor();
-      await page.waitForFunction(() => Number(document.querySelector('#session-screen')?.getAttribute('data-frames')) >= 3);
-      await page.locator('#session-console li[data-level="page"]', { hasText: '/bridge' }).first().waitFor();
-      expect(await runCommand(page, 'dom.query', { selector: '#status' })).toContain('ok');
       await shot(page, 'session');
       // The documented refusal, as the command bar shows it, and in the audit trail.
       expect(await runCommand(page, 'click', { selector: '#nothing-here' })).toMatch(/RPC_FAILED \/ NOT_FOUND/);
@@ -296,9 +297,19 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       expect(await rowsWith(a.page, 'session-console', 'overlap 1')).toHaveLength(1);
       await go(b.page, `#/sessions/${session}`);
       await a.page.waitForFunction(() => document.querySelectorAll('#session-viewers li').length === 2);
+      // A viewer that is not a console (a support engineer's script, read + call only) on the bridge's session: listed too.
+      const supportToken = await gw.token({ sub: 'usr_support', channels: [`session:${bridgeSession}`], publish: [], handle: [], call: [`session:${bridgeSession}`] });
+      const support = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token: supportToken });
+      await support.connect();
+      support.subscribe(`session:${bridgeSession}`);
       await go(a.page, '#/sessions');
       await a.page.waitForFunction((s) => document.querySelectorAll(`tr[data-session="${s}"] .viewers [data-client]`).length === 1, session);
+      const bridgeRow = a.page.locator(`tr[data-session="${bridgeSession}"]`);
+      await bridgeRow.locator('.viewers', { hasText: 'usr_support' }).waitFor();
+      await bridgeRow.locator('.tag.src', { hasText: 'bridge' }).waitFor();
+      expect(await bridgeRow.textContent()).toContain('bridge_1');
       await shot(a.page, 'sessions');
+      support.disconnect();
       // eval is refused (the page did not enable it), with the documented code, in the bar and the audit trail.
       expect(await runCommand(b.page, 'eval', { expression: '1 + 1' })).toMatch(/RPC_FAILED \/ COMMAND_DISABLED/);
       await b.page.locator('#session-audit li', { hasText: 'eval' }).filter({ hasText: 'COMMAND_DISABLED' }).waitFor();
@@ -312,11 +323,15 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
 
   it('after its connection is cut, shows every event it missed exactly once', async () => {
     const { page: sdk, session } = await openSdkPage();
-    const { page, errors, context } = await openConsole(browser, gw.http);
+    // At 400 px (a phone): the panels stack, nothing overflows sideways.
+    const { page, errors, context } = await openConsole(browser, gw.http, 400);
     try {
-      await sdk.evaluate(() => console.log('first line'));
+      await sdk.evaluate(() => console.log('first line', { a: 'x'.repeat(300) }));
+      await sdk.evaluate(() => fetch('/api/ok?q=' + 'y'.repeat(300)));
       await go(page, `#/sessions/${session}`);
       await page.locator('#session-console li', { hasText: 'first line' }).waitFor();
+      await page.locator('#session-network li', { hasText: '/api/ok' }).waitFor();
+      expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
       const connectionId = await page.getAttribute('#session-viewers li[data-self]', 'data-client');
       expect(connectionId).toMatch(/\S/);
       // Hold the reconnect's token until the page has logged: those lines land while the console is away.

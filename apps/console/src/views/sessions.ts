@@ -79,8 +79,9 @@ function mountList(el: HTMLElement, { live, navigate }: ViewContext): () => void
         ]);
         let { last, source } = k;
         if (recent) {
-          last = recent.at(-1) ?? last;
+          // The latest event of the source (viewers joining and leaving are the gateway's, not the session's).
           const ev = recent.findLast((p) => typeof (p.data as { source?: unknown } | null)?.source === 'string');
+          last = ev ?? recent.at(-1) ?? last;
           const by = ev?.publisher as { sub?: string } | undefined;
           if (ev) source = { kind: String((ev.data as { source: string }).source), sub: by?.sub ?? '?' };
         }

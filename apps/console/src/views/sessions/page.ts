@@ -123,6 +123,7 @@ export function mountSession(el: HTMLElement, { live }: ViewContext, session: st
       started = d as unknown as StartedEvent;
       currentUrl = started.url;
       bar.offered(Array.isArray(started.commands) ? started.commands : []);
+      if (started.source === 'page') scr.noScreen();
       cons.list.add(p.offset, { kind: 'note', text: `${started.source === 'cdp' ? 'Bridge' : 'Page'} started on ${started.url}`, ts: started.ts });
       renderSources();
     } else if (type === 'page.dropped') {

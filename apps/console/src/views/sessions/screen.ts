@@ -12,6 +12,8 @@ import { fmtMs, frameBytes, type FrameEvent } from './model.js';
 export interface Screen {
   el: HTMLElement;
   show(frame: FrameEvent): void;
+  /** The source has no screen (an in-page SDK): said in one line instead of an empty box. */
+  noScreen(): void;
   /** Frames drawn so far. */
   readonly drawn: number;
   stop(): void;
@@ -53,6 +55,7 @@ export function screen(send: Send): Screen {
     drawn++;
     canvas.hidden = false;
     empty.hidden = true;
+    el.classList.remove('compact');
     canvas.dataset.frames = String(drawn);
     canvas.dataset.seq = String(f.seq);
     canvas.dataset.deviceWidth = String(f.deviceWidth);
@@ -133,6 +136,11 @@ export function screen(send: Send): Screen {
     show(frame) {
       pending = frame;
       pump();
+    },
+    noScreen() {
+      if (drawn > 0) return;
+      empty.textContent = 'No screen: this source is an in-page SDK (a CDP bridge streams one).';
+      el.classList.add('compact');
     },
     get drawn() { return drawn; },
     stop() {
