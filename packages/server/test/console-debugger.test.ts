@@ -6,8 +6,9 @@
  * click on that screen and keys that the remote page receives (read back with a `dom.query` from
  * the command bar), receives the page's log lines, failed requests and errors with stacks, shows
  * what happened before it attached exactly once even when the history read overlaps live events,
- * shows every event it missed while its connection was cut exactly once after the reconnect, and
- * two viewers see each other. Screenshots: test-output/console/sessions.png and session.png (over
+ * shows every event it missed while its connection was cut exactly once after the reconnect (at
+ * 400 px, without sideways overflow), two viewers see each other, and a panel keeps its newest
+ * 2,000 rows and says how many fell off. Screenshots: test-output/console/sessions.png and session.png (over
  * docs/console/ with UPDATE_SCREENSHOTS=1, the SHOTS convention of console-app.test.ts).
  */
 import { execFileSync } from 'node:child_process';
@@ -82,14 +83,14 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
   const pages: Page[] = [];
 
   /** A tab with the in-page SDK on a new session (its token: read + handle on it only). */
-  async function openSdkPage(): Promise<{ page: Page; session: string }> {
+  async function openSdkPage(opts: Record<string, unknown> = {}): Promise<{ page: Page; session: string }> {
     const session = `cp_${randomBytes(5).toString('hex')}`;
     const channel = `session:${session}`;
     const token = await gw.token({ sub: 'usr_visitor', channels: [channel], publish: [], handle: [channel], call: [] });
     const page = await browser.newPage();
     pages.push(page);
     page.on('pageerror', () => {}); // the uncaught error is the point
-    const q = new URLSearchParams({ ws: `${gw.ws}/v1/ws/prps`, token, session, opts: '{}' });
+    const q = new URLSearchParams({ ws: `${gw.ws}/v1/ws/prps`, token, session, opts: JSON.stringify(opts) });
     await page.goto(`${site.origin}/?${q}`);
     await page.waitForFunction(() => (window as unknown as { ready?: Promise<boolean> }).ready);
     await page.evaluate(() => (window as unknown as { ready: Promise<boolean> }).ready);
@@ -101,7 +102,8 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
   });
   beforeAll(async () => {
     // Frames are JSON for the console ({"$base64"}): room for them in a message.
-    gw = await startGateway({ maxMessageBytes: 1024 * 1024 });
+    // Rates raised for the page that logs 2,100 lines at once (the bounded-memory test).
+    gw = await startGateway({ maxMessageBytes: 1024 * 1024, publishRate: 10_000, messageRate: 10_000 });
     site = await startPageServer(await buildBundle());
     browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
     chrome = await launchCdpBrowser(executablePath, `${site.origin}/bridge`);
@@ -368,6 +370,29 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       expect(new Set(offsets).size).toBe(offsets.length);
       await page.unroute('**/console/token');
       expect(errors.filter((e) => !/WebSocket connection to .* failed/.test(e))).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps at most 2,000 rows a panel, and says how many fell off', async () => {
+    const { page: sdk, session } = await openSdkPage({ maxEventsPerSecond: 10_000, maxBuffer: 10_000 });
+    const { page, errors, context } = await openConsole(browser, gw.http);
+    try {
+      await go(page, `#/sessions/${session}`);
+      await page.waitForSelector('#session-viewers li[data-self]');
+      // 2,100 lines, 200 at a time (the page's SDK keeps at most 256 publishes in flight), each batch seen before the next.
+      for (let from = 1; from <= 2100; from += 200) {
+        const to = Math.min(2100, from + 199);
+        await sdk.evaluate(([a, b]) => { for (let i = a!; i <= b!; i++) console.log(`line ${i}`); }, [from, to]);
+        await page.locator('#session-console li', { hasText: new RegExp(`line ${to}$`) }).waitFor();
+      }
+      expect(await page.locator('#session-console li').count()).toBe(2000);
+      expect(await page.textContent('.cap-note[data-for="session-console"]')).toMatch(/^2000 kept \(at most 2,000\), 10\d older dropped$/);
+        const texts = await page.locator('#session-console li').evaluateAll((els) => els.map((e) => /line (\d+)$/.exec(e.textContent ?? '')?.[1] ?? ''));
+      // The newest 2,000, every one of them, in order (no source drop note in between: nothing was refused).
+      expect(texts).toEqual(Array.from({ length: 2000 }, (_, i) => String(101 + i)));
+      expect(errors).toEqual([]);
     } finally {
       await context.close();
     }
