@@ -396,5 +396,5 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
     } finally {
       await context.close();
     }
-  });
+  }, 60_000);
 });

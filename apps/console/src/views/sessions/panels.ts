@@ -32,21 +32,44 @@ export class CappedList<T> {
   add(offset: number, value: T): void {
     this.items.push({ offset, value });
     if (this.items.length > this.cap) {
-      const gone = this.items.shift()!;
+      this.items.shift();
       this.dropped++;
-      const first = this.list.firstElementChild as HTMLElement | null;
-      if (first && Number(first.dataset.offset) === gone.offset) first.remove();
     }
-    if (this.matches(value)) {
-      const stick = this.atBottom();
-      this.list.append(this.row(value, offset));
-      if (stick) this.list.scrollTop = this.list.scrollHeight;
-    }
+    if (this.matches(value)) this.pending.push({ offset, value });
+    this.schedule();
+  }
+
+  /** Rows not yet on screen: appended once per frame, so a burst costs one layout, not one per row. */
+  private pending: { offset: number; value: T }[] = [];
+  private scheduled = false;
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const run = () => {
+      this.scheduled = false;
+      this.flush();
+    };
+    // A hidden tab gets no animation frames: a timer then, so the rows are there when it is shown.
+    if (document.visibilityState === 'visible') requestAnimationFrame(run);
+    else setTimeout(run, 100);
+  }
+
+  private flush(): void {
+    const oldest = this.items[0]?.offset ?? Infinity;
+    const rows = this.pending.filter((i) => i.offset >= oldest);
+    this.pending = [];
+    const stick = this.atBottom();
+    if (rows.length > 0) this.list.append(...rows.map((i) => this.row(i.value, i.offset)));
+    // Rows whose item fell off the cap go too.
+    while (this.list.firstElementChild && Number((this.list.firstElementChild as HTMLElement).dataset.offset) < oldest) this.list.firstElementChild.remove();
+    if (stick) this.list.scrollTop = this.list.scrollHeight;
     this.renderNote();
   }
 
   /** Rows again after a filter changed. */
   refilter(): void {
+    this.pending = [];
     fill(this.list, ...this.items.filter((i) => this.matches(i.value)).map((i) => this.row(i.value, i.offset)));
     this.list.scrollTop = this.list.scrollHeight;
     this.renderNote();
