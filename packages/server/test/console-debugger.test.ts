@@ -7,7 +7,8 @@
  * the command bar), receives the page's log lines, failed requests and errors with stacks, shows
  * what happened before it attached exactly once even when the history read overlaps live events,
  * shows every event it missed while its connection was cut exactly once after the reconnect (at
- * 400 px, without sideways overflow), two viewers see each other, and a panel keeps its newest
+ * 400 px, without sideways overflow), reads back what is left and marks the hole when the history
+ * was cleared meanwhile, two viewers see each other, and a panel keeps its newest
  * 2,000 rows and says how many fell off. Screenshots: test-output/console/sessions.png and session.png (over
  * docs/console/ with UPDATE_SCREENSHOTS=1, the SHOTS convention of console-app.test.ts).
  */
@@ -187,6 +188,8 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       await page.locator('#session-audit li', { hasText: 'evaluate' }).filter({ hasText: 'by console:default' }).waitFor();
       expect(await page.locator('#session-audit li', { hasText: 'click' }).count()).toBeGreaterThanOrEqual(2);
       await shot(page, 'session');
+      // Every offset accounted for (frames held while the history loaded included): no hole reported.
+      expect(await page.locator('#session-console li', { hasText: 'missing here' }).count()).toBe(0);
       // The documented refusal, as the command bar shows it, and in the audit trail.
       expect(await runCommand(page, 'click', { selector: '#nothing-here' })).toMatch(/RPC_FAILED \/ NOT_FOUND/);
       await page.locator('#session-audit li', { hasText: '#nothing-here' }).filter({ hasText: 'NOT_FOUND' }).waitFor();
@@ -368,6 +371,55 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       const offsets = (await page.locator('#session-console li').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.offset))));
       expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
       expect(new Set(offsets).size).toBe(offsets.length);
+      expect(await page.locator('#session-console li', { hasText: 'missing here' }).count()).toBe(0);
+      await page.unroute('**/console/token');
+      expect(errors.filter((e) => !/WebSocket connection to .* failed/.test(e))).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('when a resubscribe cannot recover (history cleared meanwhile), reads back what is left and says what is missing', async () => {
+    const { page: sdk, session } = await openSdkPage();
+    const channel = `session:${session}`;
+    const { page, errors, context } = await openConsole(browser, gw.http);
+    const inHistory = async (text: string) => eventually(async () => {
+      const r = await fetch(`${gw.http}/v1/channels/${encodeURIComponent(channel)}/history?limit=100`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
+      const body = await r.json() as { publications: { data: { args?: unknown[] } }[] };
+      return body.publications.some((p) => p.data?.args?.[0] === text) ? true : undefined;
+    }, { label: `'${text}' in the history` });
+    try {
+      await sdk.evaluate(() => console.log('seen line'));
+      await go(page, `#/sessions/${session}`);
+      await page.locator('#session-console li', { hasText: 'seen line' }).waitFor();
+      const connectionId = await page.getAttribute('#session-viewers li[data-self]', 'data-client');
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => { release = resolve; });
+      let held = 0;
+      await page.route('**/console/token', async (route) => {
+        held++;
+        await gate;
+        await route.continue();
+      });
+      expect((await fetch(`${gw.http}/v1/connections/${connectionId}`, { method: 'DELETE', headers: { authorization: `Bearer ${TEST_API_KEY}` } })).status).toBe(200);
+      await eventually(() => (held > 0 ? true : undefined), { label: 'the console to ask for a token to reconnect' });
+      await sdk.evaluate(() => { console.log('lost 1'); console.log('lost 2'); });
+      await inHistory('lost 2');
+      // An administrator clears the session's history: 'lost 1' and 'lost 2' are gone for good.
+      expect((await fetch(`${gw.http}/v1/channels/${encodeURIComponent(channel)}/history`, { method: 'DELETE', headers: { authorization: `Bearer ${TEST_API_KEY}` } })).status).toBe(200);
+      await sdk.evaluate(() => console.log('kept after the clear'));
+      await inHistory('kept after the clear');
+      release();
+      await page.waitForSelector('#session-state >> text=live (gap read back)');
+      await page.locator('#session-console li', { hasText: 'kept after the clear' }).waitFor();
+      await page.locator('#session-console li', { hasText: /events? missing here: no longer in the history/ }).waitFor();
+      await page.waitForSelector('#session-history >> text=/could not recover/');
+      expect(await rowsWith(page, 'session-console', 'lost ')).toHaveLength(0);
+      expect(await rowsWith(page, 'session-console', 'kept after the clear')).toHaveLength(1);
+      expect(await rowsWith(page, 'session-console', 'seen line')).toHaveLength(1);
+      await sdk.evaluate(() => console.log('live again'));
+      await page.locator('#session-console li', { hasText: 'live again' }).waitFor();
+      expect(await rowsWith(page, 'session-console', 'kept after the clear')).toHaveLength(1);
       await page.unroute('**/console/token');
       expect(errors.filter((e) => !/WebSocket connection to .* failed/.test(e))).toEqual([]);
     } finally {

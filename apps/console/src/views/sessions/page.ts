@@ -7,7 +7,9 @@
  * history (GET /v1/channels/{c}/history, following `next`). Live publications that arrive
  * meanwhile are held, then everything passes the {@link OffsetGate} in offset order: the overlap
  * of history and live, or a recovery and a history read, is dropped there. When a resubscribe
- * could not recover (`recovered: false`), the history is read again from the last offset shown.
+ * could not recover (`recovered: false`), the history is read again from the last offset shown
+ * (or its retained tail, when that offset is gone), and a hole in the offsets is said where it is:
+ * every event of the stream (frames too) passes the gate, so a hole is events nobody can get back.
  */
 import type { PresenceMember, PublicationMessage, StreamPosition, SubscribedEvent } from '@signalbox/client';
 import { api, seg, ApiError } from '../../api.js';
@@ -91,10 +93,19 @@ export function mountSession(el: HTMLElement, { live }: ViewContext, session: st
   // ---- one event, shown ----
   const gate = new OffsetGate();
   let lastFrame = 0;
+  /** Events that could not be recovered (holes in the offsets shown). */
+  let missing = 0;
   const show = (p: PublicationMessage): void => {
+    const prev = gate.last;
     const verdict = gate.admit(p);
     if (verdict === 'duplicate') return;
     if (verdict === 'reset') cons.list.add(p.offset, { kind: 'note', text: `The stream restarted (epoch ${p.epoch}): what came before it is not comparable.`, ts: Date.now() });
+    // Every event of the stream passes here, so a hole in the offsets is events this viewer cannot get back.
+    if (verdict === 'new' && prev > 0 && p.offset > prev + 1) {
+      const n = p.offset - prev - 1;
+      missing += n;
+      cons.list.add(p.offset, { kind: 'note', text: `${n} event${n === 1 ? '' : 's'} missing here: no longer in the history (offsets ${prev + 1}–${p.offset - 1})`, ts: Date.now() });
+    }
     position.textContent = `position ${p.epoch}:${p.offset}`;
     const d = p.data as Record<string, unknown> | null;
     const pub = p.publisher as { via?: string; sub?: string; client?: string } | undefined;
@@ -110,7 +121,7 @@ export function mountSession(el: HTMLElement, { live }: ViewContext, session: st
     else if (type.startsWith('error.')) errs.list.add(p.offset, { type, e: d as unknown as ErrorEvent });
     else if (type === 'network.request') net.list.add(p.offset, d as unknown as NetworkEvent);
     else if (type === 'page.frame') {
-      if (p.offset > lastFrame) {
+      if (d && p.offset > lastFrame) {
         lastFrame = p.offset;
         scr.show(d as unknown as FrameEvent);
       }
@@ -143,9 +154,9 @@ export function mountSession(el: HTMLElement, { live }: ViewContext, session: st
   let fromHistory = 0;
   const readHistory = async (since: StreamPosition | null): Promise<void> => {
     held ??= [];
-    let q = since ? `since_epoch=${encodeURIComponent(since.epoch)}&since_offset=${since.offset}&limit=1000` : 'limit=1000';
     let read = 0;
-    try {
+    const readFrom = async (from: StreamPosition | null): Promise<void> => {
+      let q = from ? `since_epoch=${encodeURIComponent(from.epoch)}&since_offset=${from.offset}&limit=1000` : 'limit=1000';
       for (let pages = 0; pages < 1000; pages++) {
         const page = await api<HistoryPage>(`/v1/channels/${seg(channel)}/history?${q}`);
         if (stopped) return;
@@ -157,14 +168,27 @@ export function mountSession(el: HTMLElement, { live }: ViewContext, session: st
         if (!page.next || page.publications.length === 0) break;
         q = `since_epoch=${encodeURIComponent(page.next.epoch)}&since_offset=${page.next.offset}&limit=1000`;
       }
-      fromHistory += read;
+    };
+    const missingBefore = missing;
+    try {
+      try {
+        // Whether the history still holds what follows `since` (else read its retained tail, not a 409).
+        const top = since ? await api<HistoryPage>(`/v1/channels/${seg(channel)}/history?limit=0`) : null;
+        const whole = !!since && !!top && top.position.epoch === since.epoch && since.offset >= top.earliestOffset - 1;
+        await readFrom(whole ? since : null);
+      } catch (err) {
+        // What followed `since` is (partly) gone: the retained tail instead; the hole is said where it is.
+        if (!(since && err instanceof ApiError && err.code === 'UNRECOVERABLE_POSITION')) throw err;
+        await readFrom(null);
+      }
+      if (stopped) return;
+      fromHistory += since ? 0 : read;
+      const lost = missing - missingBefore;
       historyNote.textContent = since
-        ? `Read back ${read} event${read === 1 ? '' : 's'} from the history after a resubscribe that could not recover.`
+        ? `The resubscribe could not recover what was missed: read back ${read} event${read === 1 ? '' : 's'} from the history${lost > 0 ? `; ${lost} no longer there` : ''}.`
         : `${fromHistory} event${fromHistory === 1 ? '' : 's'} from before this viewer attached (the session's retained history), then live.`;
     } catch (err) {
-      historyNote.textContent = err instanceof ApiError && err.code === 'UNRECOVERABLE_POSITION'
-        ? 'Some events could not be read back: the history no longer holds them.'
-        : `History: ${(err as Error).message}`;
+      historyNote.textContent = `History: ${err instanceof ApiError ? `${err.code}: ` : ''}${(err as Error).message}`;
     } finally {
       const hold = held ?? [];
       held = null;
@@ -219,11 +243,14 @@ export function mountSession(el: HTMLElement, { live }: ViewContext, session: st
       if (held.length < HOLD_MAX) held.push(p);
       else heldDropped++;
     } else if (held && p.type === 'page.frame') {
-      // A frame is state, not history: the newest is drawn now; older ones from the history are not.
+      // A frame is state, not history: the newest is drawn now (older ones from the history are not);
+      // only its place in the stream is held, for the offsets to stay whole.
       if (p.offset > lastFrame) {
         lastFrame = p.offset;
         scr.show(p.data as FrameEvent);
       }
+      if (held.length < HOLD_MAX) held.push({ ...p, data: null });
+      else heldDropped++;
     } else show(p);
   };
   const onSubscribed = (e: SubscribedEvent) => {
