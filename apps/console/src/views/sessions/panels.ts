@@ -127,10 +127,9 @@ export function networkPanel(): { el: HTMLElement; list: CappedList<NetworkEvent
   const list = new CappedList<NetworkEvent>('session-network', (e) => h('li', { class: e.ok ? 'net' : 'net bad', 'data-status': e.status },
     h('span', { class: 'mono' }, e.method),
     h('span', { class: 'mono st' }, e.status === 0 ? 'failed' : String(e.status)),
-    h('span', { class: 'mono url', title: e.url }, e.url),
+    h('span', { class: 'mono url', title: e.url }, e.url, e.error ? h('span', { class: 'err net-error' }, e.error) : null),
     h('span', { class: 'dim mono' }, `${Math.round(e.durationMs)} ms`),
-    h('span', { class: 'dim' }, e.api),
-    e.error ? h('span', { class: 'err' }, e.error) : null), (e) => (!failed.checked || !e.ok) && (text.value === '' || e.url.toLowerCase().includes(text.value.trim().toLowerCase())));
+    h('span', { class: 'dim' }, e.api)), (e) => (!failed.checked || !e.ok) && (text.value === '' || e.url.toLowerCase().includes(text.value.trim().toLowerCase())));
   failed.addEventListener('change', () => list.refilter());
   text.addEventListener('input', () => list.refilter());
   const el = h('section', { class: 'panel', 'aria-label': 'Network' },
@@ -144,7 +143,8 @@ export function networkPanel(): { el: HTMLElement; list: CappedList<NetworkEvent
 export function errorsPanel(): { el: HTMLElement; list: CappedList<{ type: string; e: ErrorEvent }> } {
   const list = new CappedList<{ type: string; e: ErrorEvent }>('session-errors', ({ type, e }) => h('li', { class: 'error-row' },
     h('div', {}, h('span', { class: 'dim mono' }, fmtMs(e.ts)), ' ',
-      h('span', { class: 'err' }, `${e.name ? `${e.name}: ` : ''}${e.message}`), ' ',
+      // The browser's message often names the error already ("Uncaught RangeError: …").
+      h('span', { class: 'err' }, `${e.name && !e.message.includes(e.name) ? `${e.name}: ` : ''}${e.message}`), ' ',
       h('span', { class: 'dim' }, type === 'error.unhandledrejection' ? 'unhandled rejection' : 'uncaught'),
       e.url ? h('span', { class: 'dim mono' }, ` ${e.url}${e.line !== null ? `:${e.line}:${e.column ?? 0}` : ''}`) : null),
     e.stack ? h('details', {}, h('summary', { class: 'dim' }, 'stack'), h('pre', { class: 'stack' }, e.stack)) : null));
