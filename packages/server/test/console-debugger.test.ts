@@ -314,7 +314,9 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       await bridgeRow.locator('.tag.src', { hasText: 'bridge' }).waitFor();
       expect(await bridgeRow.textContent()).toContain('bridge_1');
       await shot(a.page, 'sessions');
+      // Its only viewer goes: the list drops it at the next refresh (a session nobody watches is not listed).
       support.disconnect();
+      await bridgeRow.waitFor({ state: 'detached' });
       // eval is refused (the page did not enable it), with the documented code, in the bar and the audit trail.
       expect(await runCommand(b.page, 'eval', { expression: '1 + 1' })).toMatch(/RPC_FAILED \/ COMMAND_DISABLED/);
       await b.page.locator('#session-audit li', { hasText: 'eval' }).filter({ hasText: 'COMMAND_DISABLED' }).waitFor();
