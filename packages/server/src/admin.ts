@@ -30,9 +30,21 @@ export interface ConnectionSummary {
 export interface ChannelSummary {
   channel: string;
   subscribers: number;
+  /** Connections registered as the channel's RPC handler (a page or bridge of `session:{id}`, an agent). */
+  handlers: number;
+  /** The stream's position as a node that carries the channel knows it; null and 0 where no node subscribes. */
   epoch: string | null;
   offset: number;
-  nodes: { node: string; subscribers: number }[];
+  nodes: { node: string; subscribers: number; handlers: number }[];
+}
+
+/** One node's part of the channel list. */
+interface NodeChannel {
+  channel: string;
+  subscribers: number;
+  handlers?: number;
+  epoch: string | null;
+  offset: number;
 }
 
 /** A node that did not answer (timeout, gone mid-question, engine down). */
@@ -115,8 +127,13 @@ export class AdminService {
         if (!c) return { found: false, removed: false };
         return { found: true, removed: typeof p.channel === 'string' && c.removeSubscription(p.channel) };
       }
-      case 'channels':
-        return this.deps.hub().channelStats();
+      case 'channels': {
+        const handlers = this.deps.rpc.handlerCounts();
+        const out: NodeChannel[] = this.deps.hub().channelStats().map((c) => ({ ...c, handlers: handlers.get(c.channel) ?? 0 }));
+        for (const c of out) handlers.delete(c.channel);
+        for (const [channel, n] of handlers) out.push({ channel, subscribers: 0, handlers: n, epoch: null, offset: 0 });
+        return out;
+      }
       default:
         throw new Error(`Unknown admin method '${method}'`);
     }
@@ -160,21 +177,26 @@ export class AdminService {
     return { found: hit !== undefined, removed: hit?.result.removed ?? false, unavailable };
   }
 
-  /** Channels with subscribers anywhere in the cluster, summed over nodes; `search` is a substring. */
+  /**
+   * Channels with subscribers or RPC handlers anywhere in the cluster, summed over nodes; `search`
+   * is a substring. A channel only handled (a watched page's session nobody watches yet) is listed too.
+   */
   async channels(search: string | undefined, limit: number): Promise<{ channels: ChannelSummary[]; total: number; nodes: string[]; unavailable: NodeFailure[] }> {
-    const { answers, unavailable } = await this.ask<{ channel: string; subscribers: number; epoch: string | null; offset: number }[]>('channels', {});
+    const { answers, unavailable } = await this.ask<NodeChannel[]>('channels', {});
     const byName = new Map<string, ChannelSummary>();
     for (const { node, result } of answers) {
       for (const s of result) {
         if (search && !s.channel.includes(search)) continue;
         let c = byName.get(s.channel);
-        if (!c) byName.set(s.channel, (c = { channel: s.channel, subscribers: 0, epoch: s.epoch, offset: s.offset, nodes: [] }));
+        if (!c) byName.set(s.channel, (c = { channel: s.channel, subscribers: 0, handlers: 0, epoch: s.epoch, offset: s.offset, nodes: [] }));
+        const handlers = s.handlers ?? 0; // a node of an earlier version does not count them
         c.subscribers += s.subscribers;
+        c.handlers += handlers;
         if (s.offset > c.offset) Object.assign(c, { offset: s.offset, epoch: s.epoch });
-        c.nodes.push({ node, subscribers: s.subscribers });
+        c.nodes.push({ node, subscribers: s.subscribers, handlers });
       }
     }
-    const all = [...byName.values()].sort((x, y) => y.subscribers - x.subscribers || (x.channel < y.channel ? -1 : 1));
+    const all = [...byName.values()].sort((x, y) => y.subscribers - x.subscribers || y.handlers - x.handlers || (x.channel < y.channel ? -1 : 1));
     return { channels: all.slice(0, limit), total: all.length, nodes: answers.map((a) => a.node).sort(), unavailable };
   }
 }

@@ -8,6 +8,7 @@ import { CloseCode, ErrorCode } from '@signalbox/protocol';
 import { RedisRpcEngine } from '../src/rpc/redis.js';
 import { connectPrp, startGateway, uniqueChannel, type Msg, type TestClient, type TestGateway } from './helpers/gateway.js';
 import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix } from './helpers/redis.js';
+import { eventually } from './helpers/wait.js';
 
 const ADMIN_KEY = 'sk_console_0123456789abcdef';
 const BACKEND_KEY = 'sk_backend_0123456789abcdef';
@@ -100,6 +101,14 @@ describe('admin API, one node', () => {
     await b.request('subscribe', { channels: [channel] });
     const r = await admin(gw, 'GET', `/v1/channels?search=${channel.slice(8)}`);
     expect(r.body).toMatchObject({ total: 1, unavailable: [], channels: [{ channel, subscribers: 2, nodes: [{ node: gw.gateway.nodeId, subscribers: 2 }] }] });
+    // A channel only handled (no subscriber) is listed, with its handler counted.
+    const handled = uniqueChannel('session');
+    const h = await connectPrp(gw, { token: await gw.token({ sub: 'usr_page', handle: [handled] }) });
+    expect((await h.request('rpc.handle', { channel: handled })).type).toBe('rpc.handling');
+    const listed = await admin(gw, 'GET', `/v1/channels?search=${handled.slice(8)}`);
+    expect(listed.body).toMatchObject({ total: 1, channels: [{ channel: handled, subscribers: 0, handlers: 1, epoch: null, nodes: [{ node: gw.gateway.nodeId, subscribers: 0, handlers: 1 }] }] });
+    await h.close();
+    await eventually(async () => ((await admin(gw, 'GET', `/v1/channels?search=${handled.slice(8)}`)).body as { total: number }).total === 0 || undefined, { label: 'the handler to go from the list' });
     for (const path of ['/v1/channels', '/v1/connections']) {
       expect(await admin(gw, 'GET', path, BACKEND_KEY)).toMatchObject({ status: 403, body: { error: { code: ErrorCode.PERMISSION_DENIED, details: { scope: 'admin' } } } });
     }

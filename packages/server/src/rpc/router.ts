@@ -114,6 +114,15 @@ export class RpcRouter {
     for (const channel of h.channels.keys()) this.engine.unregister(channel, endpoint.id).catch(() => {});
   }
 
+  /** Handlers on this node per channel (the gateway's own `$` channels left out): for the admin channel list. */
+  handlerCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const h of this.local.values()) {
+      for (const channel of h.channels.keys()) if (!channel.startsWith('$')) counts.set(channel, (counts.get(channel) ?? 0) + 1);
+    }
+    return counts;
+  }
+
   /** The channels `endpoint` handles. */
   handled(endpoint: RpcEndpoint): string[] {
     return [...(this.local.get(endpoint.id)?.channels.keys() ?? [])];
