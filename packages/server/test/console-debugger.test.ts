@@ -314,9 +314,11 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       await bridgeRow.locator('.tag.src', { hasText: 'bridge' }).waitFor();
       expect(await bridgeRow.textContent()).toContain('bridge_1');
       await shot(a.page, 'sessions');
-      // Its only viewer goes: the list drops it at the next refresh (a session nobody watches is not listed).
+      // Its only viewer goes: the session stays listed (its bridge is connected: the channel's RPC
+      // handler, which the channel list counts), with nobody watching.
       support.disconnect();
-      await bridgeRow.waitFor({ state: 'detached' });
+      await bridgeRow.locator('.viewers', { hasText: 'usr_support' }).waitFor({ state: 'detached' });
+      expect(await bridgeRow.count()).toBe(1);
       // eval is refused (the page did not enable it), with the documented code, in the bar and the audit trail.
       expect(await runCommand(b.page, 'eval', { expression: '1 + 1' })).toMatch(/RPC_FAILED \/ COMMAND_DISABLED/);
       await b.page.locator('#session-audit li', { hasText: 'eval' }).filter({ hasText: 'COMMAND_DISABLED' }).waitFor();

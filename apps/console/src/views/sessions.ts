@@ -1,9 +1,9 @@
 /**
  * Sessions: the session debugger (docs/session-debugging.md). `#/sessions` lists the live
  * sessions: the `session:` channels of the admin channel list (channels someone is subscribed
- * to, i.e. watched), each with its viewers (presence) and its source (the publisher of its latest
- * event: an in-page SDK or a CDP bridge), refreshed every few seconds; a session nobody watches
- * yet is opened by its id. `#/sessions/{id}` is one session's page (sessions/page.ts).
+ * to, or whose source is connected as their RPC handler), each with its viewers (presence) and its
+ * source (the publisher of its latest event: an in-page SDK or a CDP bridge), refreshed every few
+ * seconds; any session can also be opened by its id. `#/sessions/{id}` is one session's page (sessions/page.ts).
  */
 import type { PresenceMember, PublicationMessage } from '@signalbox/client';
 import { api, seg } from '../api.js';
@@ -40,7 +40,7 @@ function mountList(el: HTMLElement, { live, navigate }: ViewContext): () => void
   const info = h('p', { class: 'dim', id: 'sessions-info' });
   const body = h('tbody');
   fill(el, h('h1', {}, 'Sessions'),
-    h('p', { class: 'dim' }, 'Live browser sessions (', h('code', {}, 'session:{id}'), ' channels) with someone watching. A session nobody watches yet is not listed: open it by its id.'),
+    h('p', { class: 'dim' }, 'Live browser sessions (', h('code', {}, 'session:{id}'), ' channels) whose page or bridge is connected, or that someone watches.'),
     h('div', { class: 'filters' }, openForm), info, status.el,
     h('div', { class: 'scroll' }, h('table', { class: 'sessions', id: 'sessions-table' },
       h('thead', {}, h('tr', {}, ...['session', 'source', 'viewers', 'events', 'last event'].map((c) => h('th', { scope: 'col' }, c)))), body)));
