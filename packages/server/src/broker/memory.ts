@@ -25,11 +25,17 @@ interface Stream {
   name: string;
   epoch: string;
   offset: number;
-  /** Retained publications (messages and appends) in offset order, from `head` on. */
+  /**
+   * Retained publications in offset order: the i-th oldest is `pubs[(head + i) % pubs.length]`,
+   * for i < `count`. Without appends a ring of the history size (the slot of the oldest is reused:
+   * no growth, no copying); with appends a list that grows at the end and is cut at the front
+   * (messages and their appends, whose number the size does not bound).
+   */
   pubs: (Publication | undefined)[];
   /** What each retained publication counts against the history budget, parallel to `pubs`. */
   sizes: number[];
   head: number;
+  count: number;
   /**
    * Whether the channel's publications come with `appends` (its namespace allows them). Only then
    * are the three maps below kept: without, every publication is a message, `history.size` counts
@@ -180,13 +186,21 @@ export class MemoryBroker implements Broker {
     if (req.appendTo !== undefined) pub.appendTo = req.appendTo;
     const size = req.history.size;
     if (size > 0 && !appends) {
-      // The plain path: no index, the namespace's size counts publications.
+      // The plain path: no index; a ring of the namespace's size, which counts publications.
+      if (stream.pubs.length !== size) this.resizeRing(stream, size);
       const bytes = (req.size ?? DEFAULT_SIZE) + PUBLICATION_OVERHEAD;
-      stream.pubs.push(pub);
-      stream.sizes.push(bytes);
+      const slot = (stream.head + stream.count) % size;
+      if (stream.count < size) stream.count++;
+      else {
+        // Full: the oldest goes to make room.
+        stream.bytes -= stream.sizes[slot]!;
+        this.retainedBytes -= stream.sizes[slot]!;
+        stream.head = (stream.head + 1) % size;
+      }
+      stream.pubs[slot] = pub;
+      stream.sizes[slot] = bytes;
       stream.bytes += bytes;
       this.retainedBytes += bytes;
-      while (stream.pubs.length - stream.head > size) this.dropHead(stream);
       stream.historyExpiresAt = now + req.history.ttlMs;
       stream.lastAppend = now;
       if (this.retainedBytes > this.maxHistoryBytes) this.evict(stream, pub.offset);
@@ -196,6 +210,7 @@ export class MemoryBroker implements Broker {
       const bytes = (target ? 2 * given : given) + PUBLICATION_OVERHEAD;
       stream.pubs.push(pub);
       stream.sizes.push(bytes);
+      stream.count++;
       stream.bytes += bytes;
       this.retainedBytes += bytes;
       if (target) {
@@ -228,15 +243,15 @@ export class MemoryBroker implements Broker {
   history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     const now = this.now();
     const stream = this.liveStream(channel, now, true)!;
-    const first = stream.pubs[stream.head];
-    const earliestOffset = first ? first.offset : stream.offset + 1;
+    const earliestOffset = stream.count > 0 ? stream.pubs[stream.head]!.offset : stream.offset + 1;
+    const len = stream.pubs.length;
     let publications: Publication[];
     if (query.since) {
       const from = query.since.offset;
       publications = [];
       const max = query.limit ?? Number.POSITIVE_INFINITY;
-      for (let i = stream.head; i < stream.pubs.length && publications.length < max; i++) {
-        const p = stream.pubs[i]!;
+      for (let i = 0; i < stream.count && publications.length < max; i++) {
+        const p = stream.pubs[(stream.head + i) % len]!;
         if (p.offset > from) publications.push(p);
       }
     } else if (query.limit === 0) {
@@ -247,8 +262,9 @@ export class MemoryBroker implements Broker {
       if (query.limit !== undefined) publications = publications.slice(-query.limit);
     } else {
       // Also a compacted read of a channel without appends: every publication is a message.
-      const from = query.limit === undefined ? stream.head : Math.max(stream.head, stream.pubs.length - query.limit);
-      publications = stream.pubs.slice(from) as Publication[];
+      const from = query.limit === undefined ? 0 : Math.max(0, stream.count - query.limit);
+      publications = [];
+      for (let i = from; i < stream.count; i++) publications.push(stream.pubs[(stream.head + i) % len]!);
     }
     const result: HistoryResult = { publications, position: { epoch: stream.epoch, offset: stream.offset }, earliestOffset };
     if (stream.evictedThrough > 0) result.evictedThrough = stream.evictedThrough;
@@ -271,7 +287,7 @@ export class MemoryBroker implements Broker {
     if (stream && this.retained(stream) > 0 && stream.historyExpiresAt <= now) this.clear(stream);
     if (!stream && create) {
       stream = {
-        name: channel, epoch: newEpoch(), offset: 0, pubs: [], sizes: [], head: 0, appends: false, messages: new Map(), byKey: new Map(), byId: new Map(),
+        name: channel, epoch: newEpoch(), offset: 0, pubs: [], sizes: [], head: 0, count: 0, appends: false, messages: new Map(), byKey: new Map(), byId: new Map(),
         bytes: 0, lastAppend: 0, evictedThrough: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs,
       };
       this.streams.set(channel, stream);
@@ -295,7 +311,42 @@ export class MemoryBroker implements Broker {
 
   /** How many publications (messages and appends) the stream retains. */
   private retained(stream: Stream): number {
-    return stream.pubs.length - stream.head;
+    return stream.count;
+  }
+
+  /** Makes the stream's publications a ring of `size` slots, keeping the newest `size` (accounting for the rest). */
+  private resizeRing(stream: Stream, size: number): void {
+    const len = stream.pubs.length;
+    const drop = Math.max(0, stream.count - size);
+    const pubs: (Publication | undefined)[] = new Array(size);
+    const sizes: number[] = new Array(size);
+    let bytes = 0;
+    for (let i = drop; i < stream.count; i++) {
+      const from = (stream.head + i) % len;
+      pubs[i - drop] = stream.pubs[from];
+      sizes[i - drop] = stream.sizes[from]!;
+      bytes += stream.sizes[from]!;
+    }
+    this.retainedBytes += bytes - stream.bytes;
+    stream.pubs = pubs;
+    stream.sizes = sizes;
+    stream.bytes = bytes;
+    stream.head = 0;
+    stream.count -= drop;
+  }
+
+  /** The retained publications as a list from index 0 (the appends layout). */
+  private linearize(stream: Stream): void {
+    const len = stream.pubs.length;
+    const pubs: (Publication | undefined)[] = [];
+    const sizes: number[] = [];
+    for (let i = 0; i < stream.count; i++) {
+      pubs.push(stream.pubs[(stream.head + i) % len]);
+      sizes.push(stream.sizes[(stream.head + i) % len]!);
+    }
+    stream.pubs = pubs;
+    stream.sizes = sizes;
+    stream.head = 0;
   }
 
   /**
@@ -305,11 +356,12 @@ export class MemoryBroker implements Broker {
    */
   private setAppends(stream: Stream, on: boolean): void {
     stream.appends = on;
+    this.linearize(stream);
     stream.messages.clear();
     stream.byKey.clear();
     stream.byId.clear();
     if (!on) return;
-    for (let i = stream.head; i < stream.pubs.length; i++) {
+    for (let i = 0; i < stream.count; i++) {
       const p = stream.pubs[i]!;
       if (p.appendTo === undefined) {
         const k = `${publisherScope(p.publisher)}\u0000${p.id}`;
@@ -332,7 +384,7 @@ export class MemoryBroker implements Broker {
     const pub = stream.pubs[stream.head]!;
     const bytes = stream.sizes[stream.head]!;
     stream.pubs[stream.head] = undefined;
-    stream.head++;
+    stream.count--;
     stream.bytes -= bytes;
     this.retainedBytes -= bytes;
     if (stream.appends && pub.appendTo === undefined) {
@@ -341,7 +393,13 @@ export class MemoryBroker implements Broker {
       if (m && stream.byKey.get(m.key) === pub.offset) stream.byKey.delete(m.key);
       if (stream.byId.get(pub.id) === pub.offset) stream.byId.delete(pub.id);
     }
-    if (stream.head === stream.pubs.length) {
+    if (!stream.appends) {
+      // The ring keeps its slots.
+      stream.head = stream.count === 0 ? 0 : (stream.head + 1) % stream.pubs.length;
+      return pub;
+    }
+    stream.head++;
+    if (stream.count === 0) {
       stream.pubs = [];
       stream.sizes = [];
       stream.head = 0;
@@ -359,7 +417,7 @@ export class MemoryBroker implements Broker {
    */
   private dropOrphans(stream: Stream): number {
     let last = 0;
-    while (stream.head < stream.pubs.length && stream.pubs[stream.head]!.appendTo !== undefined) last = this.dropHead(stream).offset;
+    while (stream.count > 0 && stream.pubs[stream.head]!.appendTo !== undefined) last = this.dropHead(stream).offset;
     return last;
   }
 
@@ -369,6 +427,7 @@ export class MemoryBroker implements Broker {
     stream.pubs = [];
     stream.sizes = [];
     stream.head = 0;
+    stream.count = 0;
     stream.bytes = 0;
     stream.messages.clear();
     stream.byKey.clear();

@@ -424,6 +424,21 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
           expect(h.publications.map((p) => [p.id, p.data, p.through])).toEqual([['a', 'A', undefined], ['b', 'B', undefined], ['c', 'C+', 4]]);
           expect(offsets((await broker.history(ch, { since: { epoch: h.position.epoch, offset: 0 } })).publications)).toEqual([1, 2, 3, 4]);
         });
+
+        it('a namespace that turns appends off: the size counts publications again, appends and all', async () => {
+          const ch = uniqueChannel('appends-off');
+          const history = { size: 3, ttlMs: 60_000 };
+          await publishTo(broker, ch, 'A', { ...as(agent, 'a'), history });
+          await publishTo(broker, ch, '+', { ...as(agent, 'a.1', 'a'), history });
+          await publishTo(broker, ch, '+', { ...as(agent, 'a.2', 'a'), history });
+          await publishTo(broker, ch, 'B', { publisher: agent, id: 'b', history });
+          const h = await broker.history(ch, {});
+          expect(offsets(h.publications)).toEqual([2, 3, 4]);
+          expect(h.earliestOffset).toBe(2);
+          for (let i = 0; i < 4; i++) await publishTo(broker, ch, `p${i}`, { publisher: agent, id: `p${i}`, history });
+          expect(offsets((await broker.history(ch, { since: { epoch: h.position.epoch, offset: 0 } })).publications)).toEqual([6, 7, 8]);
+          await expect(publishTo(broker, ch, '+', { publisher: agent, id: 'x', appendTo: 'p3', history })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+        });
       });
 
       it('an append is a publication of its own: next offset, appendTo set, delivered in order', async () => {
