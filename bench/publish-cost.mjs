@@ -40,6 +40,22 @@ function request(channel, appends) {
   return { channel, type: 'chat.message', data, id, idempotencyKey: `client|6:user_1:${id}`, publisher, size: 60, history: HISTORY, idempotencyWindowMs: 120_000, ...(appends ? { appends: true } : {}) };
 }
 
+const raw = new Redis(REDIS, { lazyConnect: false });
+
+/** Redis' own count of EVALSHA calls and the µs spent in them (INFO commandstats; never reset: the Redis may be shared). */
+async function evalshaStats() {
+  const out = { calls: 0, usec: 0, inner: 0 };
+  for (const l of (await raw.info('commandstats')).split('\n')) {
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(l);
+    if (!m) continue;
+    if (m[1] === 'evalsha') {
+      out.calls = Number(m[2]);
+      out.usec = Number(m[3]);
+    } else if (m[1] !== 'info' && m[1] !== 'eval') out.inner += Number(m[2]);
+  }
+  return out;
+}
+
 /** Publishes for SECONDS, `inflight` at a time; returns publishes/s. */
 async function rate(broker, tag, appends, inflight) {
   const channels = Array.from({ length: CHANNELS }, (_, i) => `bench:${tag}-${i}`);
@@ -89,9 +105,19 @@ for (const kind of ['memory', 'redis']) {
     const variants = all.flatMap(({ engine, brokers }) => modesOf(engine).map(([m, appends]) => ({ engine, broker: brokers[kind], m, appends, rates: [] })));
     for (const v of variants) await rate(v.broker, `warm-${kind}-${style}`, false, inflight);
     for (let r = 0; r < ROUNDS; r++) {
-      for (const v of variants) v.rates.push(await rate(v.broker, `${v.engine === engines[0] ? 'this' : 'base'}-${kind}-${style}-${v.appends ? 'on' : 'off'}-${r}`, v.appends, inflight));
+      for (const v of variants) {
+        const before = kind === 'redis' ? await evalshaStats() : null;
+        v.rates.push(await rate(v.broker, `${v.engine === engines[0] ? 'this' : 'base'}-${kind}-${style}-${v.appends ? 'on' : 'off'}-${r}`, v.appends, inflight));
+        if (before) {
+          const after = await evalshaStats();
+          const calls = Math.max(1, after.calls - before.calls);
+          (v.usec ??= []).push((after.usec - before.usec) / calls);
+          // Commands a script ran (Redis counts those a script calls too): what a publication costs Redis, independent of the machine's load.
+          (v.inner ??= []).push((after.inner - before.inner) / calls);
+        }
+      }
     }
-    for (const v of variants) results.push({ engine: v.engine.name, broker: kind, style, namespace: v.m, rates: v.rates });
+    for (const v of variants) results.push({ engine: v.engine.name, broker: kind, style, namespace: v.m, rates: v.rates, usec: v.usec, inner: v.inner });
   }
 }
 for (const { brokers } of all) {
@@ -100,15 +126,18 @@ for (const { brokers } of all) {
 }
 
 console.log(`publishes/s (${SECONDS} s per run, ${ROUNDS} rounds alternating; ${CHANNELS} channels, history ${HISTORY.size}; pipelined = ${INFLIGHT} in flight)`);
-console.log('| build | broker | style | namespace | publishes/s (per round) | mean |');
-console.log('|---|---|---|---|---|---|');
+console.log('Redis µs/script: time Redis itself spent per EVALSHA during the run (INFO commandstats delta; other clients of a shared Redis count too)');
+console.log('Redis cmds/script: Redis commands one publish script ran, on average (INFO commandstats delta)');
+console.log('| build | broker | style | namespace | publishes/s (per round) | mean | Redis µs/script (per round) | Redis cmds/script |');
+console.log('|---|---|---|---|---|---|---|---|');
+const avg = (xs) => xs.reduce((x, y) => x + y, 0) / xs.length;
 for (const r of results) {
-  const mean = r.rates.reduce((x, y) => x + y, 0) / r.rates.length;
-  console.log(`| ${r.engine} | ${r.broker} | ${r.style} | ${r.namespace} | ${r.rates.map(fmt).join(' / ')} | ${fmt(mean)} |`);
+  const us = r.usec ? r.usec.map((u) => u.toFixed(1)).join(' / ') : '-';
+  const cmds = r.inner ? avg(r.inner).toFixed(1) : '-';
+  console.log(`| ${r.engine} | ${r.broker} | ${r.style} | ${r.namespace} | ${r.rates.map(fmt).join(' / ')} | ${fmt(avg(r.rates))} | ${us} | ${cmds} |`);
 }
 
 // Memory of one channel with 100 retained messages.
-const raw = new Redis(REDIS, { lazyConnect: false });
 console.log('\nRedis MEMORY USAGE of one channel with 100 retained messages (meta + stream + msgs + order; idempotency keys not counted)');
 console.log('| build | namespace | keys | bytes |');
 console.log('|---|---|---|---|');

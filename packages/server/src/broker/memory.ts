@@ -60,6 +60,18 @@ interface Stream {
   metaExpiresAt: number;
 }
 
+/**
+ * The index of a channel without appends: one shared, always empty map (a channel costs no maps of
+ * its own until its namespace has appends). Writing to it is a bug, and throws.
+ */
+class NoIndex<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error('memory broker: append index written on a channel without appends');
+  }
+}
+const NO_MESSAGES: Map<number, MessageState> = new NoIndex();
+const NO_IDS: Map<string, number> = new NoIndex();
+
 export interface MemoryBrokerOptions {
   /** How long a stream's position is remembered after its last publication. Default 24 h. */
   streamMetaTtlMs?: number;
@@ -287,7 +299,7 @@ export class MemoryBroker implements Broker {
     if (stream && this.retained(stream) > 0 && stream.historyExpiresAt <= now) this.clear(stream);
     if (!stream && create) {
       stream = {
-        name: channel, epoch: newEpoch(), offset: 0, pubs: [], sizes: [], head: 0, count: 0, appends: false, messages: new Map(), byKey: new Map(), byId: new Map(),
+        name: channel, epoch: newEpoch(), offset: 0, pubs: [], sizes: [], head: 0, count: 0, appends: false, messages: NO_MESSAGES, byKey: NO_IDS, byId: NO_IDS,
         bytes: 0, lastAppend: 0, evictedThrough: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs,
       };
       this.streams.set(channel, stream);
@@ -357,10 +369,15 @@ export class MemoryBroker implements Broker {
   private setAppends(stream: Stream, on: boolean): void {
     stream.appends = on;
     this.linearize(stream);
-    stream.messages.clear();
-    stream.byKey.clear();
-    stream.byId.clear();
-    if (!on) return;
+    if (!on) {
+      stream.messages = NO_MESSAGES;
+      stream.byKey = NO_IDS;
+      stream.byId = NO_IDS;
+      return;
+    }
+    stream.messages = new Map();
+    stream.byKey = new Map();
+    stream.byId = new Map();
     for (let i = 0; i < stream.count; i++) {
       const p = stream.pubs[i]!;
       if (p.appendTo === undefined) {
@@ -429,9 +446,11 @@ export class MemoryBroker implements Broker {
     stream.head = 0;
     stream.count = 0;
     stream.bytes = 0;
-    stream.messages.clear();
-    stream.byKey.clear();
-    stream.byId.clear();
+    if (stream.appends) {
+      stream.messages.clear();
+      stream.byKey.clear();
+      stream.byId.clear();
+    }
   }
 
   /**
