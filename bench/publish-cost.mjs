@@ -10,6 +10,11 @@
 //
 //   npm run build && node --expose-gc bench/publish-cost.mjs [--seconds 1] [--rounds 3] [--inflight 64] [--redis redis://127.0.0.1:6379]
 //     [--baseline <dir>]   also measure the brokers of another build (its packages/server/dist), e.g. the one before appends
+//   A baseline build of a06577a (before appends), from the repository root:
+//     mkdir -p /tmp/base && git archive a06577a packages/server packages/protocol tsconfig.base.json | tar -x -C /tmp/base
+//     mkdir -p /tmp/base/node_modules/@signalbox && for e in node_modules/* node_modules/.bin; do [ "$(basename $e)" = @signalbox ] || ln -s "$PWD/$e" /tmp/base/node_modules/; done
+//     ln -s /tmp/base/packages/protocol /tmp/base/node_modules/@signalbox/protocol && npx tsc -b /tmp/base/packages/server
+//     node --expose-gc bench/publish-cost.mjs --baseline /tmp/base/packages/server/dist
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
