@@ -275,7 +275,12 @@ afterEach(async () => {
 describe('appends on one gateway (memory broker)', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startGateway({ namespaces: namespacesWith(namespace('small', { historySize: 2 }), namespace('gauge', { delivery: 'latest', latestBy: 'key' })) });
+    gw = await startGateway({ namespaces: namespacesWith(
+      namespace('small', { historySize: 2, appends: true }),
+      // Appends on, latest-wins delivery: still refused (a table built in code can say both; a config file cannot).
+      namespace('gauge', { delivery: 'latest', latestBy: 'key', appends: true }),
+      namespace('plain', { historySize: 3 }),
+    ) });
   });
   afterAll(async () => {
     await gw.close();
@@ -332,6 +337,33 @@ describe('appends on one gateway (memory broker)', () => {
     expect(refused.data).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, details: { requestId: 'g2', appendTo: 'g1' } });
     expect((await http(node, 'POST', '/v1/publish', { channel: gauge, data: 'x', appendTo: 'g1' })).status).toBe(403);
     expect((await http(node, 'POST', '/v1/publish', { channels: [ch], data: 'x', appendTo: 'a' })).status).toBe(400);
+  });
+
+  it('a namespace without `appends` refuses appendTo (PERMISSION_DENIED naming the option) in both dialects and over HTTP; the connection stays; history counts publications', async () => {
+    const node = nodeOf(gw);
+    const ch = `plain:t_${randomBytes(5).toString('hex')}`;
+    const c = await prp(node, 'agent_1');
+    const d = await prd(node, 'agent_1');
+    expect((await publish(c, ch, 'root', 'r1')).type).toBe('ack');
+    for (const [i, client] of [c, d].entries()) {
+      const refused = await publish(client, ch, '+', `r1.${i}`, 'r1');
+      expect(refused.data).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, details: { requestId: `r1.${i}`, channel: ch, appendTo: 'r1' } });
+      expect(refused.data.message).toContain("namespace 'plain'");
+      expect(refused.data.message).toContain('appends: true');
+    }
+    const viaHttp = await http(node, 'POST', '/v1/publish', { channel: ch, data: '+', id: 'h1', appendTo: 'r1' });
+    expect(viaHttp.status).toBe(403);
+    expect(viaHttp.body.error).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, details: { channel: ch, appendTo: 'r1' } });
+    // Nothing was published, and both connections go on.
+    for (const [i, client] of [c, d].entries()) expect((await publish(client, ch, `m${i}`, `m${i}`)).type).toBe('ack');
+    expect((await publish(c, ch, 'm2', 'm2')).type).toBe('ack');
+    // historySize counts publications (here every one is a message): the last 3 of 4.
+    const h = await http(node, 'GET', `/v1/channels/${encodeURIComponent(ch)}/history`);
+    expect(h.body.publications.map((p: Msg) => [p.offset, p.id, p.through])).toEqual([[2, 'm0', undefined], [3, 'm1', undefined], [4, 'm2', undefined]]);
+    // The built-in table: only `agent` has appends.
+    const room = `room:t_${randomBytes(5).toString('hex')}`;
+    expect((await http(node, 'POST', '/v1/publish', { channel: room, data: 'x', id: 'x' })).status).toBe(200);
+    expect((await http(node, 'POST', '/v1/publish', { channel: room, data: 'y', id: 'y', appendTo: 'x' })).status).toBe(403);
   });
 });
 

@@ -42,7 +42,7 @@ describe('MemoryBroker history budget with appends', () => {
     const broker = new MemoryBroker();
     await broker.start({ onPublication: () => {}, onResync: () => {} });
     const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
-    const base = { channel: 'agent:budget', type: 'm', publisher, history: { size: 1, ttlMs: 60_000 }, idempotencyWindowMs: 0 };
+    const base = { channel: 'agent:budget', type: 'm', publisher, history: { size: 1, ttlMs: 60_000 }, idempotencyWindowMs: 0, appends: true };
     await broker.publish({ ...base, data: 'a', id: 'm', size: 1000 });
     const one = broker.historyBytes();
     await broker.publish({ ...base, data: 'b', id: 'm.1', appendTo: 'm', size: 1000 });
@@ -59,7 +59,7 @@ describe('MemoryBroker history budget with appends', () => {
     await broker.start({ onPublication: () => {}, onResync: () => {} });
     const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
     const req = (channel: string, id: string, appendTo?: string, size = 1000) => ({
-      channel, type: 'm', data: 'x', id, publisher, history: { size: 100, ttlMs: 60_000 }, idempotencyWindowMs: 0, size,
+      channel, type: 'm', data: 'x', id, publisher, history: { size: 100, ttlMs: 60_000 }, idempotencyWindowMs: 0, size, appends: true,
       ...(appendTo ? { appendTo } : {}),
     });
     // 3200 + 2200 + 1200 bytes; then 1200 + 6 x 2200: 21,000 > 20,000, and dropping the oldest

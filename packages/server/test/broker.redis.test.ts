@@ -35,10 +35,41 @@ describeWithRedis('RedisBroker', redis, () => {
       await broker.start(new Recorder());
       try {
         const ch = uniqueChannel('layout');
-        await publishTo(broker, ch, 1, { idempotencyKey: 'weird}{key*' });
+        await publishTo(broker, ch, 1, { idempotencyKey: 'weird}{key*', appends: true });
         const keys = (await listKeys(redis.url, prefix)).filter((k) => k.includes(ch));
         expect(keys).toEqual([`${prefix}:{${ch}}:idem:weird}{key*`, `${prefix}:{${ch}}:meta`, `${prefix}:{${ch}}:msgs`, `${prefix}:{${ch}}:order`, `${prefix}:{${ch}}:stream`]);
       } finally {
+        await broker.close();
+      }
+    });
+
+    it('a channel without appends never creates its msgs/order keys (publish, history, refused appendTo, a new epoch)', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await broker.start(new Recorder());
+      const raw = rawClient(redis.url);
+      try {
+        const ch = uniqueChannel('plain-keys');
+        const keys = redisChannelKeys(prefix, ch);
+        const history = { size: 2, ttlMs: 60_000 };
+        await broker.history(ch, {});
+        for (let i = 0; i < 5; i++) await publishTo(broker, ch, { text: `p${i}` }, { id: `p${i}`, idempotencyKey: `k${i}`, history });
+        await expect(publishTo(broker, ch, '+', { id: 'x', appendTo: 'p4', history })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+        await broker.history(ch, { compact: true });
+        await broker.history(ch, { since: { epoch: 'x', offset: 0 } });
+        expect(await raw.exists(keys.msgs, keys.order)).toBe(0);
+        expect(await raw.exists(keys.meta, keys.stream)).toBe(2);
+        // Trimmed exactly by publications (XADD MAXLEN), as before appends.
+        expect(await raw.xlen(keys.stream)).toBe(2);
+        // A lost meta hash: a new epoch, still no index keys.
+        await raw.del(keys.meta);
+        await publishTo(broker, ch, 'again', { history });
+        expect(await raw.exists(keys.msgs, keys.order)).toBe(0);
+        // The same publishes with appends do create them (the check above can fail).
+        const on = uniqueChannel('append-keys');
+        await publishTo(broker, on, 'm', { id: 'm', history, appends: true });
+        expect(await raw.exists(redisChannelKeys(prefix, on).msgs, redisChannelKeys(prefix, on).order)).toBe(2);
+      } finally {
+        raw.disconnect();
         await broker.close();
       }
     });
@@ -112,20 +143,20 @@ describeWithRedis('RedisBroker', redis, () => {
       try {
         const ch = uniqueChannel('legacy');
         const history = { size: 3, ttlMs: 60_000 };
+        // What an older node leaves behind (or a namespace before it turned appends on): the stream and meta only.
         for (const d of ['old1', 'old2']) await publishTo(broker, ch, d, { history });
-        // What an older node leaves behind: the stream and meta only.
         const keys = redisChannelKeys(prefix, ch);
-        await raw.del(keys.msgs, keys.order);
+        expect(await raw.exists(keys.msgs, keys.order)).toBe(0);
         expect((await broker.history(ch, { compact: true })).publications.map((p) => p.data)).toEqual(['old1', 'old2']);
-        await publishTo(broker, ch, 'new', { history, publisher: { via: 'http', key: 'k' }, id: 'n', idempotencyKey: 'n' });
-        await publishTo(broker, ch, '+', { history, publisher: { via: 'http', key: 'k' }, id: 'n.1', idempotencyKey: 'n.1', appendTo: 'n' });
+        await publishTo(broker, ch, 'new', { history, publisher: { via: 'http', key: 'k' }, id: 'n', idempotencyKey: 'n', appends: true });
+        await publishTo(broker, ch, '+', { history, publisher: { via: 'http', key: 'k' }, id: 'n.1', idempotencyKey: 'n.1', appendTo: 'n', appends: true });
         const h = await broker.history(ch, { compact: true });
         expect(h.publications.map((p) => [p.data, p.through])).toEqual([['old1', undefined], ['old2', undefined], ['new+', 4]]);
         expect((await broker.history(ch, { compact: true, limit: 2 })).publications.map((p) => p.data)).toEqual(['old2', 'new+']);
         // The first trim by messages drops every entry older than the oldest listed message.
-        await publishTo(broker, ch, 'a', { history });
-        await publishTo(broker, ch, 'b', { history });
-        await publishTo(broker, ch, 'c', { history });
+        await publishTo(broker, ch, 'a', { history, appends: true });
+        await publishTo(broker, ch, 'b', { history, appends: true });
+        await publishTo(broker, ch, 'c', { history, appends: true });
         const after = await broker.history(ch, { compact: true });
         expect(after.publications.map((p) => p.data)).toEqual(['a', 'b', 'c']);
         expect(after.earliestOffset).toBe(5);

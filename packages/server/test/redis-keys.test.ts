@@ -77,7 +77,8 @@ describeWithRedis('Redis key names written by the engine createEngine builds (pi
         setTimeout(() => reject(new Error('no message on the pinned topic name within 5 s')), 5000).unref();
       });
       await listener.subscribe(`${prefix}:{room:k%0020%00e9}:pub`);
-      await publishTo(broker, 'room:k é', 1, { idempotencyKey: 'id-1' });
+      // With appends (as on `agent`), so the message index keys (msgs, order) are written and pinned too.
+      await publishTo(broker, 'room:k é', 1, { idempotencyKey: 'id-1', appends: true });
       await presence.add('room:k é', { clientId: 'c1', userId: 'u1' }, 60_000);
       expect(await heard).toBe(`${prefix}:{room:k%0020%00e9}:pub`);
       expect(await listKeys(redis.url, prefix)).toEqual([

@@ -28,3 +28,9 @@ export function appendRefused(why: AppendRefusal, channel: string, appendTo: str
     ? new GatewayError(ErrorCode.APPEND_TARGET_NOT_FOUND, `No message '${appendTo.slice(0, 128)}' of this publisher is retained on this channel to append to`, { channel, appendTo })
     : new GatewayError(ErrorCode.APPEND_NOT_ALLOWED, `Message '${appendTo.slice(0, 128)}' was published by another publisher: only its publisher may append to it`, { channel, appendTo });
 }
+
+/** An `appendTo` on a channel whose namespace does not enable appends (`appends: true`). */
+export function appendsDisabled(channel: string, appendTo: string, namespace?: string): GatewayError {
+  const where = namespace === undefined ? 'this channel\'s namespace' : `namespace '${namespace}'`;
+  return new GatewayError(ErrorCode.PERMISSION_DENIED, `Appends are not enabled on ${where}: set \`appends: true\` in its namespace config`, { channel, appendTo });
+}

@@ -6,14 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { applyAppend, type Publication } from '@signalbox/protocol';
-import { appendRefused, publisherScope } from './append.js';
+import { appendRefused, appendsDisabled, publisherScope } from './append.js';
 import type { Broker, BrokerHandler, HistoryQuery, HistoryResult, PublishRequest, PublishResult } from './types.js';
-
-/** A retained publication and what it counts against the history budget. */
-interface Entry {
-  pub: Publication;
-  bytes: number;
-}
 
 /** A retained message (a publication that is not an append): its data with its appends folded in. */
 interface MessageState {
@@ -31,9 +25,23 @@ interface Stream {
   name: string;
   epoch: string;
   offset: number;
-  /** Retained publications (messages and appends) in offset order, from `head` on. */
-  entries: (Entry | undefined)[];
+  /**
+   * Retained publications in offset order: the i-th oldest is `pubs[(head + i) % pubs.length]`,
+   * for i < `count`. Without appends a ring of the history size (the slot of the oldest is reused:
+   * no growth, no copying); with appends a list that grows at the end and is cut at the front
+   * (messages and their appends, whose number the size does not bound).
+   */
+  pubs: (Publication | undefined)[];
+  /** What each retained publication counts against the history budget, parallel to `pubs`. */
+  sizes: number[];
   head: number;
+  count: number;
+  /**
+   * Whether the channel's publications come with `appends` (its namespace allows them). Only then
+   * are the three maps below kept: without, every publication is a message, `history.size` counts
+   * publications, and a publish costs no index entry.
+   */
+  appends: boolean;
   /** Retained messages by offset (insertion order is offset order); their count is what `history.size` bounds. */
   messages: Map<number, MessageState>;
   /** Newest retained message per (publisher scope, id): where an append finds its message. */
@@ -51,6 +59,18 @@ interface Stream {
   /** When the stream's position itself is forgotten (ms). */
   metaExpiresAt: number;
 }
+
+/**
+ * The index of a channel without appends: one shared, always empty map (a channel costs no maps of
+ * its own until its namespace has appends). Writing to it is a bug, and throws.
+ */
+class NoIndex<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error('memory broker: append index written on a channel without appends');
+  }
+}
+const NO_MESSAGES: Map<number, MessageState> = new NoIndex();
+const NO_IDS: Map<string, number> = new NoIndex();
 
 export interface MemoryBrokerOptions {
   /** How long a stream's position is remembered after its last publication. Default 24 h. */
@@ -147,12 +167,15 @@ export class MemoryBroker implements Broker {
       const seen = this.idempotency.get(key);
       if (seen && seen.expiresAt > now) return Promise.resolve({ publication: seen.pub, duplicate: true });
     }
+    const appends = req.appends === true;
+    if (req.appendTo !== undefined && !appends) return Promise.reject(appendsDisabled(req.channel, req.appendTo));
     const stream = this.liveStream(req.channel, now, true)!;
+    if (stream.appends !== appends) this.setAppends(stream, appends);
     const id = req.id ?? req.idempotencyKey ?? generatePublicationId();
-    const scope = publisherScope(req.publisher);
     // An append's message: retained, not an append, the same publisher's. Checked before the offset moves.
     let target: MessageState | undefined;
     if (req.appendTo !== undefined) {
+      const scope = publisherScope(req.publisher);
       const at = stream.byKey.get(`${scope}\u0000${req.appendTo}`);
       target = at === undefined ? undefined : stream.messages.get(at);
       if (!target) {
@@ -174,18 +197,39 @@ export class MemoryBroker implements Broker {
     };
     if (req.appendTo !== undefined) pub.appendTo = req.appendTo;
     const size = req.history.size;
-    if (size > 0) {
+    if (size > 0 && !appends) {
+      // The plain path: no index; a ring of the namespace's size, which counts publications.
+      if (stream.pubs.length !== size) this.resizeRing(stream, size);
+      const bytes = (req.size ?? DEFAULT_SIZE) + PUBLICATION_OVERHEAD;
+      const slot = (stream.head + stream.count) % size;
+      if (stream.count < size) stream.count++;
+      else {
+        // Full: the oldest goes to make room.
+        stream.bytes -= stream.sizes[slot]!;
+        this.retainedBytes -= stream.sizes[slot]!;
+        stream.head = (stream.head + 1) % size;
+      }
+      stream.pubs[slot] = pub;
+      stream.sizes[slot] = bytes;
+      stream.bytes += bytes;
+      this.retainedBytes += bytes;
+      stream.historyExpiresAt = now + req.history.ttlMs;
+      stream.lastAppend = now;
+      if (this.retainedBytes > this.maxHistoryBytes) this.evict(stream, pub.offset);
+    } else if (size > 0) {
       const given = req.size ?? DEFAULT_SIZE;
       // An append is held twice: as itself (for exact recovery) and folded into its message.
       const bytes = (target ? 2 * given : given) + PUBLICATION_OVERHEAD;
-      stream.entries.push({ pub, bytes });
+      stream.pubs.push(pub);
+      stream.sizes.push(bytes);
+      stream.count++;
       stream.bytes += bytes;
       this.retainedBytes += bytes;
       if (target) {
         target.data = applyAppend(target.data, pub.data);
         target.through = pub.offset;
       } else {
-        const k = `${scope}\u0000${id}`;
+        const k = `${publisherScope(req.publisher)}\u0000${id}`;
         stream.messages.set(pub.offset, { pub, key: k, data: pub.data });
         stream.byKey.set(k, pub.offset);
         stream.byId.set(id, pub.offset);
@@ -211,27 +255,28 @@ export class MemoryBroker implements Broker {
   history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     const now = this.now();
     const stream = this.liveStream(channel, now, true)!;
-    const first = stream.entries[stream.head];
-    const earliestOffset = first ? first.pub.offset : stream.offset + 1;
+    const earliestOffset = stream.count > 0 ? stream.pubs[stream.head]!.offset : stream.offset + 1;
+    const len = stream.pubs.length;
     let publications: Publication[];
     if (query.since) {
       const from = query.since.offset;
       publications = [];
       const max = query.limit ?? Number.POSITIVE_INFINITY;
-      for (let i = stream.head; i < stream.entries.length && publications.length < max; i++) {
-        const e = stream.entries[i]!;
-        if (e.pub.offset > from) publications.push(e.pub);
+      for (let i = 0; i < stream.count && publications.length < max; i++) {
+        const p = stream.pubs[(stream.head + i) % len]!;
+        if (p.offset > from) publications.push(p);
       }
     } else if (query.limit === 0) {
       publications = [];
-    } else if (query.compact) {
+    } else if (query.compact && stream.appends) {
       publications = [];
       for (const m of stream.messages.values()) publications.push(m.through === undefined ? m.pub : { ...m.pub, data: m.data, through: m.through });
       if (query.limit !== undefined) publications = publications.slice(-query.limit);
     } else {
-      const from = query.limit === undefined ? stream.head : Math.max(stream.head, stream.entries.length - query.limit);
+      // Also a compacted read of a channel without appends: every publication is a message.
+      const from = query.limit === undefined ? 0 : Math.max(0, stream.count - query.limit);
       publications = [];
-      for (let i = from; i < stream.entries.length; i++) publications.push(stream.entries[i]!.pub);
+      for (let i = from; i < stream.count; i++) publications.push(stream.pubs[(stream.head + i) % len]!);
     }
     const result: HistoryResult = { publications, position: { epoch: stream.epoch, offset: stream.offset }, earliestOffset };
     if (stream.evictedThrough > 0) result.evictedThrough = stream.evictedThrough;
@@ -254,7 +299,7 @@ export class MemoryBroker implements Broker {
     if (stream && this.retained(stream) > 0 && stream.historyExpiresAt <= now) this.clear(stream);
     if (!stream && create) {
       stream = {
-        name: channel, epoch: newEpoch(), offset: 0, entries: [], head: 0, messages: new Map(), byKey: new Map(), byId: new Map(),
+        name: channel, epoch: newEpoch(), offset: 0, pubs: [], sizes: [], head: 0, count: 0, appends: false, messages: NO_MESSAGES, byKey: NO_IDS, byId: NO_IDS,
         bytes: 0, lastAppend: 0, evictedThrough: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs,
       };
       this.streams.set(channel, stream);
@@ -278,30 +323,109 @@ export class MemoryBroker implements Broker {
 
   /** How many publications (messages and appends) the stream retains. */
   private retained(stream: Stream): number {
-    return stream.entries.length - stream.head;
+    return stream.count;
+  }
+
+  /** Makes the stream's publications a ring of `size` slots, keeping the newest `size` (accounting for the rest). */
+  private resizeRing(stream: Stream, size: number): void {
+    const len = stream.pubs.length;
+    const drop = Math.max(0, stream.count - size);
+    const pubs: (Publication | undefined)[] = new Array(size);
+    const sizes: number[] = new Array(size);
+    let bytes = 0;
+    for (let i = drop; i < stream.count; i++) {
+      const from = (stream.head + i) % len;
+      pubs[i - drop] = stream.pubs[from];
+      sizes[i - drop] = stream.sizes[from]!;
+      bytes += stream.sizes[from]!;
+    }
+    this.retainedBytes += bytes - stream.bytes;
+    stream.pubs = pubs;
+    stream.sizes = sizes;
+    stream.bytes = bytes;
+    stream.head = 0;
+    stream.count -= drop;
+  }
+
+  /** The retained publications as a list from index 0 (the appends layout). */
+  private linearize(stream: Stream): void {
+    const len = stream.pubs.length;
+    const pubs: (Publication | undefined)[] = [];
+    const sizes: number[] = [];
+    for (let i = 0; i < stream.count; i++) {
+      pubs.push(stream.pubs[(stream.head + i) % len]);
+      sizes.push(stream.sizes[(stream.head + i) % len]!);
+    }
+    stream.pubs = pubs;
+    stream.sizes = sizes;
+    stream.head = 0;
+  }
+
+  /**
+   * The channel's namespace turned appends on or off (a changed config). Off: the index goes.
+   * On: it is rebuilt from what is retained (every publication a message, appends folded onto
+   * theirs), so the next publish trims by messages again.
+   */
+  private setAppends(stream: Stream, on: boolean): void {
+    stream.appends = on;
+    this.linearize(stream);
+    if (!on) {
+      stream.messages = NO_MESSAGES;
+      stream.byKey = NO_IDS;
+      stream.byId = NO_IDS;
+      return;
+    }
+    stream.messages = new Map();
+    stream.byKey = new Map();
+    stream.byId = new Map();
+    for (let i = 0; i < stream.count; i++) {
+      const p = stream.pubs[i]!;
+      if (p.appendTo === undefined) {
+        const k = `${publisherScope(p.publisher)}\u0000${p.id}`;
+        stream.messages.set(p.offset, { pub: p, key: k, data: p.data });
+        stream.byKey.set(k, p.offset);
+        stream.byId.set(p.id, p.offset);
+      } else {
+        const at = stream.byKey.get(`${publisherScope(p.publisher)}\u0000${p.appendTo}`);
+        const m = at === undefined ? undefined : stream.messages.get(at);
+        if (m) {
+          m.data = applyAppend(m.data, p.data);
+          m.through = p.offset;
+        }
+      }
+    }
   }
 
   /** Drops the stream's oldest retained publication (a message takes its lookup entries with it). */
-  private dropHead(stream: Stream): Entry {
-    const e = stream.entries[stream.head]!;
-    stream.entries[stream.head] = undefined;
+  private dropHead(stream: Stream): Publication {
+    const pub = stream.pubs[stream.head]!;
+    const bytes = stream.sizes[stream.head]!;
+    stream.pubs[stream.head] = undefined;
+    stream.count--;
+    stream.bytes -= bytes;
+    this.retainedBytes -= bytes;
+    if (stream.appends && pub.appendTo === undefined) {
+      const m = stream.messages.get(pub.offset);
+      stream.messages.delete(pub.offset);
+      if (m && stream.byKey.get(m.key) === pub.offset) stream.byKey.delete(m.key);
+      if (stream.byId.get(pub.id) === pub.offset) stream.byId.delete(pub.id);
+    }
+    if (!stream.appends) {
+      // The ring keeps its slots.
+      stream.head = stream.count === 0 ? 0 : (stream.head + 1) % stream.pubs.length;
+      return pub;
+    }
     stream.head++;
-    stream.bytes -= e.bytes;
-    this.retainedBytes -= e.bytes;
-    if (e.pub.appendTo === undefined) {
-      const m = stream.messages.get(e.pub.offset);
-      stream.messages.delete(e.pub.offset);
-      if (m && stream.byKey.get(m.key) === e.pub.offset) stream.byKey.delete(m.key);
-      if (stream.byId.get(e.pub.id) === e.pub.offset) stream.byId.delete(e.pub.id);
-    }
-    if (stream.head === stream.entries.length) {
-      stream.entries = [];
+    if (stream.count === 0) {
+      stream.pubs = [];
+      stream.sizes = [];
       stream.head = 0;
-    } else if (stream.head >= 1024 && stream.head * 2 >= stream.entries.length) {
-      stream.entries = stream.entries.slice(stream.head);
+    } else if (stream.head >= 1024 && stream.head * 2 >= stream.pubs.length) {
+      stream.pubs = stream.pubs.slice(stream.head);
+      stream.sizes = stream.sizes.slice(stream.head);
       stream.head = 0;
     }
-    return e;
+    return pub;
   }
 
   /**
@@ -310,19 +434,23 @@ export class MemoryBroker implements Broker {
    */
   private dropOrphans(stream: Stream): number {
     let last = 0;
-    while (stream.head < stream.entries.length && stream.entries[stream.head]!.pub.appendTo !== undefined) last = this.dropHead(stream).pub.offset;
+    while (stream.count > 0 && stream.pubs[stream.head]!.appendTo !== undefined) last = this.dropHead(stream).offset;
     return last;
   }
 
   /** Drops everything the stream retains; its position stays. */
   private clear(stream: Stream): void {
     this.retainedBytes -= stream.bytes;
-    stream.entries = [];
+    stream.pubs = [];
+    stream.sizes = [];
     stream.head = 0;
+    stream.count = 0;
     stream.bytes = 0;
-    stream.messages.clear();
-    stream.byKey.clear();
-    stream.byId.clear();
+    if (stream.appends) {
+      stream.messages.clear();
+      stream.byKey.clear();
+      stream.byId.clear();
+    }
   }
 
   /**
@@ -337,17 +465,13 @@ export class MemoryBroker implements Broker {
     let publications = 0;
     let bytes = 0;
     for (const s of holders) {
-      while (this.retainedBytes > target && this.retained(s) > 0 && (s !== current || s.entries[s.head]!.pub.offset < keepFrom)) {
-        const e = this.dropHead(s);
-        s.evictedThrough = e.pub.offset;
-        publications++;
-        bytes += e.bytes;
+      while (this.retainedBytes > target && this.retained(s) > 0 && (s !== current || s.pubs[s.head]!.offset < keepFrom)) {
         const before = this.retainedBytes;
+        s.evictedThrough = this.dropHead(s).offset;
+        publications++;
         const orphan = this.dropOrphans(s);
-        if (orphan > 0) {
-          s.evictedThrough = orphan;
-          bytes += before - this.retainedBytes;
-        }
+        if (orphan > 0) s.evictedThrough = orphan;
+        bytes += before - this.retainedBytes;
       }
       if (this.retainedBytes <= target) break;
     }

@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { decodeMsgpack, encodeMsgpack, isPublisher, type Publication, type Publisher } from '@signalbox/protocol';
-import { appendRefused, publisherScope } from './append.js';
+import { appendRefused, appendsDisabled, publisherScope } from './append.js';
 import { generatePublicationId } from './memory.js';
 import { NOOP_LOGGER, REDIS_DEFAULTS, RedisConnection, positive as positiveOption, type RedisLogger } from '../redis/connection.js';
 import { errMessage, redisCall } from '../redis/errors.js';
@@ -153,6 +153,8 @@ export class RedisBroker implements Broker {
 
   async publish(req: PublishRequest): Promise<PublishResult> {
     this.assertUsable('publish');
+    const appends = req.appends === true;
+    if (req.appendTo !== undefined && !appends) throw appendsDisabled(req.channel, req.appendTo);
     const keys = redisChannelKeys(this.prefix, req.channel);
     const size = req.history.size;
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`history.size must be a non-negative integer, got ${size}`);
@@ -173,10 +175,13 @@ export class RedisBroker implements Broker {
       publishScript.run(
         this.cmd,
         [keys.meta, keys.stream, `${keys.idem}${req.idempotencyKey ?? ''}`, keys.msgs, keys.order],
-        [
-          keys.topic, size, histTtl, metaTtl, windowMs, newEpochSeed(), body, hasKey ? '1' : '0',
-          req.appendTo ?? '', publisherScope(req.publisher), id, ...foldArgs(req.data, req.appendTo !== undefined),
-        ],
+        appends
+          ? [
+            keys.topic, size, histTtl, metaTtl, windowMs, newEpochSeed(), body, hasKey ? '1' : '0', '1',
+            req.appendTo ?? '', publisherScope(req.publisher), id, ...foldArgs(req.data, req.appendTo !== undefined),
+          ]
+          // The plain path (no appends on this channel): no index, no fold arguments.
+          : [keys.topic, size, histTtl, metaTtl, windowMs, newEpochSeed(), body, hasKey ? '1' : '0', '0'],
       ),
     );
     if (Array.isArray(reply) && reply.length === 1 && req.appendTo !== undefined) {

@@ -34,8 +34,17 @@ export interface PublishRequest {
    * publication of the same channel by the same publisher ({@link publisherScope}); otherwise the
    * publish is refused (`APPEND_TARGET_NOT_FOUND`, `APPEND_NOT_ALLOWED`) and nothing is published.
    * The idempotency key is checked first: a repeated append resolves with the first one's result.
+   * Needs `appends`.
    */
   appendTo?: string;
+  /**
+   * The channel's namespace allows appends (`appends: true`): the broker keeps the bookkeeping they
+   * need for every publication of the channel (message index, message order, fold state). Absent or
+   * false: the plain path, as cheap as before appends existed (history counts publications, no
+   * index), and an `appendTo` is refused (`PERMISSION_DENIED`). Every publication of a channel must
+   * pass the same value (its namespace's), or the index misses messages.
+   */
+  appends?: boolean;
 }
 
 export interface PublishResult {
@@ -54,7 +63,9 @@ export interface HistoryQuery {
    */
   limit?: number;
   /**
-   * Only without `since`: return messages, not raw publications. Each retained message comes once,
+   * Only without `since`, and only for a channel whose publications were published with `appends`
+   * (without them every publication is a message: the plain read is the same, and cheaper).
+   * Returns messages, not raw publications. Each retained message comes once,
    * with every retained append folded into its data (`applyAppend`) and `through` set to the last
    * append's offset (absent when it has none); appends are not returned by themselves.
    */

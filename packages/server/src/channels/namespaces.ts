@@ -41,6 +41,13 @@ export interface NamespaceConfig {
   delivery?: 'all' | 'latest';
   /** With `delivery: latest`: the data field whose value (with the event type) is the key. Default `key`. */
   latestBy?: string;
+  /**
+   * May publications append to an earlier message (`appendTo`, docs/protocol.md "Appends")? Default
+   * false: an `appendTo` is refused (`PERMISSION_DENIED`) and the broker keeps no append bookkeeping
+   * for the namespace's channels (no message index, history counts publications), which is cheaper
+   * on every publication. On for `agent` in the default table.
+   */
+  appends?: boolean;
 }
 
 const H = 3600_000;
@@ -49,7 +56,8 @@ export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
   ns('project', 'private', 1000, H, false),
   ns('prp', 'private', 500, H, false),
   // What an agent says about its run is the agent's alone; users publish their own messages (`chat.message`).
-  { ...ns('agent', 'private', 1000, H, true), producerTypes: ['agent.*', 'chat.token', 'chat.done'] },
+  // Streamed answers are messages with appends (docs/protocol.md, "Appends").
+  { ...ns('agent', 'private', 1000, H, true), producerTypes: ['agent.*', 'chat.token', 'chat.done'], appends: true },
   // What a page reports about itself is the page's alone, and so is the audit of the commands it ran
   // (`debug.command`, `debug.result`). Presence: the page streams only while a viewer is subscribed.
   { ...ns('session', 'private', 1000, 10 * 60_000, true), presence: true, producerTypes: ['console.*', 'network.*', 'page.*', 'error.*', 'debug.command', 'debug.result'] },
@@ -180,7 +188,7 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       if (typeof v !== 'boolean') fail(`${name}.${k} must be true or false`);
       return v as boolean;
     };
-    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds', 'delivery', 'latestBy']);
+    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds', 'delivery', 'latestBy', 'appends']);
     for (const k of Object.keys(e)) if (!known.has(k)) fail(`${name}: unknown field "${k}"`);
     const historySize = int('historySize', 100);
     if (historySize > 100_000) fail(`${name}.historySize must be at most 100000`);
@@ -189,6 +197,8 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
     const latestBy = e.latestBy ?? 'key';
     if (typeof latestBy !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(latestBy)) fail(`${name}.latestBy must be a data field name`);
     if (e.latestBy !== undefined && delivery !== 'latest') fail(`${name}.latestBy needs delivery "latest"`);
+    const appends = bool('appends', false);
+    if (appends && delivery === 'latest') fail(`${name}.appends needs delivery "all" (a latest-wins subscriber skips publications, appends among them)`);
     return {
       name,
       type: type as NamespaceType,
@@ -201,6 +211,7 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       allowBare: bool('allowBare', false),
       allowIds: bool('allowIds', true),
       ...(delivery === 'latest' ? { delivery: 'latest' as const, latestBy: latestBy as string } : {}),
+      ...(appends ? { appends: true } : {}),
     };
   });
 }

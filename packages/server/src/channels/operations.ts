@@ -9,6 +9,7 @@
  * outage as `UNAVAILABLE`, anything else as `INTERNAL_ERROR` with its cause.
  */
 import { ErrorCode, type PresenceMember, type Publication, type Publisher, type StreamPosition, type UnrecoverableReason } from '@signalbox/protocol';
+import { appendsDisabled } from '../broker/append.js';
 import { generatePublicationId } from '../broker/memory.js';
 import type { Broker, HistoryResult, PublishResult } from '../broker/types.js';
 import { GatewayError, toGatewayError } from '../errors.js';
@@ -134,6 +135,9 @@ export class ChannelOperations {
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
     if (msg.appendTo !== undefined) {
+      // Appends are a namespace option: the others skip their bookkeeping on every publication.
+      const off = channels.find((ch) => ch.namespace.appends !== true);
+      if (off) throw appendsDisabled(off.name, msg.appendTo, off.namespace.name);
       // A subscriber that is behind on a latest-wins channel skips publications: it would skip appends and fold wrong.
       const latest = channels.find((ch) => ch.namespace.delivery === 'latest');
       if (latest) {
@@ -152,6 +156,7 @@ export class ChannelOperations {
       results = await Promise.all(channels.map((ch) => broker.publish({
         channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher, size: msg.size,
         ...(msg.appendTo !== undefined ? { appendTo: msg.appendTo } : {}),
+        appends: ch.namespace.appends === true,
         history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs,
       })));
     } catch (err) {
@@ -176,7 +181,7 @@ export class ChannelOperations {
     // The namespace's size counts messages; after a position, appends count too (raw), so only the default bounds a page.
     const limit = req.limit ?? (req.since ? DEFAULT_HISTORY_LIMIT : Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize));
     try {
-      hist = await this.deps.broker.history(ch.name, req.since ? { since: req.since, limit } : { limit, compact: true });
+      hist = await this.deps.broker.history(ch.name, req.since ? { since: req.since, limit } : { limit, compact: ch.namespace.appends === true });
     } catch (err) {
       throw toGatewayError(err);
     }
@@ -223,7 +228,7 @@ export class ChannelOperations {
       else await presence.remove(ch.name, member.clientId);
       const ns = ch.namespace;
       await broker.publish({
-        channel: ch.name, type: `presence.${change}`, data: { member }, publisher: PRESENCE_PUBLISHER,
+        channel: ch.name, type: `presence.${change}`, data: { member }, publisher: PRESENCE_PUBLISHER, appends: ns.appends === true,
         history: { size: ns.historySize, ttlMs: ns.historyTtlMs }, idempotencyWindowMs: 0,
       });
     } catch (err) {

@@ -93,16 +93,22 @@ end
 `;
 
 /**
- * Append-and-publish, with the bookkeeping of messages and appends in the same step.
+ * Append-and-publish. Two paths, chosen by ARGV[9], one script (one EVALSHA per publication):
+ * - plain ('0': the channel's namespace has no appends): idempotency check, next offset, XADD
+ *   with MAXLEN (the size counts publications), TTLs, PUBLISH; KEYS[4] and KEYS[5] are not
+ *   touched (they are only deleted with the stream when a new epoch starts). The same commands as
+ *   before appends existed.
+ * - appends ('1'): the same, with the bookkeeping of messages and appends in the same step.
  *
  * KEYS[1] meta hash {epoch, offset}; KEYS[2] history stream; KEYS[3] idempotency result key;
  * KEYS[4] message hash (index and fold state); KEYS[5] message order list.
  * ARGV[1] pub/sub topic; ARGV[2] history size (in messages); ARGV[3] history TTL ms (-1 = none);
  * ARGV[4] meta TTL ms (-1 = none); ARGV[5] idempotency window ms (0 = no caching, -1 = forever);
  * ARGV[6] epoch seed; ARGV[7] body (MessagePack); ARGV[8] '1' when an idempotency key was given;
- * ARGV[9] appendTo ('' for a message); ARGV[10] publisher scope; ARGV[11] publication id;
- * ARGV[12] the data's kind: 's' string, 'o' object, 'v' anything else;
- * ARGV[13..] (an append only) for 's' the string, for 'v' the value (MessagePack), for 'o' per
+ * ARGV[9] '1' for the appends path, '0' for the plain one (then ARGV ends here);
+ * ARGV[10] appendTo ('' for a message); ARGV[11] publisher scope; ARGV[12] publication id;
+ * ARGV[13] the data's kind: 's' string, 'o' object, 'v' anything else;
+ * ARGV[14..] (an append only) for 's' the string, for 'v' the value (MessagePack), for 'o' per
  * field: name, 's' or 'v', the string or the value (MessagePack).
  *
  * Returns {duplicate (0|1), message}, or {2} (appendTo: another publisher's message) or {3}
@@ -126,7 +132,6 @@ local size = tonumber(ARGV[2])
 local hist_ttl = tonumber(ARGV[3])
 local meta_ttl = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
-local append_to, scope, id, kind = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 
 if ARGV[8] == '1' then
   local seen = redis.call('GET', idem)
@@ -135,6 +140,28 @@ end
 
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then epoch = new_epoch(meta, stream, msgs, order, ARGV[6], meta_ttl) end
+
+if ARGV[9] ~= '1' then
+  -- The plain path: no message index, no order list; MAXLEN without '~' trims exactly.
+  local offset = redis.call('HINCRBY', meta, 'offset', 1)
+  local now = now_ms()
+  local message = '\\148' .. cmsgpack.pack(epoch) .. cmsgpack.pack(offset) .. cmsgpack.pack(now) .. ARGV[7]
+  if size > 0 then
+    redis.call('XADD', stream, 'MAXLEN', size, string.format('%d-0', offset), 'p', message)
+    if hist_ttl >= 0 then redis.call('PEXPIRE', stream, hist_ttl) else redis.call('PERSIST', stream) end
+  else
+    redis.call('DEL', stream)
+  end
+  if meta_ttl >= 0 then redis.call('PEXPIRE', meta, meta_ttl) else redis.call('PERSIST', meta) end
+  if ARGV[8] == '1' then
+    if window > 0 then redis.call('SET', idem, message, 'PX', window)
+    elseif window < 0 then redis.call('SET', idem, message) end
+  end
+  redis.call('PUBLISH', ARGV[1], message)
+  return {0, message}
+end
+
+local append_to, scope, id, kind = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 
 -- An append's message: retained, not an append, the same publisher's.
 local target
@@ -157,16 +184,16 @@ local function drop_fold(o)
   redis.call('HDEL', msgs, o .. ':k', o .. ':t', o .. ':d', o .. ':n')
 end
 
--- Applies the append (ARGV[12..]) to the fold state of the message at offset o.
+-- Applies the append (ARGV[13..]) to the fold state of the message at offset o.
 local function fold(o)
   local state = redis.call('HGET', msgs, o .. ':k')
   if not state then state = 'r' .. redis.call('HGET', msgs, o .. ':r') end
   local shape = string.sub(state, 2, 2)
   if shape == 's' and kind == 's' then
-    redis.call('HSET', msgs, o .. ':k', state, o .. ':d', (redis.call('HGET', msgs, o .. ':d') or '') .. ARGV[13])
+    redis.call('HSET', msgs, o .. ':k', state, o .. ':d', (redis.call('HGET', msgs, o .. ':d') or '') .. ARGV[14])
   elseif shape == 'o' and kind == 'o' then
     local names = redis.call('HGET', msgs, o .. ':n') or ''
-    for i = 13, #ARGV, 3 do
+    for i = 14, #ARGV, 3 do
       local name, t, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
       local f = o .. ':f:' .. name
       local prev = redis.call('HGET', msgs, f)
@@ -191,14 +218,14 @@ local function fold(o)
     drop_fold(o)
     if kind == 'o' then
       local names = ''
-      for i = 13, #ARGV, 3 do
+      for i = 14, #ARGV, 3 do
         local name, t, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
         names = names .. string.format('%d', #name) .. ':' .. name
         if t == 's' then redis.call('HSET', msgs, o .. ':f:' .. name, 'S' .. v) else redis.call('HSET', msgs, o .. ':f:' .. name, 'V' .. v) end
       end
       redis.call('HSET', msgs, o .. ':k', 'so', o .. ':n', names)
     else
-      redis.call('HSET', msgs, o .. ':k', 's' .. kind, o .. ':d', ARGV[13])
+      redis.call('HSET', msgs, o .. ':k', 's' .. kind, o .. ':d', ARGV[14])
     end
   end
   redis.call('HSET', msgs, o .. ':t', off)

@@ -384,8 +384,61 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
       const agentElsewhere: Publisher = { via: 'ws', sub: 'agent_1', client: 'conn_b' };
       const viewer: Publisher = { via: 'ws', sub: 'viewer_1', client: 'conn_v' };
       const as = (publisher: Publisher, id: string, appendTo?: string): Partial<PublishRequest> => ({
-        // Scoped per subject, as the gateway scopes them (channels/operations.ts).
-        publisher, id, idempotencyKey: `${publisher.via === 'ws' ? publisher.sub : publisher.via}:${id}`, ...(appendTo !== undefined ? { appendTo } : {}),
+        // Scoped per subject, as the gateway scopes them (channels/operations.ts). A channel of a namespace with appends.
+        publisher, id, idempotencyKey: `${publisher.via === 'ws' ? publisher.sub : publisher.via}:${id}`, appends: true, ...(appendTo !== undefined ? { appendTo } : {}),
+      });
+
+      describe('a channel without appends (the plain path)', () => {
+        it('refuses appendTo with PERMISSION_DENIED; nothing is published, the offset does not move', async () => {
+          const ch = uniqueChannel('no-appends');
+          await publishTo(broker, ch, 'root', { publisher: agent, id: 'm1' });
+          for (const appends of [undefined, false]) {
+            await expect(publishTo(broker, ch, '+', { publisher: agent, id: 'm1.1', appendTo: 'm1', ...(appends === false ? { appends } : {}) }))
+              .rejects.toMatchObject({ code: 'PERMISSION_DENIED', details: { channel: ch, appendTo: 'm1' } });
+          }
+          const h = await broker.history(ch, {});
+          expect(h.position.offset).toBe(1);
+          expect(h.publications.map((p) => p.id)).toEqual(['m1']);
+        });
+
+        it('history size counts publications; a compacted read is the plain one', async () => {
+          const ch = uniqueChannel('no-appends-size');
+          const history = { size: 3, ttlMs: 60_000 };
+          for (let i = 1; i <= 5; i++) await publishTo(broker, ch, `p${i}`, { publisher: agent, id: `p${i}`, history });
+          const plain = await broker.history(ch, {});
+          expect(offsets(plain.publications)).toEqual([3, 4, 5]);
+          expect(plain.earliestOffset).toBe(3);
+          const compact = await broker.history(ch, { compact: true, limit: 2 });
+          expect(compact.publications).toEqual(plain.publications.slice(1));
+          expect(compact.publications.every((p) => p.through === undefined && p.appendTo === undefined)).toBe(true);
+        });
+
+        it('a namespace that turns appends on later: what is retained reads back as messages, appends work from then on', async () => {
+          const ch = uniqueChannel('appends-later');
+          const history = { size: 3, ttlMs: 60_000 };
+          await publishTo(broker, ch, 'A', { publisher: agent, id: 'a', history });
+          await publishTo(broker, ch, 'B', { publisher: agent, id: 'b', history });
+          await publishTo(broker, ch, 'C', { ...as(agent, 'c'), history });
+          await publishTo(broker, ch, '+', { ...as(agent, 'c.1', 'c'), history });
+          const h = await broker.history(ch, { compact: true });
+          expect(h.publications.map((p) => [p.id, p.data, p.through])).toEqual([['a', 'A', undefined], ['b', 'B', undefined], ['c', 'C+', 4]]);
+          expect(offsets((await broker.history(ch, { since: { epoch: h.position.epoch, offset: 0 } })).publications)).toEqual([1, 2, 3, 4]);
+        });
+
+        it('a namespace that turns appends off: the size counts publications again, appends and all', async () => {
+          const ch = uniqueChannel('appends-off');
+          const history = { size: 3, ttlMs: 60_000 };
+          await publishTo(broker, ch, 'A', { ...as(agent, 'a'), history });
+          await publishTo(broker, ch, '+', { ...as(agent, 'a.1', 'a'), history });
+          await publishTo(broker, ch, '+', { ...as(agent, 'a.2', 'a'), history });
+          await publishTo(broker, ch, 'B', { publisher: agent, id: 'b', history });
+          const h = await broker.history(ch, {});
+          expect(offsets(h.publications)).toEqual([2, 3, 4]);
+          expect(h.earliestOffset).toBe(2);
+          for (let i = 0; i < 4; i++) await publishTo(broker, ch, `p${i}`, { publisher: agent, id: `p${i}`, history });
+          expect(offsets((await broker.history(ch, { since: { epoch: h.position.epoch, offset: 0 } })).publications)).toEqual([6, 7, 8]);
+          await expect(publishTo(broker, ch, '+', { publisher: agent, id: 'x', appendTo: 'p3', history })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+        });
       });
 
       it('an append is a publication of its own: next offset, appendTo set, delivered in order', async () => {
