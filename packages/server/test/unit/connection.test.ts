@@ -128,18 +128,19 @@ describe('open', () => {
   });
 
   it('token expiry: token_expired, then close 4002 after the grace period unless refreshed', async () => {
-    const { conn, t } = await open(await node.token({ ttlSeconds: 1 }));
-    await vi.waitFor(() => expect(t.of('token_expired')).toHaveLength(1), { timeout: 3000 });
+    // exp is in whole seconds: a 1 s token may have only a few ms left, less than opening takes on a loaded machine.
+    const { conn, t } = await open(await node.token({ ttlSeconds: 2 }));
+    await vi.waitFor(() => expect(t.of('token_expired')).toHaveLength(1), { timeout: 4000 });
     expect(t.of('token_expired')[0]!.data.graceMs).toBe(500);
-    await vi.waitFor(() => expect(t.closes.map((c) => c.code)).toEqual([CloseCode.TOKEN_EXPIRED]), { timeout: 3000 });
+    await vi.waitFor(() => expect(t.closes.map((c) => c.code)).toEqual([CloseCode.TOKEN_EXPIRED]), { timeout: 4000 });
     expect(conn.isOpen).toBe(false);
   });
 
   it('a refresh within the grace period keeps the connection and drops channels the new token does not grant', async () => {
-    const { conn, t } = await open(await node.token({ ttlSeconds: 1, channels: ['project:*'] }));
+    const { conn, t } = await open(await node.token({ ttlSeconds: 2, channels: ['project:*'] }));
     conn.onFrame(frame({ id: 's', action: 'subscribe', payload: { channels: ['project:p1', 'project:p2'] } }), false);
     await vi.waitFor(() => expect(t.of('subscription.confirmed')).toHaveLength(1));
-    await vi.waitFor(() => expect(t.of('token_expired')).toHaveLength(1), { timeout: 3000 });
+    await vi.waitFor(() => expect(t.of('token_expired')).toHaveLength(1), { timeout: 4000 });
     conn.onFrame(frame({ id: 'r', action: 'refresh', payload: { token: await node.token({ channels: ['project:p1'] }) } }), false);
     await vi.waitFor(() => expect(t.sent.some((m) => m.replyTo === 'r')).toBe(true));
     expect(t.sent.find((m) => m.replyTo === 'r')!.type).not.toBe('error');
