@@ -41,6 +41,13 @@ export const ErrorCode = {
   RPC_FAILED: 'RPC_FAILED',
   /** The handler serving the call disconnected or stopped handling before it answered. */
   RPC_HANDLER_GONE: 'RPC_HANDLER_GONE',
+  /**
+   * A publish's `appendTo` names no message this publisher may append to: none with that id is
+   * retained in the channel's history (never published, trimmed, expired, or the id is an append's).
+   */
+  APPEND_TARGET_NOT_FOUND: 'APPEND_TARGET_NOT_FOUND',
+  /** A publish's `appendTo` names a message another publisher published: only its own publisher may append to it. */
+  APPEND_NOT_ALLOWED: 'APPEND_NOT_ALLOWED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -63,6 +70,8 @@ export const ERROR_DESCRIPTIONS: Record<ErrorCode, { description: string; action
   RPC_TIMEOUT: { description: 'The handler did not answer in time', action: 'Retry if the method is safe to repeat; raise timeoutMs' },
   RPC_FAILED: { description: "The handler answered with an error", action: "See the handler's message and details.handlerCode" },
   RPC_HANDLER_GONE: { description: 'The handler went away mid-call', action: 'Retry if the method is safe to repeat: another handler may serve it' },
+  APPEND_TARGET_NOT_FOUND: { description: 'No retained message with the `appendTo` id on this channel', action: 'Publish a new message (without appendTo) and append to that' },
+  APPEND_NOT_ALLOWED: { description: "The `appendTo` message is another publisher's", action: 'Append only to your own messages' },
 };
 
 /**

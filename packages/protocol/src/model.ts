@@ -25,6 +25,42 @@ export interface Publication {
   time: number;
   /** Who published, as the gateway authenticated it (never taken from the payload). */
   publisher?: Publisher;
+  /**
+   * Present on an append: the id of the message (an earlier publication of the same channel and
+   * publisher) whose data this one is applied to with {@link applyAppend}. See docs/protocol.md, "Appends".
+   */
+  appendTo?: string;
+  /**
+   * Present on a message of a compacted history read (history without `since`) that had appends:
+   * the offset of the last append folded into `data`. The reader goes on with live publications
+   * whose offset is greater.
+   */
+  through?: number;
+}
+
+/**
+ * The fold rule of appends: the data of a message after `append` (an append's data) is applied to
+ * `base` (its data so far). Both strings: concatenated. Both plain objects: for each field of the
+ * append, a string onto a string is concatenated, anything else sets (replaces) the field; fields
+ * the append does not name are kept. Any other combination: the append's data replaces the whole.
+ * Never mutates either argument.
+ */
+export function applyAppend(base: unknown, append: unknown): unknown {
+  if (typeof base === 'string' && typeof append === 'string') return base + append;
+  if (isPlainRecord(base) && isPlainRecord(append)) {
+    const out: Record<string, unknown> = { ...base };
+    for (const [k, v] of Object.entries(append)) {
+      const prev = Object.prototype.hasOwnProperty.call(out, k) ? out[k] : undefined;
+      // defineProperty, not assignment: a field named `__proto__` is data, never the prototype.
+      Object.defineProperty(out, k, { value: typeof prev === 'string' && typeof v === 'string' ? prev + v : v, writable: true, enumerable: true, configurable: true });
+    }
+    return out;
+  }
+  return append;
+}
+
+function isPlainRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
 /**
@@ -64,7 +100,8 @@ export interface ChannelRequest {
 export type Command =
   | { kind: 'subscribe'; requestId?: string; channels: ChannelRequest[] }
   | { kind: 'unsubscribe'; requestId?: string; channels: string[] }
-  | { kind: 'publish'; requestId?: string; channel: string; type: string; data: unknown }
+  /** `appendTo`: the id of an earlier message of the same channel and publisher this publication appends to. */
+  | { kind: 'publish'; requestId?: string; channel: string; type: string; data: unknown; appendTo?: string }
   | { kind: 'history'; requestId?: string; channel: string; since?: StreamPosition; limit?: number }
   | { kind: 'presence'; requestId?: string; channel: string }
   | { kind: 'refresh'; requestId?: string; token: string }

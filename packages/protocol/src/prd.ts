@@ -8,7 +8,7 @@
  */
 import { ErrorCode } from './errors.js';
 import type { Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
-import { isStreamPosition } from './model.js';
+import { isStreamPosition, isValidMessageId } from './model.js';
 import { type DecodeResult, decodeError, isPlainObject, readChannelList, readHistoryLimit, readRequestId, readRpcRequest } from './decode-util.js';
 
 export interface PrdServerMessage {
@@ -24,6 +24,10 @@ export interface PrdServerMessage {
   epoch?: string;
   /** For `message`: who published (see `Publisher`). */
   publisher?: Publisher;
+  /** For `message`: on an append, the id of the message it appends to. */
+  appendTo?: string;
+  /** For `message` in a compacted history: the offset of the last append folded into `data`. */
+  through?: number;
 }
 
 export function decodePrdCommand(msg: unknown): DecodeResult {
@@ -55,7 +59,8 @@ export function decodePrdCommand(msg: unknown): DecodeResult {
       if (!('data' in msg)) return bad('`data` is required');
       const event = msg.event ?? 'message';
       if (typeof event !== 'string') return bad('`event` must be a string');
-      return { kind: 'publish', requestId, channel: msg.channel, type: event, data: msg.data };
+      if (msg.appendTo !== undefined && !isValidMessageId(msg.appendTo)) return bad('`appendTo` must be a publication id (1-128 printable ASCII characters)');
+      return { kind: 'publish', requestId, channel: msg.channel, type: event, data: msg.data, ...(msg.appendTo !== undefined ? { appendTo: msg.appendTo } : {}) };
     }
     case 'history': {
       if (typeof msg.channel !== 'string') return bad('`channel` must be a string');
@@ -104,6 +109,8 @@ export function prdPublication(pub: Publication): PrdServerMessage {
     offset: pub.offset,
     epoch: pub.epoch,
     ...(pub.publisher ? { publisher: pub.publisher } : {}),
+    ...(pub.appendTo !== undefined ? { appendTo: pub.appendTo } : {}),
+    ...(pub.through !== undefined ? { through: pub.through } : {}),
   };
 }
 

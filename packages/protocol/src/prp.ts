@@ -6,7 +6,7 @@
  */
 import { ErrorCode } from './errors.js';
 import type { Command, Publication, Publisher, ServerEvent, StreamPosition } from './model.js';
-import { isStreamPosition } from './model.js';
+import { isStreamPosition, isValidMessageId } from './model.js';
 import {
   type DecodeResult, decodeError, isPlainObject, readChannelList, readChannelRequest, readHistoryLimit, readRequestId, readRpcRequest,
   MAX_CHANNELS_PER_REQUEST,
@@ -24,6 +24,10 @@ export interface PrpServerMessage {
   epoch?: string;
   /** On channel events: who published (see `Publisher`). */
   publisher?: Publisher;
+  /** On channel events: on an append, the id of the message it appends to. */
+  appendTo?: string;
+  /** On a message of a compacted history: the offset of the last append folded into `data`. */
+  through?: number;
   metadata?: { version: string; source: string };
 }
 
@@ -75,7 +79,8 @@ export function decodePrpCommand(msg: unknown): DecodeResult {
       const type = p.type ?? 'message';
       if (typeof type !== 'string') return bad('`payload.type` must be a string');
       if (!('data' in p)) return bad('`payload.data` is required');
-      return { kind: 'publish', requestId, channel: p.channel, type, data: p.data };
+      if (p.appendTo !== undefined && !isValidMessageId(p.appendTo)) return bad('`payload.appendTo` must be a publication id (1-128 printable ASCII characters)');
+      return { kind: 'publish', requestId, channel: p.channel, type, data: p.data, ...(p.appendTo !== undefined ? { appendTo: p.appendTo } : {}) };
     }
     case 'history': {
       if (typeof p.channel !== 'string') return bad('`payload.channel` must be a string');
@@ -123,6 +128,8 @@ export function prpPublication(pub: Publication): PrpServerMessage {
     epoch: pub.epoch,
     data: pub.data,
     ...(pub.publisher ? { publisher: pub.publisher } : {}),
+    ...(pub.appendTo !== undefined ? { appendTo: pub.appendTo } : {}),
+    ...(pub.through !== undefined ? { through: pub.through } : {}),
   };
 }
 

@@ -479,7 +479,8 @@ export class Connection implements Subscriber, TransportHandler {
       return;
     }
     try {
-      const r = await this.ctx.ops.publish(channel, { type: cmd.type, data: cmd.data, id: cmd.requestId, size: bytes }, { via: 'ws', sub: this.creds!.sub, client: this.id });
+      const msg = { type: cmd.type, data: cmd.data, id: cmd.requestId, size: bytes, ...(cmd.appendTo !== undefined ? { appendTo: cmd.appendTo } : {}) };
+      const r = await this.ctx.ops.publish(channel, msg, { via: 'ws', sub: this.creds!.sub, client: this.id });
       const p = r.publication;
       this.send({ kind: 'ack', replyTo: cmd.requestId, publication: { id: p.id, channel: p.channel, offset: p.offset, epoch: p.epoch }, duplicate: r.duplicate });
     } catch (err) {

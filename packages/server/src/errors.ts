@@ -27,6 +27,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   RPC_TIMEOUT: 504,
   RPC_FAILED: 502,
   RPC_HANDLER_GONE: 502,
+  APPEND_TARGET_NOT_FOUND: 404,
+  APPEND_NOT_ALLOWED: 403,
 };
 
 export type ErrorDetails = Record<string, unknown>;

@@ -106,9 +106,11 @@ function encodePublication(p: Publication, cache: FrameCache, idx: EncIndex): Bu
   const data = (cache.dataJson ??= JSON.stringify(p.data) ?? 'null');
   const ts = isoTime(p.time);
   const publisher = (cache.publisherJson ??= p.publisher ? `,"publisher":${JSON.stringify(p.publisher)}` : '');
+  // Appends name their message; a compacted history entry says what it folded (docs/protocol.md, "Appends").
+  const tail = `${publisher}${p.appendTo !== undefined ? `,"appendTo":${JSON.stringify(p.appendTo)}` : ''}${p.through !== undefined ? `,"through":${p.through}` : ''}`;
   const s = idx === 0
-    ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}${publisher}}`
-    : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}${publisher}}`;
+    ? `{"id":${JSON.stringify(p.id)},"type":${JSON.stringify(p.type)},"timestamp":"${ts}","channel":${JSON.stringify(p.channel)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)},"data":${data}${tail}}`
+    : `{"type":"message","channel":${JSON.stringify(p.channel)},"data":${data},"id":${JSON.stringify(p.id)},"timestamp":"${ts}","event":${JSON.stringify(p.type)},"offset":${p.offset},"epoch":${JSON.stringify(p.epoch)}${tail}}`;
   return frame(s, false);
 }
 

@@ -37,7 +37,7 @@ describeWithRedis('RedisBroker', redis, () => {
         const ch = uniqueChannel('layout');
         await publishTo(broker, ch, 1, { idempotencyKey: 'weird}{key*' });
         const keys = (await listKeys(redis.url, prefix)).filter((k) => k.includes(ch));
-        expect(keys).toEqual([`${prefix}:{${ch}}:idem:weird}{key*`, `${prefix}:{${ch}}:meta`, `${prefix}:{${ch}}:stream`]);
+        expect(keys).toEqual([`${prefix}:{${ch}}:idem:weird}{key*`, `${prefix}:{${ch}}:meta`, `${prefix}:{${ch}}:msgs`, `${prefix}:{${ch}}:order`, `${prefix}:{${ch}}:stream`]);
       } finally {
         await broker.close();
       }

@@ -32,6 +32,9 @@ describe('hand-built frames', () => {
       { ...base, id: 'p2', publisher: { via: 'ws', sub: 'usr_"1', client: 'conn_x' } },
       { ...base, id: 'p3', publisher: { via: 'http', key: 'backend', sub: 'usr_2' } },
       { ...base, id: 'p4', publisher: { via: 'gateway', service: 'presence' } },
+      { ...base, id: 'p5', publisher: { via: 'ws', sub: 'agent', client: 'conn_a' }, appendTo: 'p"4' },
+      { ...base, id: 'p6', publisher: { via: 'ws', sub: 'agent', client: 'conn_a' }, through: 12 },
+      { ...base, id: 'p7', appendTo: 'p1' },
     ];
     for (const pub of pubs) {
       const text = (idx: 0 | 1) => publicationFrame(pub, idx).subarray(publicationFrame(pub, idx).length > 127 ? 4 : 2).toString('utf8');

@@ -18,6 +18,8 @@ describe('Redis key names (pinned)', () => {
       meta: 'signalbox:{chat:room-1}:meta',
       stream: 'signalbox:{chat:room-1}:stream',
       idem: 'signalbox:{chat:room-1}:idem:',
+      msgs: 'signalbox:{chat:room-1}:msgs',
+      order: 'signalbox:{chat:room-1}:order',
       topic: 'signalbox:{chat:room-1}:pub',
     });
   });
@@ -81,6 +83,8 @@ describeWithRedis('Redis key names written by the engine createEngine builds (pi
       expect(await listKeys(redis.url, prefix)).toEqual([
         `${prefix}:{room:k%0020%00e9}:idem:id-1`,
         `${prefix}:{room:k%0020%00e9}:meta`,
+        `${prefix}:{room:k%0020%00e9}:msgs`,
+        `${prefix}:{room:k%0020%00e9}:order`,
         `${prefix}:{room:k%0020%00e9}:presence:h`,
         `${prefix}:{room:k%0020%00e9}:presence:z`,
         `${prefix}:{room:k%0020%00e9}:stream`,

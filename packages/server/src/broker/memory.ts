@@ -5,21 +5,42 @@
  */
 import { randomBytes } from 'node:crypto';
 import { totalmem } from 'node:os';
-import type { Publication } from '@signalbox/protocol';
+import { applyAppend, type Publication } from '@signalbox/protocol';
+import { appendRefused, publisherScope } from './append.js';
 import type { Broker, BrokerHandler, HistoryQuery, HistoryResult, PublishRequest, PublishResult } from './types.js';
+
+/** A retained publication and what it counts against the history budget. */
+interface Entry {
+  pub: Publication;
+  bytes: number;
+}
+
+/** A retained message (a publication that is not an append): its data with its appends folded in. */
+interface MessageState {
+  pub: Publication;
+  /** `${publisherScope}\u0000${id}`: the key it is found by for an append. */
+  key: string;
+  /** `pub.data` with every append so far applied. */
+  data: unknown;
+  /** Offset of the last append folded into `data`; undefined while it has none. */
+  through?: number;
+}
 
 interface Stream {
   /** The channel name: every publication of the stream shares this one string. */
   name: string;
   epoch: string;
   offset: number;
-  /** Ring buffer of retained publications. */
-  ring: (Publication | undefined)[];
-  /** What each retained publication counts against the history budget, parallel to `ring`. */
-  sizes: number[];
+  /** Retained publications (messages and appends) in offset order, from `head` on. */
+  entries: (Entry | undefined)[];
   head: number;
-  count: number;
-  /** Sum of `sizes` of the retained publications. */
+  /** Retained messages by offset (insertion order is offset order); their count is what `history.size` bounds. */
+  messages: Map<number, MessageState>;
+  /** Newest retained message per (publisher scope, id): where an append finds its message. */
+  byKey: Map<string, number>;
+  /** Newest retained message per id, whoever published it: tells "another's" from "none". */
+  byId: Map<string, number>;
+  /** Sum of the retained entries' bytes. */
   bytes: number;
   /** When the last publication was appended (ms): the budget evicts the least recent streams first. */
   lastAppend: number;
@@ -110,7 +131,7 @@ export class MemoryBroker implements Broker {
   async clearHistory(channel: string): Promise<void> {
     const stream = this.streams.get(channel);
     if (!stream) return;
-    this.resize(stream, 0);
+    this.clear(stream);
   }
 
   /** Bytes the retained history of every stream counts against the budget (for tests and metrics). */
@@ -126,9 +147,22 @@ export class MemoryBroker implements Broker {
       if (seen && seen.expiresAt > now) return Promise.resolve({ publication: seen.pub, duplicate: true });
     }
     const stream = this.liveStream(req.channel, now, true)!;
+    const id = req.id ?? req.idempotencyKey ?? generatePublicationId();
+    const scope = publisherScope(req.publisher);
+    // An append's message: retained, not an append, the same publisher's. Checked before the offset moves.
+    let target: MessageState | undefined;
+    if (req.appendTo !== undefined) {
+      const at = stream.byKey.get(`${scope}\u0000${req.appendTo}`);
+      target = at === undefined ? undefined : stream.messages.get(at);
+      if (!target) {
+        const other = stream.byId.get(req.appendTo);
+        const why = other !== undefined && stream.messages.has(other) ? 'other_publisher' : 'not_found';
+        return Promise.reject(appendRefused(why, req.channel, req.appendTo));
+      }
+    }
     stream.offset += 1;
     const pub: Publication = {
-      id: req.id ?? req.idempotencyKey ?? generatePublicationId(),
+      id,
       channel: stream.name,
       type: req.type,
       data: req.data,
@@ -137,27 +171,32 @@ export class MemoryBroker implements Broker {
       time: now,
       publisher: req.publisher,
     };
+    if (req.appendTo !== undefined) pub.appendTo = req.appendTo;
     const size = req.history.size;
     if (size > 0) {
-      if (stream.ring.length !== size) this.resize(stream, size);
-      const bytes = (req.size ?? DEFAULT_SIZE) + PUBLICATION_OVERHEAD;
-      const slot = (stream.head + stream.count) % size;
-      if (stream.count < size) stream.count++;
-      else {
-        // Full: the oldest goes to make room (the namespace's size, not the budget).
-        stream.bytes -= stream.sizes[slot]!;
-        this.retainedBytes -= stream.sizes[slot]!;
-        stream.head = (stream.head + 1) % size;
-      }
-      stream.ring[slot] = pub;
-      stream.sizes[slot] = bytes;
+      const given = req.size ?? DEFAULT_SIZE;
+      // An append is held twice: as itself (for exact recovery) and folded into its message.
+      const bytes = (target ? 2 * given : given) + PUBLICATION_OVERHEAD;
+      stream.entries.push({ pub, bytes });
       stream.bytes += bytes;
       this.retainedBytes += bytes;
+      if (target) {
+        target.data = applyAppend(target.data, pub.data);
+        target.through = pub.offset;
+      } else {
+        const k = `${scope}\u0000${id}`;
+        stream.messages.set(pub.offset, { pub, key: k, data: pub.data });
+        stream.byKey.set(k, pub.offset);
+        stream.byId.set(id, pub.offset);
+      }
+      // The namespace's size counts messages: the oldest goes with its appends.
+      while (stream.messages.size > size) this.dropHead(stream);
+      this.dropOrphans(stream);
       stream.historyExpiresAt = now + req.history.ttlMs;
       stream.lastAppend = now;
-      if (this.retainedBytes > this.maxHistoryBytes) this.evict(stream);
-    } else if (stream.count > 0) {
-      this.resize(stream, 0);
+      if (this.retainedBytes > this.maxHistoryBytes) this.evict(stream, target ? target.pub.offset : pub.offset);
+    } else if (this.retained(stream) > 0) {
+      this.clear(stream);
     }
     stream.metaExpiresAt = now + Math.max(this.metaTtlMs, req.history.ttlMs);
     if (key !== undefined && req.idempotencyWindowMs > 0) {
@@ -171,17 +210,27 @@ export class MemoryBroker implements Broker {
   history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     const now = this.now();
     const stream = this.liveStream(channel, now, true)!;
-    const retained: Publication[] = [];
-    const size = stream.ring.length;
-    for (let i = 0; i < stream.count; i++) retained.push(stream.ring[(stream.head + i) % size]!);
-    const earliestOffset = retained.length > 0 ? retained[0]!.offset : stream.offset + 1;
+    const first = stream.entries[stream.head];
+    const earliestOffset = first ? first.pub.offset : stream.offset + 1;
     let publications: Publication[];
     if (query.since) {
       const from = query.since.offset;
-      publications = retained.filter((p) => p.offset > from);
-      if (query.limit !== undefined) publications = publications.slice(0, query.limit);
+      publications = [];
+      const max = query.limit ?? Number.POSITIVE_INFINITY;
+      for (let i = stream.head; i < stream.entries.length && publications.length < max; i++) {
+        const e = stream.entries[i]!;
+        if (e.pub.offset > from) publications.push(e.pub);
+      }
+    } else if (query.limit === 0) {
+      publications = [];
+    } else if (query.compact) {
+      publications = [];
+      for (const m of stream.messages.values()) publications.push(m.through === undefined ? m.pub : { ...m.pub, data: m.data, through: m.through });
+      if (query.limit !== undefined) publications = publications.slice(-query.limit);
     } else {
-      publications = query.limit === undefined ? retained : query.limit === 0 ? [] : retained.slice(-query.limit);
+      const from = query.limit === undefined ? stream.head : Math.max(stream.head, stream.entries.length - query.limit);
+      publications = [];
+      for (let i = from; i < stream.entries.length; i++) publications.push(stream.entries[i]!.pub);
     }
     const result: HistoryResult = { publications, position: { epoch: stream.epoch, offset: stream.offset }, earliestOffset };
     if (stream.evictedThrough > 0) result.evictedThrough = stream.evictedThrough;
@@ -201,11 +250,11 @@ export class MemoryBroker implements Broker {
       this.forget(channel, stream);
       stream = undefined;
     }
-    if (stream && stream.count > 0 && stream.historyExpiresAt <= now) this.resize(stream, 0);
+    if (stream && this.retained(stream) > 0 && stream.historyExpiresAt <= now) this.clear(stream);
     if (!stream && create) {
       stream = {
-        name: channel, epoch: newEpoch(), offset: 0, ring: [], sizes: [], head: 0, count: 0, bytes: 0,
-        lastAppend: 0, evictedThrough: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs,
+        name: channel, epoch: newEpoch(), offset: 0, entries: [], head: 0, messages: new Map(), byKey: new Map(), byId: new Map(),
+        bytes: 0, lastAppend: 0, evictedThrough: 0, historyExpiresAt: 0, metaExpiresAt: now + this.metaTtlMs,
       };
       this.streams.set(channel, stream);
     }
@@ -216,7 +265,7 @@ export class MemoryBroker implements Broker {
     const now = this.now();
     for (const [channel, stream] of this.streams) {
       if (stream.metaExpiresAt <= now) this.forget(channel, stream);
-      else if (stream.count > 0 && stream.historyExpiresAt <= now) this.resize(stream, 0);
+      else if (this.retained(stream) > 0 && stream.historyExpiresAt <= now) this.clear(stream);
     }
     this.evictKeys(now);
   }
@@ -226,53 +275,82 @@ export class MemoryBroker implements Broker {
     this.streams.delete(channel);
   }
 
+  /** How many publications (messages and appends) the stream retains. */
+  private retained(stream: Stream): number {
+    return stream.entries.length - stream.head;
+  }
+
+  /** Drops the stream's oldest retained publication (a message takes its lookup entries with it). */
+  private dropHead(stream: Stream): Entry {
+    const e = stream.entries[stream.head]!;
+    stream.entries[stream.head] = undefined;
+    stream.head++;
+    stream.bytes -= e.bytes;
+    this.retainedBytes -= e.bytes;
+    if (e.pub.appendTo === undefined) {
+      const m = stream.messages.get(e.pub.offset);
+      stream.messages.delete(e.pub.offset);
+      if (m && stream.byKey.get(m.key) === e.pub.offset) stream.byKey.delete(m.key);
+      if (stream.byId.get(e.pub.id) === e.pub.offset) stream.byId.delete(e.pub.id);
+    }
+    if (stream.head === stream.entries.length) {
+      stream.entries = [];
+      stream.head = 0;
+    } else if (stream.head >= 1024 && stream.head * 2 >= stream.entries.length) {
+      stream.entries = stream.entries.slice(stream.head);
+      stream.head = 0;
+    }
+    return e;
+  }
+
+  /**
+   * Drops appends at the head of the stream: their message is gone (an append always follows its
+   * message), so the retained stream starts at a message. Returns the last offset dropped (0: none).
+   */
+  private dropOrphans(stream: Stream): number {
+    let last = 0;
+    while (stream.head < stream.entries.length && stream.entries[stream.head]!.pub.appendTo !== undefined) last = this.dropHead(stream).pub.offset;
+    return last;
+  }
+
+  /** Drops everything the stream retains; its position stays. */
+  private clear(stream: Stream): void {
+    this.retainedBytes -= stream.bytes;
+    stream.entries = [];
+    stream.head = 0;
+    stream.bytes = 0;
+    stream.messages.clear();
+    stream.byKey.clear();
+    stream.byId.clear();
+  }
+
   /**
    * Over budget: the streams appended to least recently give up their oldest publications until the
-   * total is under 90 % of the budget, so that one eviction pays for many publishes. One sort of
-   * the streams that retain anything, only when over budget.
+   * total is under 90 % of the budget, so that one eviction pays for many publishes. The stream just
+   * appended to keeps at least the message just published or appended to (from offset `keepFrom`).
+   * One sort of the streams that retain anything, only when over budget.
    */
-  private evict(current: Stream): void {
+  private evict(current: Stream, keepFrom: number): void {
     const target = this.maxHistoryBytes * 0.9;
-    const holders = [...this.streams.values()].filter((s) => s.count > 0).sort((a, b) => a.lastAppend - b.lastAppend);
+    const holders = [...this.streams.values()].filter((s) => this.retained(s) > 0).sort((a, b) => a.lastAppend - b.lastAppend);
     let publications = 0;
     let bytes = 0;
     for (const s of holders) {
-      const size = s.ring.length;
-      while (this.retainedBytes > target && s.count > (s === current ? 1 : 0)) {
-        const b = s.sizes[s.head]!;
-        s.evictedThrough = s.ring[s.head]!.offset;
-        s.ring[s.head] = undefined;
-        s.head = (s.head + 1) % size;
-        s.count--;
-        s.bytes -= b;
-        this.retainedBytes -= b;
+      while (this.retainedBytes > target && this.retained(s) > 0 && (s !== current || s.entries[s.head]!.pub.offset < keepFrom)) {
+        const e = this.dropHead(s);
+        s.evictedThrough = e.pub.offset;
         publications++;
-        bytes += b;
+        bytes += e.bytes;
+        const before = this.retainedBytes;
+        const orphan = this.dropOrphans(s);
+        if (orphan > 0) {
+          s.evictedThrough = orphan;
+          bytes += before - this.retainedBytes;
+        }
       }
       if (this.retainedBytes <= target) break;
     }
     if (publications > 0) this.onEvicted?.(publications, bytes);
-  }
-
-  /** Keeps the newest `size` publications of the stream (in a ring of that size), accounting for the rest. */
-  private resize(stream: Stream, size: number): void {
-    const old = stream.ring.length;
-    const drop = Math.max(0, stream.count - size);
-    const ring: (Publication | undefined)[] = new Array(size);
-    const sizes: number[] = new Array(size);
-    let bytes = 0;
-    for (let i = drop; i < stream.count; i++) {
-      const from = (stream.head + i) % old;
-      ring[i - drop] = stream.ring[from];
-      sizes[i - drop] = stream.sizes[from]!;
-      bytes += stream.sizes[from]!;
-    }
-    this.retainedBytes += bytes - stream.bytes;
-    stream.ring = ring;
-    stream.sizes = sizes;
-    stream.bytes = bytes;
-    stream.head = 0;
-    stream.count = stream.count - drop;
   }
 
   private evictKeys(now: number): void {

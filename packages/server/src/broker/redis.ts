@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { decodeMsgpack, encodeMsgpack, isPublisher, type Publication, type Publisher } from '@signalbox/protocol';
+import { appendRefused, publisherScope } from './append.js';
 import { generatePublicationId } from './memory.js';
 import { NOOP_LOGGER, REDIS_DEFAULTS, RedisConnection, positive as positiveOption, type RedisLogger } from '../redis/connection.js';
 import { errMessage, redisCall } from '../redis/errors.js';
@@ -159,50 +160,64 @@ export class RedisBroker implements Broker {
     const metaTtl = histTtl < 0 ? -1 : Math.max(this.metaTtlMs, histTtl);
     const windowMs = ttlArg(req.idempotencyWindowMs);
     const hasKey = req.idempotencyKey !== undefined;
+    const id = req.id ?? req.idempotencyKey ?? generatePublicationId();
     const body = encodeMsgpack({
-      id: req.id ?? req.idempotencyKey ?? generatePublicationId(),
+      id,
       channel: req.channel,
       type: req.type,
       data: req.data,
       publisher: req.publisher,
+      ...(req.appendTo !== undefined ? { appendTo: req.appendTo } : {}),
     });
     const reply = await this.call('publish', () =>
       publishScript.run(
         this.cmd,
-        [keys.meta, keys.stream, `${keys.idem}${req.idempotencyKey ?? ''}`],
-        [keys.topic, size, histTtl, metaTtl, windowMs, newEpochSeed(), body, hasKey ? '1' : '0'],
+        [keys.meta, keys.stream, `${keys.idem}${req.idempotencyKey ?? ''}`, keys.msgs, keys.order],
+        [
+          keys.topic, size, histTtl, metaTtl, windowMs, newEpochSeed(), body, hasKey ? '1' : '0',
+          req.appendTo ?? '', publisherScope(req.publisher), id, ...foldArgs(req.data, req.appendTo !== undefined),
+        ],
       ),
     );
+    if (Array.isArray(reply) && reply.length === 1 && req.appendTo !== undefined) {
+      const code = Number(reply[0]);
+      if (code === 2) throw appendRefused('other_publisher', req.channel, req.appendTo);
+      if (code === 3) throw appendRefused('not_found', req.channel, req.appendTo);
+    }
     if (!Array.isArray(reply) || reply.length !== 2 || !Buffer.isBuffer(reply[1])) throw new Error('redis broker: unexpected publish reply');
     return { publication: decodeMessage(reply[1]), duplicate: Number(reply[0]) === 1 };
   }
 
   async clearHistory(channel: string): Promise<void> {
     this.assertUsable('clear history');
-    const { stream } = redisChannelKeys(this.prefix, channel);
-    await this.call('clear history', () => this.cmd.del(stream));
+    const { stream, msgs, order } = redisChannelKeys(this.prefix, channel);
+    await this.call('clear history', () => this.cmd.del(stream, msgs, order));
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     this.assertUsable('history');
     const keys = redisChannelKeys(this.prefix, channel);
     const limit = query.limit === undefined ? -1 : Math.max(0, Math.floor(query.limit));
-    let mode: 'since' | 'last' | 'all' | 'none';
+    let mode: 'since' | 'last' | 'all' | 'none' | 'compact';
     let from = '0';
     if (limit === 0) mode = 'none';
     else if (query.since) {
       mode = 'since';
       // Offsets > since.offset, i.e. stream ids >= (floor(since)+1)-0.
       from = String(Math.max(0, Math.floor(query.since.offset)) + 1);
-    } else mode = limit === -1 ? 'all' : 'last';
+    } else if (query.compact) mode = 'compact';
+    else mode = limit === -1 ? 'all' : 'last';
     const metaTtl = this.metaTtlMs;
     const reply = await this.call('history', () =>
-      historyScript.run(this.cmd, [keys.meta, keys.stream], [metaTtl, newEpochSeed(), mode, from, limit]),
+      historyScript.run(this.cmd, [keys.meta, keys.stream, keys.msgs, keys.order], [metaTtl, newEpochSeed(), mode, from, limit]),
     );
     if (!Array.isArray(reply) || reply.length < 3) throw new Error('redis broker: unexpected history reply');
-    const [epoch, offset, earliest, ...messages] = reply as [Buffer, number, number, ...Buffer[]];
+    const [epoch, offset, earliest, ...messages] = reply as [Buffer, number, number, ...unknown[]];
+    const publications = mode === 'compact'
+      ? messages.map((m) => foldedMessage(m)).filter((p) => p.appendTo === undefined)
+      : messages.map((m) => decodeMessage(m as Buffer));
     return {
-      publications: messages.map((m) => decodeMessage(m)),
+      publications,
       position: { epoch: epoch.toString(), offset: Number(offset) },
       earliestOffset: Number(earliest),
     };
@@ -401,7 +416,68 @@ function decodeMessage(buf: Buffer): Publication {
     epoch,
     time,
     publisher: readPublisher(b.publisher),
+    ...(typeof b.appendTo === 'string' ? { appendTo: b.appendTo } : {}),
   };
+}
+
+/** The kind of a publication's data, as the publish script folds it: string, plain object, or anything else. */
+function dataKind(data: unknown): 's' | 'o' | 'v' {
+  if (typeof data === 'string') return 's';
+  return isPlainObject(data) ? 'o' : 'v';
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/**
+ * The publish script's fold arguments: the data's kind and, for an append, its parts (strings as
+ * UTF-8, anything else as MessagePack), so Lua folds without decoding a value (see scripts.ts).
+ */
+function foldArgs(data: unknown, append: boolean): (string | Uint8Array)[] {
+  const kind = dataKind(data);
+  if (!append) return [kind];
+  if (kind === 's') return [kind, data as string];
+  if (kind === 'v') return [kind, encodeMsgpack(data)];
+  const args: (string | Uint8Array)[] = [kind];
+  for (const [name, v] of Object.entries(data as Record<string, unknown>)) {
+    if (typeof v === 'string') args.push(name, 's', v);
+    else args.push(name, 'v', encodeMsgpack(v));
+  }
+  return args;
+}
+
+/** A message of a compacted read: `[message, state, through, data, [name, field, ...]]` (see scripts.ts). */
+function foldedMessage(entry: unknown): Publication {
+  if (!Array.isArray(entry) || entry.length !== 5 || !Buffer.isBuffer(entry[0])) throw new Error('redis broker: unexpected compacted history entry');
+  const [message, state, through, d, fields] = entry as [Buffer, Buffer | null, Buffer | null, Buffer | null, Buffer[]];
+  const pub = decodeMessage(message);
+  if (state === null || through === null) return pub;
+  const st = state.toString();
+  const str = (b: Buffer | null) => (b === null ? '' : b.toString('utf8'));
+  let data: unknown;
+  if (st === 'rs') data = `${typeof pub.data === 'string' ? pub.data : ''}${str(d)}`;
+  else if (st === 'ss') data = str(d);
+  else if (st === 'sv') data = d === null ? null : decodeMsgpack(d);
+  else if (st === 'ro' || st === 'so') {
+    const base = st === 'ro' && isPlainObject(pub.data) ? pub.data : {};
+    const out: Record<string, unknown> = { ...base };
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const name = fields[i]!.toString('utf8');
+      const f = fields[i + 1]!;
+      const tag = f[0];
+      const rest = f.subarray(1);
+      let value: unknown;
+      if (tag === 0x63 /* c */) {
+        const prev = Object.prototype.hasOwnProperty.call(base, name) ? base[name] : undefined;
+        value = typeof prev === 'string' ? prev + rest.toString('utf8') : rest.toString('utf8');
+      } else if (tag === 0x53 /* S */) value = rest.toString('utf8');
+      else value = decodeMsgpack(rest);
+      Object.defineProperty(out, name, { value, writable: true, enumerable: true, configurable: true });
+    }
+    data = out;
+  } else throw new Error(`redis broker: unknown fold state '${st}'`);
+  return { ...pub, data, through: Number(through.toString()) };
 }
 
 /**

@@ -29,6 +29,13 @@ export interface PublishRequest {
    * counts it against its total history budget. Absent: a small default.
    */
   size?: number;
+  /**
+   * Makes the publication an append to the message with this id: a retained, non-append
+   * publication of the same channel by the same publisher ({@link publisherScope}); otherwise the
+   * publish is refused (`APPEND_TARGET_NOT_FOUND`, `APPEND_NOT_ALLOWED`) and nothing is published.
+   * The idempotency key is checked first: a repeated append resolves with the first one's result.
+   */
+  appendTo?: string;
 }
 
 export interface PublishResult {
@@ -41,10 +48,17 @@ export interface HistoryQuery {
   /** Return publications with offset > since.offset (epoch is not interpreted: compare it to `position.epoch`). */
   since?: StreamPosition;
   /**
-   * At most this many. With `since`: the first `limit` after it. Without: the last `limit` retained.
+   * At most this many. With `since`: the first `limit` after it (raw publications, appends
+   * included). Without: the last `limit` retained (messages when `compact`).
    * Undefined: all retained. 0: none (just the position).
    */
   limit?: number;
+  /**
+   * Only without `since`: return messages, not raw publications. Each retained message comes once,
+   * with every retained append folded into its data (`applyAppend`) and `through` set to the last
+   * append's offset (absent when it has none); appends are not returned by themselves.
+   */
+  compact?: boolean;
 }
 
 export interface HistoryResult {
@@ -85,6 +99,9 @@ export interface BrokerHandler {
  * - Publications reach `BrokerHandler.onPublication` of every node subscribed to the channel.
  */
 export interface Broker {
+  // History holds messages and their appends: `history.size` counts messages (publications
+  // without `appendTo`); dropping a message drops its appends with it, and the retained stream
+  // always starts at a message. Appends get offsets like any publication.
   readonly kind: string;
   start(handler: BrokerHandler): Promise<void>;
   publish(req: PublishRequest): Promise<PublishResult>;

@@ -35,6 +35,8 @@ export interface PublishMessage {
   id?: string;
   /** About how many bytes it came in (frame or body): what it counts against the memory history budget. */
   size?: number;
+  /** Appends to the message with this id (see docs/protocol.md, "Appends"). */
+  appendTo?: string;
 }
 
 export interface HistoryRequest {
@@ -140,6 +142,7 @@ export class ChannelOperations {
     try {
       results = await Promise.all(channels.map((ch) => broker.publish({
         channel: ch.name, type: msg.type, data: msg.data, id, idempotencyKey, publisher, size: msg.size,
+        ...(msg.appendTo !== undefined ? { appendTo: msg.appendTo } : {}),
         history: { size: ch.namespace.historySize, ttlMs: ch.namespace.historyTtlMs }, idempotencyWindowMs,
       })));
     } catch (err) {
@@ -153,7 +156,8 @@ export class ChannelOperations {
   }
 
   /**
-   * Reads a channel's history: the last `limit` publications, or the first `limit` after `since`.
+   * Reads a channel's history: the last `limit` messages, compacted (each with its appends folded
+   * in and `through`), or the first `limit` raw publications after `since` (appends included).
    * A `since` the stream cannot serve exactly (epoch changed, ahead of the stream, or older than
    * what is retained) is refused with `UNRECOVERABLE_POSITION` and the reason, never answered
    * with a silent gap.
@@ -162,7 +166,7 @@ export class ChannelOperations {
     let hist: HistoryResult;
     const limit = req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize);
     try {
-      hist = await this.deps.broker.history(ch.name, { since: req.since, limit });
+      hist = await this.deps.broker.history(ch.name, req.since ? { since: req.since, limit } : { limit, compact: true });
     } catch (err) {
       throw toGatewayError(err);
     }

@@ -124,6 +124,12 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     if (body.id !== undefined && !isValidMessageId(body.id)) {
       return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`id` must be a string of 1-128 printable ASCII characters');
     }
+    if (body.appendTo !== undefined && !isValidMessageId(body.appendTo)) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`appendTo` must be a publication id (1-128 printable ASCII characters)');
+    }
+    if (body.appendTo !== undefined && !single) {
+      return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`appendTo` goes with a single `channel`, not `channels`');
+    }
     // On whose behalf a backend publishes: the publication names both the key and this subject.
     if (body.as !== undefined && (typeof body.as !== 'string' || body.as.length === 0 || body.as.length > 128)) {
       return sendError(reply, 400, ErrorCode.INVALID_MESSAGE, '`as` must be a subject of 1-128 characters');
@@ -138,11 +144,12 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     let results: PublishResult[];
     try {
       const size = Number(req.headers['content-length']) || undefined;
-      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined, size }, {
+      const appendTo = body.appendTo as string | undefined;
+      results = await ctx.ops.publishTo(channels, { type, data: body.data, id: body.id as string | undefined, size, ...(appendTo !== undefined ? { appendTo } : {}) }, {
         via: 'http', key: principal(req).name, ...(body.as !== undefined ? { sub: body.as as string } : {}),
       });
     } catch (err) {
-      return sendFailure(reply, err);
+      return sendFailure(reply, err, { channel: channels[0]!.name, ...(body.id !== undefined ? { id: body.id } : {}) });
     }
     const publications = results.map((r) => ({ id: r.publication.id, channel: r.publication.channel, offset: r.publication.offset, epoch: r.publication.epoch, duplicate: r.duplicate }));
     return reply.code(200).send(single ? { ...publications[0], publications } : { id: publications[0]!.id, publications });

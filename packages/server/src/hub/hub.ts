@@ -123,7 +123,8 @@ export class Hub implements BrokerHandler {
     try {
       await stream.ready;
       const wantMissed = since !== undefined && ns.historySize > 0;
-      const hist = await this.broker.history(channel, wantMissed ? { since, limit: ns.historySize } : { limit: 0 });
+      // Everything retained after `since`: `historySize` counts messages, and their appends follow them.
+      const hist = await this.broker.history(channel, wantMissed ? { since } : { limit: 0 });
       stream.handle({ type: 'positioned', position: hist.position });
       const r = recoveryOutcome(channel, ns, hist, since);
       let outcome: SubscribeOutcome = ns.delivery === 'latest' ? { ...r.outcome, delivery: 'latest' } : r.outcome;

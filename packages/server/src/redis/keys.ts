@@ -36,13 +36,20 @@ export interface RedisChannelKeys {
   stream: string;
   /** Prefix of idempotency result keys (`<idem><key>`). */
   idem: string;
+  /**
+   * Hash: the retained messages' index (for appends: publisher scope + id -> offset, id -> offset)
+   * and each appended message's fold state (see scripts.ts).
+   */
+  msgs: string;
+  /** List: the offsets of the retained messages (not appends), oldest first; its length is what `history.size` bounds. */
+  order: string;
   /** Pub/sub topic (not a key, but named alike). */
   topic: string;
 }
 
 export function redisChannelKeys(prefix: string, channel: string): RedisChannelKeys {
   const base = `${prefix}:{${escapeChannelTag(channel)}}`;
-  return { meta: `${base}:meta`, stream: `${base}:stream`, idem: `${base}:idem:`, topic: `${base}:pub` };
+  return { meta: `${base}:meta`, stream: `${base}:stream`, idem: `${base}:idem:`, msgs: `${base}:msgs`, order: `${base}:order`, topic: `${base}:pub` };
 }
 
 /** Presence keys of one channel, under the same hash tag as its stream. */

@@ -66,38 +66,67 @@ local function now_ms()
 end
 
 -- A missing meta hash means the stream's past is unknown: start a new epoch at offset 0 and drop
--- any stream entries that survived it (e.g. evicted meta under memory pressure), so no offset of
--- the new epoch can collide with an old entry. The epoch mixes a per-call random from the caller
--- with the server clock: a Redis restarted without data never reuses an epoch.
-local function new_epoch(meta, stream, seed, meta_ttl)
+-- any stream entries (and their message index) that survived it (e.g. evicted meta under memory
+-- pressure), so no offset of the new epoch can collide with an old entry. The epoch mixes a
+-- per-call random from the caller with the server clock: a Redis restarted without data never
+-- reuses an epoch.
+local function new_epoch(meta, stream, msgs, order, seed, meta_ttl)
   local _, secs = now_ms()
   local epoch = seed .. string.format('%x', tonumber(secs))
-  redis.call('DEL', stream)
+  redis.call('DEL', stream, msgs, order)
   redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
   if meta_ttl >= 0 then redis.call('PEXPIRE', meta, meta_ttl) end
   return epoch
 end
+
+-- A message's object fold state lists its field names as '<byte length>:<name>' one after another.
+local function each_name(names, fn)
+  if not names then return end
+  local pos = 1
+  while pos <= #names do
+    local colon = string.find(names, ':', pos, true)
+    local len = tonumber(string.sub(names, pos, colon - 1))
+    fn(string.sub(names, colon + 1, colon + len))
+    pos = colon + len + 1
+  end
+end
 `;
 
 /**
- * Append-and-publish.
+ * Append-and-publish, with the bookkeeping of messages and appends in the same step.
  *
- * KEYS[1] meta hash {epoch, offset}; KEYS[2] history stream; KEYS[3] idempotency result key.
- * ARGV[1] pub/sub topic; ARGV[2] history size; ARGV[3] history TTL ms (-1 = none);
+ * KEYS[1] meta hash {epoch, offset}; KEYS[2] history stream; KEYS[3] idempotency result key;
+ * KEYS[4] message hash (index and fold state); KEYS[5] message order list.
+ * ARGV[1] pub/sub topic; ARGV[2] history size (in messages); ARGV[3] history TTL ms (-1 = none);
  * ARGV[4] meta TTL ms (-1 = none); ARGV[5] idempotency window ms (0 = no caching, -1 = forever);
- * ARGV[6] epoch seed; ARGV[7] body (MessagePack); ARGV[8] '1' when an idempotency key was given.
+ * ARGV[6] epoch seed; ARGV[7] body (MessagePack); ARGV[8] '1' when an idempotency key was given;
+ * ARGV[9] appendTo ('' for a message); ARGV[10] publisher scope; ARGV[11] publication id;
+ * ARGV[12] the data's kind: 's' string, 'o' object, 'v' anything else;
+ * ARGV[13..] (an append only) for 's' the string, for 'v' the value (MessagePack), for 'o' per
+ * field: name, 's' or 'v', the string or the value (MessagePack).
  *
- * Returns {duplicate (0|1), message}.
+ * Returns {duplicate (0|1), message}, or {2} (appendTo: another publisher's message) or {3}
+ * (appendTo: no such retained message); a refusal writes nothing.
+ *
+ * The message hash holds, per retained message at offset O: 'k:<scope>\0<id>' -> O and 'i:<id>' -> O
+ * (the newest message with that id, any publisher), 'O:key' (its 'k:' field), 'O:id', 'O:r' (its
+ * data's kind), and once appended to its fold state: 'O:k' the state ('rs' / 'ro': the message's
+ * own string / object with 'O:d' / fields folded onto it; 'ss' / 'so' / 'sv': replaced, the state
+ * is all there is), 'O:t' the offset of the last append, 'O:d' the string (UTF-8 bytes) or value
+ * (MessagePack), 'O:n' the field names, 'O:f:<name>' each field: 'c' .. string (concatenated onto
+ * the message's field if that is a string, else set), 'S' .. string (set), 'V' .. MessagePack (set).
+ * Lua never decodes a value: strings are UTF-8 bytes, concatenated; the rest is replaced whole.
  */
 export const PUBLISH_SCRIPT = `
 -- Redis < 5 needs effect replication for TIME before writes; later versions always do it.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 ${NEW_EPOCH_FN}
-local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
+local meta, stream, idem, msgs, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local size = tonumber(ARGV[2])
 local hist_ttl = tonumber(ARGV[3])
 local meta_ttl = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
+local append_to, scope, id, kind = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 
 if ARGV[8] == '1' then
   local seen = redis.call('GET', idem)
@@ -105,18 +134,106 @@ if ARGV[8] == '1' then
 end
 
 local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then epoch = new_epoch(meta, stream, ARGV[6], meta_ttl) end
+if not epoch then epoch = new_epoch(meta, stream, msgs, order, ARGV[6], meta_ttl) end
+
+-- An append's message: retained, not an append, the same publisher's.
+local target
+if append_to ~= '' then
+  target = redis.call('HGET', msgs, 'k:' .. scope .. '\\0' .. append_to)
+  if not target then
+    if redis.call('HEXISTS', msgs, 'i:' .. append_to) == 1 then return {2} end
+    return {3}
+  end
+end
+
 local offset = redis.call('HINCRBY', meta, 'offset', 1)
+local off = string.format('%d', offset)
 local now = now_ms()
 
 local message = '\\148' .. cmsgpack.pack(epoch) .. cmsgpack.pack(offset) .. cmsgpack.pack(now) .. ARGV[7]
 
+local function drop_fold(o)
+  each_name(redis.call('HGET', msgs, o .. ':n'), function(name) redis.call('HDEL', msgs, o .. ':f:' .. name) end)
+  redis.call('HDEL', msgs, o .. ':k', o .. ':t', o .. ':d', o .. ':n')
+end
+
+-- Applies the append (ARGV[12..]) to the fold state of the message at offset o.
+local function fold(o)
+  local state = redis.call('HGET', msgs, o .. ':k')
+  if not state then state = 'r' .. redis.call('HGET', msgs, o .. ':r') end
+  local shape = string.sub(state, 2, 2)
+  if shape == 's' and kind == 's' then
+    redis.call('HSET', msgs, o .. ':k', state, o .. ':d', (redis.call('HGET', msgs, o .. ':d') or '') .. ARGV[13])
+  elseif shape == 'o' and kind == 'o' then
+    local names = redis.call('HGET', msgs, o .. ':n') or ''
+    for i = 13, #ARGV, 3 do
+      local name, t, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+      local f = o .. ':f:' .. name
+      local prev = redis.call('HGET', msgs, f)
+      local value
+      if t == 's' then
+        if not prev then
+          if state == 'ro' then value = 'c' .. v else value = 'S' .. v end
+        elseif string.sub(prev, 1, 1) == 'V' then
+          value = 'S' .. v
+        else
+          value = prev .. v
+        end
+      else
+        value = 'V' .. v
+      end
+      if not prev then names = names .. string.format('%d', #name) .. ':' .. name end
+      redis.call('HSET', msgs, f, value)
+    end
+    redis.call('HSET', msgs, o .. ':k', state, o .. ':n', names)
+  else
+    -- Any other combination: the append replaces the data whole.
+    drop_fold(o)
+    if kind == 'o' then
+      local names = ''
+      for i = 13, #ARGV, 3 do
+        local name, t, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+        names = names .. string.format('%d', #name) .. ':' .. name
+        if t == 's' then redis.call('HSET', msgs, o .. ':f:' .. name, 'S' .. v) else redis.call('HSET', msgs, o .. ':f:' .. name, 'V' .. v) end
+      end
+      redis.call('HSET', msgs, o .. ':k', 'so', o .. ':n', names)
+    else
+      redis.call('HSET', msgs, o .. ':k', 's' .. kind, o .. ':d', ARGV[13])
+    end
+  end
+  redis.call('HSET', msgs, o .. ':t', off)
+end
+
+-- Drops the oldest retained message with its index and fold state; the stream then starts at the
+-- next message (the dropped one's appends, and any between, go with it).
+local function drop_oldest()
+  local o = redis.call('LPOP', order)
+  local key = redis.call('HGET', msgs, o .. ':key')
+  local oid = redis.call('HGET', msgs, o .. ':id')
+  if key and redis.call('HGET', msgs, key) == o then redis.call('HDEL', msgs, key) end
+  if oid and redis.call('HGET', msgs, 'i:' .. oid) == o then redis.call('HDEL', msgs, 'i:' .. oid) end
+  drop_fold(o)
+  redis.call('HDEL', msgs, o .. ':r', o .. ':key', o .. ':id')
+  local nxt = redis.call('LINDEX', order, 0)
+  if nxt then redis.call('XTRIM', stream, 'MINID', nxt .. '-0') else redis.call('DEL', stream) end
+end
+
 if size > 0 then
-  -- Explicit ids '<offset>-0' make XRANGE by offset exact; MAXLEN without '~' trims exactly.
-  redis.call('XADD', stream, 'MAXLEN', size, string.format('%d-0', offset), 'p', message)
-  if hist_ttl >= 0 then redis.call('PEXPIRE', stream, hist_ttl) else redis.call('PERSIST', stream) end
+  -- Explicit ids '<offset>-0' make XRANGE by offset exact. Trimming counts messages (the order list).
+  redis.call('XADD', stream, off .. '-0', 'p', message)
+  if target then
+    fold(target)
+  else
+    local key = 'k:' .. scope .. '\\0' .. id
+    redis.call('HSET', msgs, key, off, 'i:' .. id, off, off .. ':key', key, off .. ':id', id, off .. ':r', kind)
+    redis.call('RPUSH', order, off)
+  end
+  while redis.call('LLEN', order) > size do drop_oldest() end
+  for _, k in ipairs({stream, msgs, order}) do
+    if hist_ttl >= 0 then redis.call('PEXPIRE', k, hist_ttl) else redis.call('PERSIST', k) end
+  end
 else
-  redis.call('DEL', stream)
+  redis.call('DEL', stream, msgs, order)
 end
 if meta_ttl >= 0 then redis.call('PEXPIRE', meta, meta_ttl) else redis.call('PERSIST', meta) end
 if ARGV[8] == '1' then
@@ -132,30 +249,65 @@ return {0, message}
  * the entries). Creates the meta hash (new epoch, offset 0) for a channel never published, so the
  * epoch a subscriber sees first is the one its first publication will carry.
  *
- * KEYS[1] meta hash; KEYS[2] history stream.
+ * KEYS[1] meta hash; KEYS[2] history stream; KEYS[3] message hash; KEYS[4] message order list.
  * ARGV[1] meta TTL ms (-1 = none); ARGV[2] epoch seed;
- * ARGV[3] mode: 'since' (entries with offset >= ARGV[4]), 'last' (the last ARGV[5]), 'all', 'none';
+ * ARGV[3] mode: 'since' (entries with offset >= ARGV[4]), 'last' (the last ARGV[5]), 'all', 'none',
+ * 'compact' (the last ARGV[5] messages, or all with -1, each with its fold state);
  * ARGV[4] first offset wanted (mode 'since'); ARGV[5] limit (-1 = no limit).
  *
- * Returns {epoch, offset, earliestOffset, message...} in ascending offset order.
+ * Returns {epoch, offset, earliestOffset, message...} in ascending offset order; in mode
+ * 'compact' each message is {message, state, through, data, {name, field, ...}} (false where absent,
+ * see the publish script). Stream entries older than the first listed message (written before
+ * messages were listed) are returned as messages without state.
  */
 export const HISTORY_SCRIPT = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 ${NEW_EPOCH_FN}
-local meta, stream = KEYS[1], KEYS[2]
+local meta, stream, msgs, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode = ARGV[3]
 local limit = tonumber(ARGV[5])
 
 local state = redis.call('HMGET', meta, 'epoch', 'offset')
 local epoch, offset = state[1], tonumber(state[2])
 if not epoch then
-  epoch = new_epoch(meta, stream, ARGV[2], tonumber(ARGV[1]))
+  epoch = new_epoch(meta, stream, msgs, order, ARGV[2], tonumber(ARGV[1]))
   offset = 0
 end
 
 local earliest = offset + 1
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 if #first > 0 then earliest = tonumber(string.match(first[1][1], '^(%d+)')) end
+
+local out = {epoch, offset, earliest}
+if mode == 'compact' then
+  local offs
+  if limit >= 0 then offs = redis.call('LRANGE', order, -limit, -1) else offs = redis.call('LRANGE', order, 0, -1) end
+  -- Entries before the first listed message: written by a node that did not list messages.
+  local legacy = {}
+  if limit < 0 or #offs < limit then
+    local head = redis.call('LINDEX', order, 0)
+    local upto = '+'
+    if head then upto = '(' .. head .. '-0' end
+    local rev
+    if limit < 0 then rev = redis.call('XREVRANGE', stream, upto, '-') else rev = redis.call('XREVRANGE', stream, upto, '-', 'COUNT', limit - #offs) end
+    for i = #rev, 1, -1 do legacy[#legacy + 1] = rev[i][2][2] end
+  end
+  for i = 1, #legacy do out[#out + 1] = {legacy[i], false, false, false, {}} end
+  for i = 1, #offs do
+    local o = offs[i]
+    local e = redis.call('XRANGE', stream, o .. '-0', o .. '-0')
+    if #e > 0 then
+      local st = redis.call('HMGET', msgs, o .. ':k', o .. ':t', o .. ':d', o .. ':n')
+      local fields = {}
+      each_name(st[4], function(name)
+        fields[#fields + 1] = name
+        fields[#fields + 1] = redis.call('HGET', msgs, o .. ':f:' .. name)
+      end)
+      out[#out + 1] = {e[1][2][2], st[1] or false, st[2] or false, st[3] or false, fields}
+    end
+  end
+  return out
+end
 
 local entries = {}
 if mode == 'since' then
@@ -171,7 +323,6 @@ elseif mode == 'last' then
   for i = #rev, 1, -1 do entries[#entries + 1] = rev[i] end
 end
 
-local out = {epoch, offset, earliest}
 for i = 1, #entries do
   -- Entry fields are {'p', message}.
   out[#out + 1] = entries[i][2][2]

@@ -379,6 +379,192 @@ export function brokerContract(name: string, factory: BrokerFactory): void {
       });
     });
 
+    describe('appends', () => {
+      const agent: Publisher = { via: 'ws', sub: 'agent_1', client: 'conn_a' };
+      const agentElsewhere: Publisher = { via: 'ws', sub: 'agent_1', client: 'conn_b' };
+      const viewer: Publisher = { via: 'ws', sub: 'viewer_1', client: 'conn_v' };
+      const as = (publisher: Publisher, id: string, appendTo?: string): Partial<PublishRequest> => ({
+        // Scoped per subject, as the gateway scopes them (channels/operations.ts).
+        publisher, id, idempotencyKey: `${publisher.via === 'ws' ? publisher.sub : publisher.via}:${id}`, ...(appendTo !== undefined ? { appendTo } : {}),
+      });
+
+      it('an append is a publication of its own: next offset, appendTo set, delivered in order', async () => {
+        const ch = uniqueChannel('append');
+        await broker.subscribe(ch);
+        const root = await publishTo(broker, ch, { text: 'Hel' }, as(agent, 'm1'));
+        const a1 = await publishTo(broker, ch, { text: 'lo' }, as(agent, 'm1.1', 'm1'));
+        // The same subject on another connection (a producer that reconnected) may go on appending.
+        const a2 = await publishTo(broker, ch, { text: ', world' }, as(agentElsewhere, 'm1.2', 'm1'));
+        expect(root.publication.appendTo).toBeUndefined();
+        expect(a1.publication).toMatchObject({ offset: 2, appendTo: 'm1', id: 'm1.1', data: { text: 'lo' }, publisher: agent });
+        expect(a2.publication).toMatchObject({ offset: 3, appendTo: 'm1', data: { text: ', world' } });
+        const got = await rec.publicationsOf(ch, 3);
+        expect(got).toEqual([root.publication, a1.publication, a2.publication]);
+      });
+
+      it('compacted history: each message once, its appends folded in, `through` the last append; raw `since` has them all', async () => {
+        const ch = uniqueChannel('fold');
+        await publishTo(broker, ch, { text: 'Hel', n: 1, done: false }, as(agent, 'm1'));
+        await publishTo(broker, ch, 'plain', as(viewer, 'v1'));
+        await publishTo(broker, ch, { text: 'lo', n: 2 }, as(agent, 'm1.1', 'm1'));
+        await publishTo(broker, ch, 'abc', as(agent, 's1'));
+        await publishTo(broker, ch, { text: ' there', done: true, extra: 'x' }, as(agent, 'm1.2', 'm1'));
+        await publishTo(broker, ch, 'def', as(agent, 's1.1', 's1'));
+        const compact = await broker.history(ch, { compact: true });
+        expect(compact.position.offset).toBe(6);
+        expect(compact.publications.map((p) => [p.id, p.offset, p.through, p.data])).toEqual([
+          ['m1', 1, 5, { text: 'Hello there', n: 2, done: true, extra: 'x' }],
+          ['v1', 2, undefined, 'plain'],
+          ['s1', 4, 6, 'abcdef'],
+        ]);
+        for (const p of compact.publications) expect(p.appendTo).toBeUndefined();
+        // `limit` counts messages.
+        expect((await broker.history(ch, { compact: true, limit: 2 })).publications.map((p) => p.id)).toEqual(['v1', 's1']);
+        // Raw reads: exactly the publications after the position, appends included, unfolded.
+        const raw = await broker.history(ch, { since: { epoch: compact.position.epoch, offset: 2 } });
+        expect(raw.publications.map((p) => [p.offset, p.appendTo, p.data])).toEqual([
+          [3, 'm1', { text: 'lo', n: 2 }], [4, undefined, 'abc'], [5, 'm1', { text: ' there', done: true, extra: 'x' }], [6, 's1', 'def'],
+        ]);
+        expect(raw.publications.every((p) => p.through === undefined)).toBe(true);
+        // The stored message itself is untouched by the fold.
+        expect((await broker.history(ch, { since: { epoch: compact.position.epoch, offset: 0 }, limit: 1 })).publications[0]!.data)
+          .toEqual({ text: 'Hel', n: 1, done: false });
+      });
+
+      it('fold rule: other combinations replace, and later appends fold onto the replacement', async () => {
+        const ch = uniqueChannel('fold-kinds');
+        const cases: [unknown, unknown[], unknown][] = [
+          ['a', [{ t: 'b' }, { t: 'c' }], { t: 'bc' }],
+          [{ t: 'a' }, ['x', 'y'], 'xy'],
+          [{ t: 'a', k: 1 }, [{ t: 2 }, { t: 'z' }], { t: 'z', k: 1 }],
+          [{ t: 1 }, [{ t: 'a' }, { t: 'b' }], { t: 'ab' }],
+          [[1, 2], [[3]], [3]],
+          [7, ['s', 't'], 'st'],
+          [{ a: { deep: 'x' } }, [{ a: { deep: 'y' }, b: null }], { a: { deep: 'y' }, b: null }],
+          ['héllo ', ['wörld ', '😀'], 'héllo wörld 😀'],
+          [{ t: '' }, [{ t: '' }, { u: 'new' }], { t: '', u: 'new' }],
+        ];
+        for (const [i, [root, appends]] of cases.entries()) {
+          await publishTo(broker, ch, root, as(agent, `r${i}`));
+          for (const [j, a] of appends.entries()) await publishTo(broker, ch, a, as(agent, `r${i}.${j}`, `r${i}`));
+        }
+        const compact = await broker.history(ch, { compact: true });
+        expect(compact.publications.map((p) => p.data)).toEqual(cases.map((c) => c[2]));
+      });
+
+      it('history size counts messages: one message with 50 appends is one message of history', async () => {
+        const ch = uniqueChannel('size-msgs');
+        const history = { size: 2, ttlMs: 60_000 };
+        const tokens = Array.from({ length: 50 }, (_, i) => `t${i} `);
+        await publishTo(broker, ch, { text: '' }, { ...as(agent, 'ans'), history });
+        for (const [i, t] of tokens.entries()) await publishTo(broker, ch, { text: t }, { ...as(agent, `ans.${i}`, 'ans'), history });
+        await publishTo(broker, ch, { text: 'q2' }, { ...as(viewer, 'q2'), history });
+        let h = await broker.history(ch, { compact: true });
+        expect(h.publications.map((p) => [p.id, p.through, p.data])).toEqual([['ans', 51, { text: tokens.join('') }], ['q2', undefined, { text: 'q2' }]]);
+        expect(h.earliestOffset).toBe(1);
+        // Every raw publication is still there for an exact resume from inside the answer.
+        const raw = await broker.history(ch, { since: { epoch: h.position.epoch, offset: 10 } });
+        expect(offsets(raw.publications)).toEqual(range(11, 52));
+        // A third message pushes the oldest out together with its appends.
+        await publishTo(broker, ch, { text: 'q3' }, { ...as(viewer, 'q3'), history });
+        h = await broker.history(ch, { compact: true });
+        expect(h.publications.map((p) => p.id)).toEqual(['q2', 'q3']);
+        expect(h.earliestOffset).toBe(52);
+        expect(offsets((await broker.history(ch, {})).publications)).toEqual([52, 53]);
+        // The trimmed message can no longer be appended to.
+        await expect(publishTo(broker, ch, { text: 'late' }, { ...as(agent, 'ans.late', 'ans'), history }))
+          .rejects.toMatchObject({ code: 'APPEND_TARGET_NOT_FOUND' });
+      });
+
+      it('appends interleaved with other messages: trimming the oldest message keeps the stream starting at a message', async () => {
+        const ch = uniqueChannel('size-interleaved');
+        const history = { size: 2, ttlMs: 60_000 };
+        await publishTo(broker, ch, 'A', { ...as(agent, 'a'), history });
+        await publishTo(broker, ch, 'B', { ...as(agent, 'b'), history });
+        await publishTo(broker, ch, 'a1', { ...as(agent, 'a.1', 'a'), history });
+        await publishTo(broker, ch, 'b1', { ...as(agent, 'b.1', 'b'), history });
+        await publishTo(broker, ch, 'C', { ...as(agent, 'c'), history });
+        const h = await broker.history(ch, { compact: true });
+        expect(h.publications.map((p) => [p.id, p.data, p.through])).toEqual([['b', 'Bb1', 4], ['c', 'C', undefined]]);
+        expect(h.earliestOffset).toBe(2);
+        // The raw stream from the oldest retained message on is contiguous (a1 stays: exact resume from offset 2).
+        expect(offsets((await broker.history(ch, { since: { epoch: h.position.epoch, offset: 1 } })).publications)).toEqual([2, 3, 4, 5]);
+      });
+
+      it('refuses a target that is missing, an append, another publisher\u2019s, or on another channel; nothing is published', async () => {
+        const ch = uniqueChannel('append-refused');
+        await publishTo(broker, ch, 'mine', as(agent, 'm1'));
+        await publishTo(broker, ch, '+', as(agent, 'm1.1', 'm1'));
+        await publishTo(broker, ch, 'theirs', as(viewer, 'v1'));
+        const refused = async (extra: Partial<PublishRequest>, code: string, channel = ch) => {
+          await expect(publishTo(broker, channel, 'x', extra)).rejects.toMatchObject({ code, details: { appendTo: extra.appendTo, channel } });
+        };
+        await refused(as(agent, 'x1', 'nope'), 'APPEND_TARGET_NOT_FOUND');
+        await refused(as(agent, 'x2', 'm1.1'), 'APPEND_TARGET_NOT_FOUND');
+        await refused(as(agent, 'x3', 'v1'), 'APPEND_NOT_ALLOWED');
+        await refused(as(viewer, 'x4', 'm1'), 'APPEND_NOT_ALLOWED');
+        await refused(as({ via: 'http', key: 'default' }, 'x5', 'm1'), 'APPEND_NOT_ALLOWED');
+        await refused(as(agent, 'x6', 'm1'), 'APPEND_TARGET_NOT_FOUND', uniqueChannel('other'));
+        const h = await broker.history(ch, {});
+        expect(h.position.offset).toBe(3);
+        // A namespace keeping no history has nothing to append to.
+        const none = uniqueChannel('append-nohist');
+        await publishTo(broker, none, 'root', { ...as(agent, 'r'), history: { size: 0, ttlMs: 0 } });
+        await expect(publishTo(broker, none, '+', { ...as(agent, 'r.1', 'r'), history: { size: 0, ttlMs: 0 } })).rejects.toMatchObject({ code: 'APPEND_TARGET_NOT_FOUND' });
+      });
+
+      it('the same id from two publishers: each appends to its own message', async () => {
+        const ch = uniqueChannel('append-same-id');
+        await publishTo(broker, ch, 'agent:', as(agent, 'same'));
+        await publishTo(broker, ch, 'viewer:', as(viewer, 'same'));
+        await publishTo(broker, ch, 'A', as(agent, 'a1', 'same'));
+        await publishTo(broker, ch, 'V', as(viewer, 'v1', 'same'));
+        const h = await broker.history(ch, { compact: true });
+        expect(h.publications.map((p) => [p.offset, p.data, p.through])).toEqual([[1, 'agent:A', 3], [2, 'viewer:V', 4]]);
+      });
+
+      it('idempotency keys work for appends: a repeat returns the first result and folds once', async () => {
+        const ch = uniqueChannel('append-idem');
+        await publishTo(broker, ch, 'a', as(agent, 'm'));
+        const first = await publishTo(broker, ch, 'b', as(agent, 'm.1', 'm'));
+        const again = await publishTo(broker, ch, 'b', as(agent, 'm.1', 'm'));
+        expect(again).toEqual({ publication: first.publication, duplicate: true });
+        const h = await broker.history(ch, { compact: true });
+        expect(h.publications.map((p) => [p.data, p.through])).toEqual([['ab', 2]]);
+        expect(h.position.offset).toBe(2);
+      });
+
+      it('round-trips binary data in appends (replaces: bytes are not strings)', async () => {
+        const ch = uniqueChannel('append-bin');
+        const bytes = new Bytes(randomBytes(32));
+        await publishTo(broker, ch, { text: 'x', blob: new Bytes([1]) }, as(agent, 'm'));
+        await publishTo(broker, ch, { text: 'y', blob: bytes }, as(agent, 'm.1', 'm'));
+        await publishTo(broker, ch, new Bytes([7, 8]), as(agent, 'b'));
+        await publishTo(broker, ch, bytes, as(agent, 'b.1', 'b'));
+        const [m, b] = (await broker.history(ch, { compact: true })).publications;
+        const d = m!.data as { text: string; blob: Uint8Array };
+        expect(d.text).toBe('xy');
+        expect(d.blob).toBeInstanceOf(Bytes);
+        expect(Buffer.from(d.blob).equals(Buffer.from(bytes))).toBe(true);
+        expect(b!.data).toBeInstanceOf(Bytes);
+        expect(Buffer.from(b!.data as Uint8Array).equals(Buffer.from(bytes))).toBe(true);
+      });
+
+      if (caps.sharedEngine) it('two nodes appending to one message fold in offset order, and both read the same compacted history', async () => {
+        const ch = uniqueChannel('append-nodes');
+        const other = await fixture.peer!();
+        await other.start(new Recorder());
+        await publishTo(broker, ch, '', as(agent, 'm'));
+        const parts = Array.from({ length: 40 }, (_, i) => `${i},`);
+        const results = await Promise.all(parts.map((t, i) => publishTo(i % 2 ? broker : other, ch, t, as(agent, `m.${i}`, 'm'))));
+        const inOrder = results.map((r) => r.publication).sort((a, b) => a.offset - b.offset).map((p) => p.data).join('');
+        const a = await broker.history(ch, { compact: true });
+        const b = await other.history(ch, { compact: true });
+        expect(a.publications).toEqual(b.publications);
+        expect(a.publications.map((p) => [p.data, p.through])).toEqual([[inOrder, 41]]);
+      });
+    });
+
     describe('payloads', () => {
       it('round-trips 64 KiB of random bytes through publish, history and delivery', async () => {
         const ch = uniqueChannel('binary');
