@@ -28,19 +28,32 @@ interface Deployment {
   token(sub: string, grants: Omit<MintOptions, 'sub'>): Promise<string>;
 }
 
-/** A WebSocket whose instances the test can terminate (a network cut). */
-function cuttable(): { WebSocket: WebSocketConstructor; cut: () => void; sockets: WebSocket[] } {
+/**
+ * A WebSocket whose instances the test can terminate (a network cut): now (`cut`), or right after
+ * the next frame containing `marker` has been written to the socket (`cutAfterFrame`).
+ */
+function cuttable(): { WebSocket: WebSocketConstructor; cut: () => void; cutAfterFrame: (marker: string) => void } {
   const sockets: WebSocket[] = [];
+  let armed: string | undefined;
   class Tracked extends WebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
       super(...args);
       sockets.push(this);
     }
+
+    override send(data: unknown, ...rest: unknown[]): void {
+      if (armed !== undefined && typeof data === 'string' && data.includes(armed)) {
+        armed = undefined;
+        super.send(data, () => this.terminate());
+        return;
+      }
+      (super.send as (...a: unknown[]) => void)(data, ...rest);
+    }
   }
   return {
     WebSocket: Tracked as unknown as WebSocketConstructor,
-    sockets,
     cut: () => { for (const s of sockets) if (s.readyState === WebSocket.OPEN) s.terminate(); },
+    cutAfterFrame: (marker) => { armed = marker; },
   };
 }
 
@@ -70,6 +83,7 @@ interface Watched {
   deltas: string[];
   refusals: ServerMessage[];
   cut: () => void;
+  cutAfterFrame: (marker: string) => void;
 }
 
 function suite(label: string, deploy: () => Deployment, nodes: number): void {
@@ -100,14 +114,29 @@ function suite(label: string, deploy: () => Deployment, nodes: number): void {
       return { agent, client, refusals };
     }
 
-    async function user(channel: string, sub: string, node: number): Promise<Watched> {
+    /**
+     * A user's client and Conversation. `holdHistoryFor`: the conversation's history read waits
+     * until that many deltas have arrived live on its subscription, so the compacted read's
+     * `through` covers deltas the live stream also delivered (the overlap a join must resolve).
+     */
+    async function user(channel: string, sub: string, node: number, opts: { holdHistoryFor?: number } = {}): Promise<Watched> {
       const net = cuttable();
       const { client, refusals } = await connect(sub, { channels: [channel], call: [channel] }, node, net.WebSocket);
+      const hold = opts.holdHistoryFor;
+      if (hold !== undefined) {
+        let live = 0;
+        client.on('agent.delta', () => { live++; });
+        const read = client.history.bind(client);
+        client.history = async (ch, o) => {
+          await until(() => live >= hold, { label: `${hold} live deltas before the history read` });
+          return read(ch, o);
+        };
+      }
       const conv = new Conversation(client, channel);
       const deltas: string[] = [];
       conv.on('delta', (e) => { deltas.push(e.text); });
       await conv.ready;
-      return { client, conv, deltas, refusals, cut: net.cut };
+      return { client, conv, deltas, refusals, cut: net.cut, cutAfterFrame: net.cutAfterFrame };
     }
 
     /** A raw subscriber recording every publication of the channel, in order. */
@@ -193,6 +222,31 @@ function suite(label: string, deploy: () => Deployment, nodes: number): void {
       expect(u.deltas.join('')).toBe(expected(N));
     }, 30_000);
 
+    it('a user cut the instant it sends: the input is sent again with its inputId, and there is one run, answered whole', async () => {
+      const channel = uniqueChannel('agent');
+      const N = 200;
+      let runs = 0;
+      await producer(channel, async (_input, run) => {
+        runs++;
+        await run.stream(tokens(N, 1000, run.signal));
+      });
+      const raw = await recorder(channel, 0);
+      const u = await user(channel, 'usr_instant', other);
+      let calls = 0;
+      const call = u.client.call.bind(u.client);
+      u.client.call = ((...args: Parameters<typeof call>) => { calls++; return call(...args); }) as typeof call;
+      // The call is written; the socket dies before its answer can come back.
+      u.cutAfterFrame('in-instant-1');
+      const sent = u.conv.send('are you there?', { inputId: 'in-instant-1' });
+      const run = await sent;
+      const end = await finished(u.conv, run.runId, 10_000);
+      expect(end).toMatchObject({ status: 'completed', text: expected(N), inputId: 'in-instant-1' });
+      expect(calls).toBeGreaterThanOrEqual(2);
+      await until(() => raw.some((m) => m.type === 'agent.run.completed'), { label: 'the recorder saw the end' });
+      expect(raw.filter((m) => m.type === 'agent.input')).toHaveLength(1);
+      expect(runs).toBe(1);
+    });
+
     it('a late joiner gets the answer so far as one message, then the live deltas; its text equals the producer\'s at the end', async () => {
       const channel = uniqueChannel('agent');
       const N = 900;
@@ -211,7 +265,7 @@ function suite(label: string, deploy: () => Deployment, nodes: number): void {
       expect(expected(N).startsWith(sofar)).toBe(true);
       expect(answers[0]!.through).toBeGreaterThan(answers[0]!.offset);
 
-      const late = await user(channel, 'usr_late', other);
+      const late = await user(channel, 'usr_late', other, { holdHistoryFor: 3 });
       const joined = late.conv.run(run.runId)!;
       expect(joined.status).toBe('running');
       expect(joined.text.length).toBeGreaterThanOrEqual(sofar.length);
