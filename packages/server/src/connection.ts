@@ -50,7 +50,7 @@ type State = 'authenticating' | 'open' | 'closing' | 'closed';
 const MAX_PREAUTH_FRAMES = 64;
 /** The command queue of a connection with nothing queued: one promise shared by all of them. */
 const IDLE: Promise<void> = Promise.resolve();
-const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack'];
+const FEATURES = ['subscribe', 'unsubscribe', 'heartbeat', 'publish', 'history', 'recovery', 'refresh', 'presence', 'msgpack', 'append'];
 
 /** Socket backlog past which latest-wins frames are kept back (at most a quarter of the outbound buffer). */
 const LATEST_BACKLOG = 64 * 1024;

@@ -36,3 +36,47 @@ describe('MemoryBroker idempotency key cap', () => {
     await broker.close();
   });
 });
+
+describe('MemoryBroker history budget with appends', () => {
+  it('an append counts twice its size (itself and folded into its message); trimming a message frees its appends', async () => {
+    const broker = new MemoryBroker();
+    await broker.start({ onPublication: () => {}, onResync: () => {} });
+    const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
+    const base = { channel: 'agent:budget', type: 'm', publisher, history: { size: 1, ttlMs: 60_000 }, idempotencyWindowMs: 0 };
+    await broker.publish({ ...base, data: 'a', id: 'm', size: 1000 });
+    const one = broker.historyBytes();
+    await broker.publish({ ...base, data: 'b', id: 'm.1', appendTo: 'm', size: 1000 });
+    const appendBytes = broker.historyBytes() - one;
+    expect(appendBytes - one).toBe(1000);
+    // A new message trims the old one with its append: only the new message is counted.
+    await broker.publish({ ...base, data: 'c', id: 'n', size: 1000 });
+    expect(broker.historyBytes()).toBe(one);
+    await broker.close();
+  });
+
+  it('over budget, an idle stream loses its oldest message with its appends; the stream appended to keeps its whole message', async () => {
+    const broker = new MemoryBroker({ maxHistoryBytes: 20_000 });
+    await broker.start({ onPublication: () => {}, onResync: () => {} });
+    const publisher = { via: 'ws' as const, sub: 'agent', client: 'c' };
+    const req = (channel: string, id: string, appendTo?: string, size = 1000) => ({
+      channel, type: 'm', data: 'x', id, publisher, history: { size: 100, ttlMs: 60_000 }, idempotencyWindowMs: 0, size,
+      ...(appendTo ? { appendTo } : {}),
+    });
+    // 3200 + 2200 + 1200 bytes; then 1200 + 6 x 2200: 21,000 > 20,000, and dropping the oldest
+    // message alone (3200) is enough for the 18,000 target: its append must go with it.
+    await broker.publish(req('agent:idle', 'old', undefined, 3000));
+    await broker.publish(req('agent:idle', 'old.1', 'old'));
+    await broker.publish(req('agent:idle', 'kept'));
+    // A long answer on another channel pushes the budget over.
+    await broker.publish(req('agent:busy', 'ans'));
+    for (let i = 0; i < 6; i++) await broker.publish(req('agent:busy', `ans.${i}`, 'ans'));
+    const idle = await broker.history('agent:idle', { compact: true });
+    expect(idle.publications.map((p) => p.id)).toEqual(['kept']);
+    expect(idle.earliestOffset).toBe(3);
+    expect(idle.evictedThrough).toBe(2);
+    const busy = await broker.history('agent:busy', { compact: true });
+    expect(busy.publications.map((p) => [p.id, p.data, p.through])).toEqual([['ans', 'xxxxxxx', 7]]);
+    expect(broker.historyBytes()).toBeLessThanOrEqual(20_000);
+    await broker.close();
+  });
+});

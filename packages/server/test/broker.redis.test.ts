@@ -105,6 +105,36 @@ describeWithRedis('RedisBroker', redis, () => {
       }
     });
 
+    it('a stream written before messages were listed (an older node) reads back compacted as messages, and is trimmed by messages from then on', async () => {
+      const broker = new RedisBroker({ url: redis.url, prefix });
+      await broker.start(new Recorder());
+      const raw = rawClient(redis.url);
+      try {
+        const ch = uniqueChannel('legacy');
+        const history = { size: 3, ttlMs: 60_000 };
+        for (const d of ['old1', 'old2']) await publishTo(broker, ch, d, { history });
+        // What an older node leaves behind: the stream and meta only.
+        const keys = redisChannelKeys(prefix, ch);
+        await raw.del(keys.msgs, keys.order);
+        expect((await broker.history(ch, { compact: true })).publications.map((p) => p.data)).toEqual(['old1', 'old2']);
+        await publishTo(broker, ch, 'new', { history, publisher: { via: 'http', key: 'k' }, id: 'n', idempotencyKey: 'n' });
+        await publishTo(broker, ch, '+', { history, publisher: { via: 'http', key: 'k' }, id: 'n.1', idempotencyKey: 'n.1', appendTo: 'n' });
+        const h = await broker.history(ch, { compact: true });
+        expect(h.publications.map((p) => [p.data, p.through])).toEqual([['old1', undefined], ['old2', undefined], ['new+', 4]]);
+        expect((await broker.history(ch, { compact: true, limit: 2 })).publications.map((p) => p.data)).toEqual(['old2', 'new+']);
+        // The first trim by messages drops every entry older than the oldest listed message.
+        await publishTo(broker, ch, 'a', { history });
+        await publishTo(broker, ch, 'b', { history });
+        await publishTo(broker, ch, 'c', { history });
+        const after = await broker.history(ch, { compact: true });
+        expect(after.publications.map((p) => p.data)).toEqual(['a', 'b', 'c']);
+        expect(after.earliestOffset).toBe(5);
+      } finally {
+        raw.disconnect();
+        await broker.close();
+      }
+    });
+
     it('rejects a prefix that could form a hash tag or pattern', () => {
       for (const bad of ['a{b}', 'x*', '', 'has space']) {
         expect(() => new RedisBroker({ url: redis.url, prefix: bad })).toThrow(TypeError);

@@ -84,7 +84,8 @@ export function defaultHistoryBudget(): number {
  * History is bounded per channel (the namespace's size and TTL) and in total: when all retained
  * publications together count more than `maxHistoryBytes`, the streams appended to least recently
  * lose their oldest publications first, until the total is back under 90 % of the budget (the
- * stream just appended to keeps at least that publication). A stream remembers the newest offset
+ * stream just appended to keeps at least the message just published or appended to, with its
+ * appends). An append counts twice its size: it is held as itself and folded into its message. A stream remembers the newest offset
  * evicted, so a recovery that needed it is told `recovered: false` with reason `history_evicted`,
  * never left with a gap. The position (epoch, offset) of every stream is kept.
  */

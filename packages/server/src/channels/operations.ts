@@ -41,7 +41,7 @@ export interface PublishMessage {
 
 export interface HistoryRequest {
   since?: StreamPosition;
-  /** At most this many; default min(100, the namespace's history size). */
+  /** At most this many (messages without `since`, publications after it); default min(100, the namespace's history size) without `since`, 100 with it. */
   limit?: number;
   /**
    * At most about this many bytes of publications (their JSON): a longer page is cut after the
@@ -133,6 +133,15 @@ export class ChannelOperations {
    */
   async publishTo(channels: ResolvedChannel[], msg: PublishMessage, origin: PublishOrigin): Promise<PublishResult[]> {
     const { broker, metrics, idempotencyWindowMs } = this.deps;
+    if (msg.appendTo !== undefined) {
+      // A subscriber that is behind on a latest-wins channel skips publications: it would skip appends and fold wrong.
+      const latest = channels.find((ch) => ch.namespace.delivery === 'latest');
+      if (latest) {
+        throw new GatewayError(ErrorCode.PERMISSION_DENIED, `Appends are not available on namespace '${latest.namespace.name}': its delivery is latest-wins`, {
+          channel: latest.name, appendTo: msg.appendTo,
+        });
+      }
+    }
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
     const publisher = origin;
     const source = origin.via === 'ws' ? 'client' : origin.via === 'http' ? 'api' : 'gateway';
@@ -164,7 +173,8 @@ export class ChannelOperations {
    */
   async history(ch: ResolvedChannel, req: HistoryRequest): Promise<HistoryPage> {
     let hist: HistoryResult;
-    const limit = req.limit ?? Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize);
+    // The namespace's size counts messages; after a position, appends count too (raw), so only the default bounds a page.
+    const limit = req.limit ?? (req.since ? DEFAULT_HISTORY_LIMIT : Math.min(DEFAULT_HISTORY_LIMIT, ch.namespace.historySize));
     try {
       hist = await this.deps.broker.history(ch.name, req.since ? { since: req.since, limit } : { limit, compact: true });
     } catch (err) {
