@@ -7,6 +7,11 @@
  * A "cut" is the user's socket terminated under it (no close handshake, as a network change does);
  * the SDK reconnects and its subscription recovers from its last position.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -14,6 +19,7 @@ import {
   type ServerMessage, type TurnPolicy, type WebSocketConstructor,
 } from '../../client/src/node.js';
 import { mintToken, type MintOptions } from '../src/index.js';
+import { CHROMIUM_ARGS, describeWithChromium } from './helpers/chromium.js';
 import { CLUSTER_SECRET } from './helpers/cluster.js';
 import { startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix } from './helpers/redis.js';
@@ -487,4 +493,105 @@ describeWithRedis('agent runs, two nodes on Redis', probe, () => {
     url: (node) => `${(node === 0 ? a : b).ws}/v1/ws/prps`,
     token: (sub, grants) => mintToken(CLUSTER_SECRET, { sub, ttlSeconds: 3600, ...grants, publish: grants.publish ?? [], handle: grants.handle ?? [], call: grants.call ?? [] }),
   }), 2);
+});
+
+/**
+ * The same runtime in a real browser (Chromium through playwright-core), from the browser bundle
+ * of @signalbox/client (built here as `npm run build:bundle` does: anything Node-only fails it):
+ * a page's Conversation talks to an agent in Node, and a page serves as the agent for a Node user.
+ */
+describeWithChromium('agent runtime in a browser page', (executablePath) => {
+  let gw: TestGateway;
+  let http: Server;
+  let browser: Browser;
+  let page: Page;
+  beforeAll(async () => {
+    gw = await startGateway();
+    const result = await build({
+      entryPoints: [fileURLToPath(new URL('../../client/src/index.ts', import.meta.url))],
+      bundle: true, minify: true, format: 'esm', platform: 'browser', target: 'es2022', write: false,
+    });
+    const bundle = result.outputFiles[0]!.contents;
+    http = createServer((req, res) => {
+      if (req.url === '/sb.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
+      else res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><script type="module">import * as sb from "/sb.js"; window.sb = sb; window.ready = true;</script>');
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+    page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${(http.address() as AddressInfo).port}`);
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await new Promise<void>((resolve) => (http ? http.close(() => resolve()) : resolve()));
+    await gw?.close();
+  });
+
+  type Sb = typeof import('../../client/src/index.js');
+
+  it('a page\'s Conversation: send, the whole answer, a cancel that stops the Node agent', async () => {
+    const channel = uniqueChannel('agent');
+    const agentClient = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token: await gw.token({ sub: 'agent_node', channels: [channel], publish: [], handle: [channel], call: [] }) });
+    await agentClient.connect();
+    let aborted = false;
+    const agent = serveAgent(agentClient, {
+      channel,
+      handler: async (input, run) => {
+        run.signal.addEventListener('abort', () => { aborted = true; });
+        await run.stream(tokens(input.text === 'short' ? 150 : 5000, 600, run.signal));
+      },
+    });
+    await agent.ready;
+    const token = await gw.token({ sub: 'usr_page', channels: [channel], publish: [], handle: [], call: [channel] });
+    const result = await page.evaluate(async ({ url, token, channel }) => {
+      const { SignalboxClient, Conversation } = (window as unknown as { sb: Sb }).sb;
+      const client = new SignalboxClient({ url, token });
+      await client.connect();
+      const conv = new Conversation(client, channel);
+      await conv.ready;
+      let deltas = '';
+      conv.on('delta', (e) => { deltas += e.text; });
+      const first = await conv.send('short');
+      const done = await conv.finished(first.runId);
+      const second = await conv.send('long');
+      await new Promise<void>((resolve) => conv.on('delta', (e) => { if (e.runId === second.runId && e.answer.length > 200) resolve(); }));
+      const cancelled = await conv.cancel(second.runId);
+      const end = await conv.finished(second.runId);
+      client.disconnect();
+      return { first: done.text, deltas, cancelled, end: { status: end.status, text: end.text } };
+    }, { url: `${gw.ws}/v1/ws/prps`, token, channel });
+    expect(result.first).toBe(expected(150));
+    expect(result.cancelled).toMatchObject({ cancelled: true, status: 'cancelled' });
+    expect(result.end).toEqual({ status: 'cancelled', text: result.cancelled.text });
+    expect(result.deltas).toBe(expected(150) + result.cancelled.text);
+    expect(aborted).toBe(true);
+    agentClient.disconnect();
+  });
+
+  it('a page serves as the agent (serveAgent in the browser) for a Node user', async () => {
+    const channel = uniqueChannel('agent');
+    const token = await gw.token({ sub: 'agent_page', channels: [channel], publish: [], handle: [channel], call: [] });
+    await page.evaluate(async ({ url, token, channel }) => {
+      const { SignalboxClient, serveAgent } = (window as unknown as { sb: Sb }).sb;
+      const client = new SignalboxClient({ url, token });
+      await client.connect();
+      async function* words(text: string): AsyncGenerator<string> {
+        for (const w of text.split(' ')) {
+          await new Promise((r) => setTimeout(r, 2));
+          yield `${w.toUpperCase()} `;
+        }
+      }
+      const agent = serveAgent(client, { channel, handler: (input) => words(input.text) });
+      await agent.ready;
+    }, { url: `${gw.ws}/v1/ws/prps`, token, channel });
+    const userClient = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token: await gw.token({ sub: 'usr_node', channels: [channel], publish: [], handle: [], call: [channel] }) });
+    await userClient.connect();
+    const conv = new Conversation(userClient, channel);
+    await conv.ready;
+    const run = await conv.send('hello from node');
+    const end = await finished(conv, run.runId, 10_000);
+    expect(end).toMatchObject({ status: 'completed', text: 'HELLO FROM NODE ', from: 'usr_node' });
+    userClient.disconnect();
+  });
 });
