@@ -188,18 +188,25 @@ function suite(label: string, deploy: () => Deployment, nodes: number): void {
       const u = await user(channel, 'usr_cut', other);
       const states: string[] = [];
       u.client.on('$state', (s) => { states.push(s.to); });
+      const resubscribes: unknown[] = [];
+      u.client.getSubscription(channel)!.on('subscribed', (e) => { resubscribes.push({ recovered: e.recovered, reason: e.reason, missed: e.missed }); });
+      const syncs: string[] = [];
+      u.conv.on('synced', (e) => { syncs.push(e.reason); });
       const run = await u.conv.send('go');
       for (const share of [0.2, 0.45, 0.7]) {
         await until(() => u.deltas.join('').length >= expected(N * share).length, { label: `${share * 100}% of the answer`, timeoutMs: 10_000 });
+        const before = states.filter((s) => s === 'reconnecting').length;
         u.cut();
-        await until(() => u.client.state === 'connected' && states.at(-1) === 'connected', { label: 'reconnected', timeoutMs: 10_000 });
+        // The client noticed the cut (a new `reconnecting`), then came back.
+        await until(() => states.filter((s) => s === 'reconnecting').length > before && u.client.state === 'connected', { label: 'reconnected after the cut', timeoutMs: 10_000 });
       }
       const end = await finished(u.conv, run.runId, 15_000);
-      expect(states.filter((s) => s === 'reconnecting').length).toBeGreaterThanOrEqual(3);
-      expect(produced).toBe(expected(N));
-      expect(end.text).toBe(produced);
+      const why = `states ${states.join(',')}; resubscribes ${JSON.stringify(resubscribes)}; syncs ${syncs.join(',')}`;
+      expect(states.filter((s) => s === 'reconnecting').length, why).toBeGreaterThanOrEqual(3);
+      expect(produced, why).toBe(expected(N));
+      expect(end.text, why).toBe(produced);
       // No token missing or twice: the deltas as delivered, concatenated.
-      expect(u.deltas.join('')).toBe(produced);
+      expect(u.deltas.join(''), why).toBe(produced);
       expect((await p.agent.finished(run.runId)).text).toBe(produced);
     }, 40_000);
 
@@ -432,6 +439,9 @@ function suite(label: string, deploy: () => Deployment, nodes: number): void {
       await expect(new Conversation(reader, channel).send('let me in')).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
       const h = await viewer.history(channel);
       expect(h.publications.find((m) => m.type === 'agent.answer')!.data).toEqual({ runId: run.runId, text: expected(30) });
+      // Without even the read grant, the conversation does not join.
+      const { client: stranger } = await connect('usr_stranger', { channels: ['agent:elsewhere'] }, other);
+      await expect(new Conversation(stranger, channel).ready).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
     });
 
     it('human in the loop: the agent asks, waits (state waiting), and goes on with the answer; progress reaches the user with the PRP fields', async () => {

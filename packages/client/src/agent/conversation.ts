@@ -15,6 +15,7 @@
  * Only `agent.*` events are read: the gateway lets only the channel's producer (a `handle` grant)
  * publish them, so nothing here can be forged by another viewer.
  */
+import type { ErrorCode } from '@signalbox/protocol';
 import type { SignalboxClient } from '../client.js';
 import { Emitter, type Handler } from '../emitter.js';
 import { ClientErrorCode, SignalboxError } from '../errors.js';
@@ -99,7 +100,7 @@ interface RunState extends RunView {
 
 export class Conversation {
   readonly channel: string;
-  /** Resolves once joined: subscribed and the history applied. */
+  /** Resolves once joined: subscribed and the history applied. Rejects if the subscription is refused (e.g. `PERMISSION_DENIED`). */
   readonly ready: Promise<void>;
   readonly #client: SignalboxClient;
   readonly #sub: Subscription;
@@ -144,6 +145,11 @@ export class Conversation {
     };
     if (this.#sub.state === 'subscribed') onSubscribed({ channel, resubscribed: false });
     else this.#sub.on('subscribed', onSubscribed);
+    // A refused subscription (no read grant, an unknown namespace) ends the join: `ready` rejects with why.
+    this.#sub.on('unsubscribed', (e) => {
+      if (e.reason === 'unsubscribe_called') return;
+      failed(new SignalboxError(e.code === undefined ? ClientErrorCode.CLOSED : (e.code as ErrorCode), e.message ?? `The subscription to ${channel} ended`, { channel }));
+    });
   }
 
   /** Every run known, oldest first. */
