@@ -304,8 +304,9 @@ export class Outbox {
   }
 
   /**
-   * After a reconnect: writes every `resend: 'always'` request again, publishes first (in call
-   * order), then reads, so a read sent offline after a publish sees it, as before this class.
+   * After a reconnect: writes every `resend: 'always'` request again: first the head of every
+   * channel's publish lane (the rest of a lane follows as acks come back, in order), then reads.
+   * So a read sent offline sees the first pending publish of each channel, not necessarily the later ones.
    */
   resendAll(): void {
     this.#online = true;
