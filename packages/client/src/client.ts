@@ -95,7 +95,16 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   readonly #events: Emitter;
   readonly #subs = new Map<string, Subscription>();
   /** Every request awaiting an answer: publishes (the offline queue too), reads, subscribes, refreshes. */
-  readonly #outbox = new Outbox((req) => this.#send(req));
+  readonly #outbox = new Outbox((req) => this.#send(req), {
+    onUndelivered: (req, error) => this.#undelivered(req, error),
+    publishPolicy: () => ({
+      maxAttempts: this.config.publishRetryAttempts,
+      deadline: this.config.publishRetryDeadline,
+      baseDelay: this.config.publishRetryInterval,
+      maxDelay: this.config.publishRetryMaxInterval,
+      window: this.config.publishWindow,
+    }),
+  });
   /** Calls awaiting their answer, and the channels this client handles. */
   readonly #rpc = new Rpc({
     send: (req) => this.#send(req),
@@ -284,12 +293,22 @@ export class SignalboxClient<E extends object = Record<never, never>> {
    * While not connected, publishes wait in a queue bounded by `maxQueueSize` (see `queueOverflow`).
    * Publishes sent but not acknowledged when the connection drops are resent, with the same id, after
    * the reconnect: the id is the gateway's idempotency key, so none is stored twice.
+   *
+   * Publishes of one channel are written in call order, `publishWindow` at a time (default 1). One
+   * refused with `RATE_LIMITED` or `UNAVAILABLE` is retried with full-jitter backoff (at least the
+   * error's `retryAfterMs`), later ones of its channel waiting behind it, and publish writes are
+   * paced meanwhile; see `publishRetryAttempts` and `publishRetryDeadline`. Whatever ends a publish
+   * without an ack also emits `undelivered` ({channel, id, data, error}): nothing is dropped silently.
+   * `appendTo` makes the publish an append to an earlier message of this publisher on the channel.
    */
   publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishAck> {
-    if (this.#state === 'closed') {
-      return Promise.reject(new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel }));
-    }
     const id = options.id ?? this.#nextId();
+    const req: OutboxRequest<'publish'> = { kind: 'publish', id, channel, data };
+    if (options.type !== undefined) req.type = options.type;
+    if (options.appendTo !== undefined) req.appendTo = options.appendTo;
+    if (this.#state === 'closed') {
+      return this.#refuse(req, new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel }));
+    }
     const existing = this.#outbox.get(id, 'publish');
     if (existing) return existing.promise;
     const online = this.#state === 'connected';
@@ -297,13 +316,21 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     if (!online && queued >= this.config.maxQueueSize) {
       const full = (): SignalboxError => new SignalboxError(ClientErrorCode.QUEUE_FULL, `Offline queue full (${this.config.maxQueueSize} publishes)`, { channel });
       const oldest = this.#outbox.requests('publish').next();
-      if (this.config.queueOverflow !== 'drop-oldest' || oldest.done) return Promise.reject(full());
+      if (this.config.queueOverflow !== 'drop-oldest' || oldest.done) return this.#refuse(req, full());
       // As before the split, the error names the channel of the publish that pushed the oldest out.
       this.#outbox.reject(oldest.value.id, full());
     }
-    const req: OutboxRequest<'publish'> = { kind: 'publish', id, channel, data };
-    if (options.type !== undefined) req.type = options.type;
     return this.#outbox.track(req, { resend: 'always', timeout: { ms: options.timeout ?? this.config.publishTimeout, from: 'send' } }, online);
+  }
+
+  /** A publish refused before it was queued: reported undelivered, and rejected. */
+  #refuse(req: OutboxRequest<'publish'>, err: SignalboxError): Promise<never> {
+    this.#undelivered(req, err);
+    return Promise.reject(err);
+  }
+
+  #undelivered(req: OutboxRequest<'publish'>, error: SignalboxError): void {
+    this.#events.emit('undelivered', { channel: req.channel, id: req.id, ...(req.appendTo === undefined ? {} : { appendTo: req.appendTo }), data: req.data, error });
   }
 
   /**
@@ -800,6 +827,9 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     const request = replyTo ? this.#outbox.request(replyTo) : undefined;
     switch (request?.kind) {
       case 'publish':
+        // A refusal being retried is not an error of the application's (yet): `undelivered` reports the end.
+        if (this.#outbox.refused(request.id, err) === 'retrying') return;
+        break;
       case 'history':
       case 'presence':
         this.#outbox.reject(request.id, err);

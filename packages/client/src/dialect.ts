@@ -22,7 +22,8 @@ export interface SubscribeEntry {
 export type ClientRequest =
   | { kind: 'subscribe'; id: string; channels: SubscribeEntry[] }
   | { kind: 'unsubscribe'; id: string; channels: string[] }
-  | { kind: 'publish'; id: string; channel: string; type?: string; data: unknown }
+  /** `appendTo`: the id of an earlier message of the channel, by the same publisher, this one appends to. */
+  | { kind: 'publish'; id: string; channel: string; type?: string; data: unknown; appendTo?: string }
   | { kind: 'history'; id: string; channel: string; since?: StreamPosition; limit?: number }
   | { kind: 'presence'; id: string; channel: string }
   | { kind: 'refresh'; id: string; token: string }
@@ -265,6 +266,8 @@ function withOptional(msg: ServerMessage, raw: Record<string, unknown>): ServerM
   if (typeof raw.epoch === 'string') msg.epoch = raw.epoch;
   if (typeof raw.replyTo === 'string') msg.replyTo = raw.replyTo;
   if (isPublisher(raw.publisher)) msg.publisher = raw.publisher;
+  if (typeof raw.appendTo === 'string') msg.appendTo = raw.appendTo;
+  if (typeof raw.through === 'number') msg.through = raw.through;
   return msg;
 }
 
@@ -290,7 +293,10 @@ export const prpDialect: Dialect = {
       case 'unsubscribe':
         return { id: req.id, action: 'unsubscribe', payload: { channels: req.channels } };
       case 'publish':
-        return { id: req.id, action: 'publish', payload: req.type === undefined ? { channel: req.channel, data: req.data } : { channel: req.channel, type: req.type, data: req.data } };
+        return {
+          id: req.id, action: 'publish',
+          payload: { channel: req.channel, ...(req.type === undefined ? {} : { type: req.type }), data: req.data, ...(req.appendTo === undefined ? {} : { appendTo: req.appendTo }) },
+        };
       case 'history':
         return { id: req.id, action: 'history', payload: { channel: req.channel, ...historyParams(req) } };
       case 'presence':
@@ -353,9 +359,10 @@ export const prdDialect: Dialect = {
           ? { type: 'unsubscribe', id: req.id, channel: req.channels[0], data: {} }
           : { type: 'unsubscribe', id: req.id, data: { channels: req.channels } };
       case 'publish':
-        return req.type === undefined
-          ? { type: 'message', id: req.id, channel: req.channel, data: req.data }
-          : { type: 'message', id: req.id, channel: req.channel, event: req.type, data: req.data };
+        return {
+          type: 'message', id: req.id, channel: req.channel, ...(req.type === undefined ? {} : { event: req.type }), data: req.data,
+          ...(req.appendTo === undefined ? {} : { appendTo: req.appendTo }),
+        };
       case 'history':
         return { type: 'history', id: req.id, channel: req.channel, data: historyParams(req) };
       case 'presence':

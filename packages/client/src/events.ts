@@ -30,6 +30,10 @@ export interface ServerMessage<T = unknown> {
    * and `sub` when a backend published on someone's behalf), or the gateway itself.
    */
   publisher?: Publisher;
+  /** For publications: on an append, the id of the message it appends to (docs/protocol.md, "Appends"). */
+  appendTo?: string;
+  /** For a message of a compacted history read: the offset of the last append folded into `data`. */
+  through?: number;
   metadata?: { version: string; source: string };
 }
 
@@ -219,7 +223,23 @@ export type ClientEvents<E extends object = Record<never, never>> = { [K in keyo
    * letter, so no publisher can impersonate it.
    */
   $state: StateChange;
+  /**
+   * A publish the client gave up on (its promise rejects with the same error): refused for good,
+   * retries or their deadline exhausted, no ack in time, the queue full, or the client stopping.
+   */
+  undelivered: UndeliveredPublish;
 };
+
+/** What `undelivered` reports: which publish, and why. */
+export interface UndeliveredPublish {
+  channel: string;
+  /** The publish's id (its idempotency key). */
+  id: string;
+  /** The message it would have appended to, for an append. */
+  appendTo?: string;
+  data: unknown;
+  error: SignalboxError;
+}
 
 /** The error object of the server's `error` message, as the protocol defines it. */
 export type ServerErrorInfo = ErrorInfo;

@@ -30,6 +30,15 @@ export type { CallOptions, HandleOptions, RpcMethod, RpcMethods, RpcRegistration
 export { backoffBounds, backoffDelay } from './backoff.js';
 export type { WebSocketConstructor, WebSocketLike, WebSocketOptions } from './transport.js';
 export type { DialectName } from './dialect.js';
+export {
+  AGENT_EVENT_SCHEMAS, AgentErrorCode, AgentMethod, AnswerWriter, Conversation, agentEventProblem, answerIdOf, isAgentEventType, serveAgent,
+} from './agent/index.js';
+export type {
+  AgentAnswerData, AgentAskAnsweredData, AgentAskData, AgentDeltaData, AgentEventData, AgentEventType, AgentHandler, AgentInput, AgentInputData,
+  AgentRun, AgentRunCancelledData, AgentRunCompletedData, AgentRunFailedData, AgentRunStartedData, AgentServer, AgentState, AgentStateData,
+  AnswerWriterOptions, AskOptions, CancelResult, ConversationEvents, ConversationOptions, DeltaEvent, InputResult, JsonSchema, RunStatus, RunView,
+  ServeAgentOptions, TurnPolicy,
+} from './agent/index.js';
 export type { Handler } from './emitter.js';
 export type * from './events.js';
 /**

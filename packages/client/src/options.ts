@@ -76,6 +76,23 @@ export interface ClientConfig {
   maxQueueSize: number;
   /** What a publish does when the queue is full. Default `reject-new`. */
   queueOverflow: QueueOverflow;
+  /**
+   * Writes of one publish refused with `RATE_LIMITED` or `UNAVAILABLE` (the first included) before
+   * it is given up: its promise rejects and `undelivered` reports it. Default 12.
+   */
+  publishRetryAttempts: number;
+  /** How long after its first refusal a publish may still be retried, ms. Default 30000. */
+  publishRetryDeadline: number;
+  /** Backoff base of those retries, ms: retry n waits uniformly in [0, min(max, base * 2^n)], at least the error's `retryAfterMs`. Default 50. */
+  publishRetryInterval: number;
+  /** Backoff ceiling of those retries, ms. Default 2000. */
+  publishRetryMaxInterval: number;
+  /**
+   * Publishes of one channel on the wire at once (the next is written when one is acked).
+   * Default 1: a refused publish is never overtaken by a later one of its channel. Larger values
+   * pipeline (more throughput on a long round trip) but a refusal may then be overtaken.
+   */
+  publishWindow: number;
   /** Refresh the token this long before its `exp`, ms (at most half its remaining life). Default 30000. */
   refreshMargin: number;
   /** Endpoint dialect. `auto` (default): PRD-035 when the URL path ends in `/ws`, else PRP. */
@@ -111,6 +128,12 @@ export interface PublishOptions {
   id?: string;
   /** Overrides `publishTimeout` for this publish. */
   timeout?: number;
+  /**
+   * Append to an earlier message of this channel that this publisher (same token subject)
+   * published, named by its publication id: see docs/protocol.md, "Appends". A string `data`
+   * concatenates onto a string message; an object's string fields concatenate, other fields replace.
+   */
+  appendTo?: string;
 }
 
 /** The gateway's acknowledgement of a publish: where it landed in the channel's stream. */
@@ -178,6 +201,11 @@ export const DEFAULTS: Readonly<Omit<ClientConfig, 'url'>> = Object.freeze({
   publishTimeout: 10_000,
   maxQueueSize: 1000,
   queueOverflow: 'reject-new',
+  publishRetryAttempts: 12,
+  publishRetryDeadline: 30_000,
+  publishRetryInterval: 50,
+  publishRetryMaxInterval: 2_000,
+  publishWindow: 1,
   refreshMargin: 30_000,
   dialect: 'auto',
   tokenTransport: 'subprotocol',

@@ -354,9 +354,11 @@ describe('offline queue', () => {
     expect(client.pendingPublishes).toBe(3);
     void client.connect();
     FakeSocket.last.establish();
-    const frames = FakeSocket.last.frames('publish');
-    expect(frames.map((f) => (f.payload as { data: number }).data)).toEqual([1, 2, 3]);
-    for (const [i, f] of frames.entries()) {
+    // One channel's publishes go out one at a time, in call order: each after the previous one's ack.
+    for (let i = 0; i < 3; i++) {
+      const frames = FakeSocket.last.frames('publish');
+      expect(frames.map((f) => (f.payload as { data: number }).data)).toEqual([1, 2, 3].slice(0, i + 1));
+      const f = frames[i]!;
       FakeSocket.last.receive({ id: `a${i}`, type: 'ack', timestamp: '', replyTo: f.id, data: { id: f.id, channel: 'project:p1', offset: i + 1, epoch: 'e', duplicate: false } });
     }
     expect((await Promise.all(acks)).map((a) => a.offset)).toEqual([1, 2, 3]);

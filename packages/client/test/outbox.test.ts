@@ -114,7 +114,10 @@ describe('Outbox', () => {
     expect([...outbox.requests('refresh')]).toEqual([]);
     sent = [];
     outbox.resendAll();
-    expect(ids()).toEqual(['p1', 'p2', 'h1']);
+    // p2 is of p1's channel: it is written once p1 is acked.
+    expect(ids()).toEqual(['p1', 'h1']);
+    outbox.settle('p1', 'publish', { id: 'p1', channel: 'c:1', offset: 1, epoch: 'e', duplicate: false });
+    expect(ids()).toEqual(['p1', 'h1', 'p2']);
     outbox.failAll(ClientErrorCode.CLOSED, 'closed');
     expect(vi.getTimerCount()).toBe(0);
   });
@@ -149,5 +152,101 @@ describe('Outbox', () => {
     outbox.remove('s1');
     expect(outbox.request('s1')).toBeUndefined();
     expect(outbox.count('subscribe')).toBe(0);
+  });
+});
+
+describe('Outbox publish lanes', () => {
+  const ack = (id: string, offset: number) => ({ id, channel: 'c:1', offset, epoch: 'e', duplicate: false });
+  const limited = (retryAfterMs?: number) => new SignalboxError('RATE_LIMITED', 'Too many publishes', retryAfterMs === undefined ? {} : { retryAfterMs });
+  const publishOpts = { resend: 'always' as const, timeout: { ms: 10_000, from: 'send' as const } };
+  let undelivered: { id: string; code: string }[] = [];
+
+  beforeEach(() => {
+    undelivered = [];
+    outbox = new Outbox((req) => {
+      if (!online) return false;
+      sent.push(req);
+      return true;
+    }, {
+      onUndelivered: (req, err) => undelivered.push({ id: req.id, code: err.code }),
+      publishPolicy: () => ({ maxAttempts: 3, deadline: 10_000, baseDelay: 100, maxDelay: 1000, window: 1 }),
+      random: () => 1,
+    });
+  });
+
+  it('writes one publish per channel at a time, channels in parallel', () => {
+    quiet(outbox.track(publish('a1', 'c:1'), publishOpts, true));
+    quiet(outbox.track(publish('a2', 'c:1'), publishOpts, true));
+    quiet(outbox.track(publish('b1', 'c:2'), publishOpts, true));
+    expect(ids()).toEqual(['a1', 'b1']);
+    outbox.settle('a1', 'publish', ack('a1', 1));
+    expect(ids()).toEqual(['a1', 'b1', 'a2']);
+    outbox.failAll(ClientErrorCode.CLOSED, 'closed');
+  });
+
+  it('retries a RATE_LIMITED publish after the backoff (at least retryAfterMs); nothing of its channel overtakes it', async () => {
+    const p1 = outbox.track(publish('p1'), publishOpts, true);
+    const p2 = outbox.track(publish('p2'), publishOpts, true);
+    expect(ids()).toEqual(['p1']);
+    expect(outbox.refused('p1', limited(250))).toBe('retrying');
+    // Full jitter with random() = 1: the cap, 100 ms for the first retry; retryAfterMs 250 wins.
+    await vi.advanceTimersByTimeAsync(249);
+    expect(ids()).toEqual(['p1']);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ids()).toEqual(['p1', 'p1']);
+    outbox.settle('p1', 'publish', ack('p1', 1));
+    await expect(p1).resolves.toMatchObject({ offset: 1 });
+    // Writes are paced after a refusal: p2 waits its turn, then goes.
+    expect(outbox.publishPace).toBeGreaterThan(0);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(ids()).toEqual(['p1', 'p1', 'p2']);
+    outbox.settle('p2', 'publish', ack('p2', 2));
+    await expect(p2).resolves.toMatchObject({ offset: 2 });
+    expect(undelivered).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('gives up after maxAttempts: rejects, reports undelivered, and the next one goes', async () => {
+    const p1 = outbox.track(publish('p1'), publishOpts, true);
+    quiet(outbox.track(publish('p2'), publishOpts, true));
+    const rejected = expect(p1).rejects.toMatchObject({ code: 'RATE_LIMITED', message: /given up after 3 attempts/ });
+    for (let i = 0; i < 2; i++) {
+      expect(outbox.refused('p1', limited())).toBe('retrying');
+      await vi.advanceTimersByTimeAsync(2000);
+    }
+    expect(ids()).toEqual(['p1', 'p1', 'p1']);
+    expect(outbox.refused('p1', limited())).toBe('rejected');
+    await rejected;
+    expect(undelivered).toEqual([{ id: 'p1', code: 'RATE_LIMITED' }]);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(ids()).toEqual(['p1', 'p1', 'p1', 'p2']);
+    outbox.failAll(ClientErrorCode.CLOSED, 'closed');
+    expect(undelivered).toEqual([{ id: 'p1', code: 'RATE_LIMITED' }, { id: 'p2', code: 'CLOSED' }]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('rejects a non-retryable refusal at once and reports it; a timeout is reported too', async () => {
+    const p1 = outbox.track(publish('p1'), publishOpts, true);
+    expect(outbox.refused('p1', new SignalboxError('PERMISSION_DENIED', 'no'))).toBe('rejected');
+    await expect(p1).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    const p2 = outbox.track(publish('p2'), { resend: 'always', timeout: { ms: 500, from: 'send' } }, true);
+    const timedOut = expect(p2).rejects.toMatchObject({ code: 'TIMEOUT' });
+    await vi.advanceTimersByTimeAsync(500);
+    await timedOut;
+    expect(undelivered).toEqual([{ id: 'p1', code: 'PERMISSION_DENIED' }, { id: 'p2', code: 'TIMEOUT' }]);
+  });
+
+  it('keeps a retry waiting across a dropped transport, and writes it on the next one', async () => {
+    const p1 = outbox.track(publish('p1'), publishOpts, true);
+    outbox.refused('p1', limited());
+    online = false;
+    outbox.dropTransportScoped();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(ids()).toEqual(['p1']);
+    online = true;
+    outbox.resendAll();
+    expect(ids()).toEqual(['p1', 'p1']);
+    outbox.settle('p1', 'publish', ack('p1', 1));
+    await expect(p1).resolves.toMatchObject({ offset: 1 });
   });
 });

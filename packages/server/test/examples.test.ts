@@ -38,11 +38,16 @@ describe('examples/', () => {
     expect(stdout).toContain('received all 8 events in order');
   });
 
-  it('agent-chat.mjs: two turns, each reply streamed token by token and complete', async () => {
+  it('agent-chat.mjs: an answer streamed through the agent runtime, a second tab joining mid-answer, a run cancelled halfway', async () => {
     const stdout = await runOk('agent-chat.mjs');
-    expect(stdout).toContain('[agent] < you are how agent hello   (5 tokens streamed by agent_001)');
-    expect(stdout).toContain('[agent] < please answer short a me stream   (6 tokens streamed by agent_001)');
-    expect(stdout).toContain('[user] a forged chat.token is refused: PERMISSION_DENIED');
+    expect(stdout).toMatch(/\[tab 1\] > Tell me how streaming works\. {3}\(accepted as run_\w+, running\)/);
+    expect(stdout).toMatch(/\[tab 2\] joined mid-answer: the answer so far is 1 message in the history \(\d+ chars\), no delta on its own: true/);
+    expect(stdout).toMatch(/\[tab 1\] < Signalbox streams this answer as appends to one message, so … \(\d+ chars in \d+ deltas, completed\)/);
+    expect(stdout).toContain('[tab 2] then followed live deltas; same text as tab 1 and the agent: true');
+    expect(stdout).toContain('[tab 1] agent state: thinking -> streaming -> idle');
+    expect(stdout).toMatch(/\[tab 1\] cancelled halfway: the agent's AbortSignal fired: true; the run ended cancelled with the text so far \(\d+ chars, same as shown: true\)/);
+    expect(stdout).toContain('[tab 1] cancel again: cancelled=false, status=cancelled');
+    expect(stdout).toContain('[tab 1] a forged agent.delta is refused: PERMISSION_DENIED');
   });
 
   // The session examples run a real Chromium: where it is missing they fail under CI=true and are skipped (with a line saying so) elsewhere.
