@@ -18,7 +18,7 @@ describe('client publishes under the rate limit', () => {
     // 150 publishes/s with a bucket of 20: a burst of 600 is mostly over the limit.
     gw = await startGateway({
       publishRate: 150, publishBurst: 20,
-      namespaces: [...DEFAULT_NAMESPACES, { name: 'chat', type: 'public', historySize: 1000, historyTtlMs: 3600_000, clientPublish: true, presence: false, maxSubscribers: 0, allowBare: false, allowIds: true }],
+      namespaces: [...DEFAULT_NAMESPACES, { name: 'chat', type: 'public', historySize: 1000, historyTtlMs: 3600_000, clientPublish: true, presence: false, maxSubscribers: 0, allowBare: false, allowIds: true, appends: true }],
     });
   });
   afterAll(() => gw.close());
