@@ -10,15 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { DEFAULT_NAMESPACES, Gateway, loadConfig, mintToken } from '@signalbox/server';
 
 /**
- * The namespace the collaborative-editing example needs: `doc:{id}`, a presence channel that
- * clients publish to. An external gateway needs it in its config: `--config examples/signalbox.config.json`.
- */
-export const DOC_NAMESPACE = {
-  name: 'doc', type: 'presence', historySize: 1000, historyTtlMs: 3_600_000, clientPublish: true,
-  presence: true, maxSubscribers: 0, allowBare: false, allowIds: true,
-};
-
-/**
  * A participant's grants: what it may read (`channels`), publish to, produce (`handle`: RPC handler
  * and the channel's reserved event types) and call. A bare array is a read grant only.
  * @param {string[] | { channels?: string[], publish?: string[], handle?: string[], call?: string[] }} grants
@@ -52,7 +43,7 @@ export async function setup() {
     env: {},
     overrides: {
       host: '127.0.0.1', port: 0, jwtSecret: secret, apiKey, logLevel: 'warn',
-      namespaces: [...DEFAULT_NAMESPACES, DOC_NAMESPACE],
+      namespaces: DEFAULT_NAMESPACES,
     },
   });
   const gateway = new Gateway(config);

@@ -908,7 +908,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     if (!transport || !dialect) return false;
     const frame = dialect.encode(req);
     if (frame === undefined) return true;
-    return transport.send(JSON.stringify(frame));
+    return transport.send((this.config.format !== 'json' && this.config.format.encode?.(frame)) || JSON.stringify(frame));
   }
 
   #nextId(): string {

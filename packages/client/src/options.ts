@@ -11,6 +11,11 @@ import type { WebSocketConstructor } from './transport.js';
 export interface FrameFormat {
   readonly name: 'msgpack';
   decode(bytes: Uint8Array): unknown;
+  /**
+   * Encodes a request that carries bytes (a `Uint8Array` in `publish` data) as a binary frame, so the
+   * bytes travel as bytes; `undefined` for a request without any (it goes as JSON text).
+   */
+  encode?(value: unknown): Uint8Array<ArrayBuffer> | undefined;
 }
 
 /** Why `getToken` is being called. */

@@ -21,7 +21,7 @@ export interface WebSocketLike {
   onmessage: ((event: never) => unknown) | null;
   onclose: ((event: never) => unknown) | null;
   onerror: ((event: never) => unknown) | null;
-  send(data: string): void;
+  send(data: string | Uint8Array<ArrayBuffer>): void;
   close(code?: number, reason?: string): void;
 }
 
@@ -116,8 +116,8 @@ export class Transport {
     return this.#socket?.protocol ?? '';
   }
 
-  /** Writes a text frame; false when the socket is not open (the caller keeps the message). */
-  send(text: string): boolean {
+  /** Writes a text frame (a binary one for bytes); false when the socket is not open (the caller keeps the message). */
+  send(text: string | Uint8Array<ArrayBuffer>): boolean {
     const s = this.#socket;
     if (!s || s.readyState !== OPEN) return false;
     s.send(text);

@@ -47,6 +47,8 @@ export interface GatewayConfig {
   outboundBufferBytes: number;
   slowConsumerGraceMs: number;
   idempotencyWindowMs: number;
+  yjsCompactUpdates: number;
+  yjsCompactBytes: number;
   rpcTimeoutMs: number;
   rpcMaxTimeoutMs: number;
   rpcMaxCallsInFlight: number;
@@ -120,6 +122,8 @@ export const SETTINGS: SettingSpec[] = [
   S('outboundBufferBytes', 'outbound-buffer', 'SIGNALBOX_OUTBOUND_BUFFER', 'bytes', 4 * 1024 * 1024, 'Per-connection outbound buffer; a client that stays above it longer than the grace period, or reaches 4x it, is closed with 4010 (slow consumer).', { min: 1024 }),
   S('slowConsumerGraceMs', 'slow-consumer-grace', 'SIGNALBOX_SLOW_CONSUMER_GRACE', 'duration', 5000, 'How long a connection may stay above its outbound buffer (e.g. while a large recovery drains) before it is closed with 4010.', { min: 0 }),
   S('idempotencyWindowMs', 'idempotency-window', 'SIGNALBOX_IDEMPOTENCY_WINDOW', 'duration', 120_000, 'How long a publish id is remembered for deduplication.', { min: 0 }),
+  S('yjsCompactUpdates', 'yjs-compact-updates', 'SIGNALBOX_YJS_COMPACT_UPDATES', 'int', 500, 'Yjs documents (`doc:{id}`): compact a document into a snapshot after this many updates published through this node (0: not by count).', { min: 0 }),
+  S('yjsCompactBytes', 'yjs-compact-bytes', 'SIGNALBOX_YJS_COMPACT_BYTES', 'bytes', 1024 * 1024, 'Yjs documents: compact after this many update bytes published through this node (0: not by size).', { min: 0 }),
   S('rpcTimeoutMs', 'rpc-timeout', 'SIGNALBOX_RPC_TIMEOUT', 'duration', 10_000, 'Timeout of an RPC call that names none (`timeoutMs`): past it the caller gets RPC_TIMEOUT.', { min: 1 }),
   S('rpcMaxTimeoutMs', 'rpc-max-timeout', 'SIGNALBOX_RPC_MAX_TIMEOUT', 'duration', 60_000, 'Longest `timeoutMs` an RPC call may ask for; longer is refused (INVALID_MESSAGE).', { min: 1 }),
   S('rpcMaxCallsInFlight', 'rpc-max-in-flight', 'SIGNALBOX_RPC_MAX_IN_FLIGHT', 'int', 64, 'RPC calls one connection may have waiting for their outcome; beyond: RATE_LIMITED.', { min: 1 }),

@@ -13,6 +13,7 @@ import type { Broker } from './broker/types.js';
 import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
 import { consoleKeys } from './auth/console-keys.js';
+import { YjsCompactor } from './yjs/compactor.js';
 import { apiKeyring, type GatewayConfig } from './config.js';
 import { RpcRouter } from './rpc/router.js';
 import { AdminService } from './admin.js';
@@ -52,6 +53,8 @@ export class Gateway {
   readonly namespaces: NamespaceTable;
   readonly auth: Authenticator;
   broker!: Broker;
+  /** Compaction of Yjs documents (`doc:{id}`). */
+  yjs!: YjsCompactor;
   presence!: PresenceStore;
   hub!: Hub;
   rpc!: RpcRouter;
@@ -111,7 +114,11 @@ export class Gateway {
     await this.rpc.start();
     this.admin = new AdminService({ nodeId: this.nodeId, rpc: this.rpc, hub: () => this.hub, connections: () => this.conns });
     await this.admin.start();
-    const ops = new ChannelOperations({ broker: this.broker, presence: this.presence, metrics: this.metrics, idempotencyWindowMs: config.idempotencyWindowMs });
+    this.yjs = new YjsCompactor(this.broker, { updates: config.yjsCompactUpdates, bytes: config.yjsCompactBytes, chunkBytes: Math.min(256 * 1024, Math.floor(config.maxReplyBytes / 4)) }, this.log);
+    const ops = new ChannelOperations({
+      broker: this.broker, presence: this.presence, metrics: this.metrics, idempotencyWindowMs: config.idempotencyWindowMs,
+      onPublished: (ch, r) => this.yjs.published(ch, r),
+    });
     this.ctx = {
       config, hub: this.hub, ops, namespaces: this.namespaces, auth: this.auth, rpc: this.rpc, metrics: this.metrics, log: this.log,
       onClosed: (conn) => this.onConnectionClosed(conn),

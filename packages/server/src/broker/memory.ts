@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { applyAppend, type Publication } from '@signalbox/protocol';
 import { appendRefused, appendsDisabled, publisherScope } from './append.js';
-import type { Broker, BrokerHandler, HistoryQuery, HistoryResult, PublishRequest, PublishResult } from './types.js';
+import type { Broker, BrokerHandler, CompactingBroker, CompactionRequest, HistoryQuery, HistoryResult, PublishRequest, PublishResult } from './types.js';
 
 /** A retained message (a publication that is not an append): its data with its appends folded in. */
 interface MessageState {
@@ -109,7 +109,7 @@ export function defaultHistoryBudget(): number {
  * evicted, so a recovery that needed it is told `recovered: false` with reason `history_evicted`,
  * never left with a gap. The position (epoch, offset) of every stream is kept.
  */
-export class MemoryBroker implements Broker {
+export class MemoryBroker implements Broker, CompactingBroker {
   readonly kind = 'memory';
   private handler: BrokerHandler | null = null;
   private readonly streams = new Map<string, Stream>();
@@ -281,6 +281,37 @@ export class MemoryBroker implements Broker {
     const result: HistoryResult = { publications, position: { epoch: stream.epoch, offset: stream.offset }, earliestOffset };
     if (stream.evictedThrough > 0) result.evictedThrough = stream.evictedThrough;
     return Promise.resolve(result);
+  }
+
+  /** Compaction (see {@link CompactingBroker}): synchronous, so atomic with every publish and read. */
+  compact(req: CompactionRequest): Promise<boolean> {
+    const stream = this.liveStream(req.channel, this.now(), false);
+    // A channel with appends keeps a message index that parts would have to rebuild: not compacted.
+    if (!stream || stream.appends || stream.epoch !== req.epoch || stream.count === 0) return Promise.resolve(false);
+    const size = stream.pubs.length;
+    const at = (i: number): number => (stream.head + i) % size;
+    const earliest = stream.pubs[at(0)]!.offset;
+    const idx = req.through - earliest;
+    const start = req.through - req.parts.length + 1;
+    if (idx < 0 || idx >= stream.count || stream.pubs[at(idx)]!.offset !== req.through || start < earliest || req.parts.length === 0) return Promise.resolve(false);
+    const now = this.now();
+    const pubs: (Publication | undefined)[] = new Array(size);
+    const sizes: number[] = new Array(size);
+    let n = 0;
+    let bytes = 0;
+    for (const [i, part] of req.parts.entries()) {
+      pubs[n] = { id: part.id, channel: stream.name, type: part.type, data: part.data, offset: start + i, epoch: stream.epoch, time: now, publisher: req.publisher };
+      sizes[n] = (part.data instanceof Uint8Array ? part.data.byteLength : DEFAULT_SIZE) + PUBLICATION_OVERHEAD;
+      bytes += sizes[n++]!;
+    }
+    for (let i = idx + 1; i < stream.count; i++) {
+      pubs[n] = stream.pubs[at(i)];
+      sizes[n] = stream.sizes[at(i)]!;
+      bytes += sizes[n++]!;
+    }
+    this.retainedBytes += bytes - stream.bytes;
+    Object.assign(stream, { pubs, sizes, bytes, head: 0, count: n });
+    return Promise.resolve(true);
   }
 
   async close(): Promise<void> {

@@ -31,6 +31,8 @@ import {
   type HistoryResult,
   type PublishRequest,
   type PublishResult,
+  type CompactingBroker,
+  type CompactionRequest,
 } from './types.js';
 
 /** Structured logger (pino-compatible subset). */
@@ -67,8 +69,9 @@ const SUBSCRIBE_CHUNK = 500;
 
 const publishScript = SCRIPTS.publish;
 const historyScript = SCRIPTS.history;
+const compactScript = SCRIPTS.compact;
 
-export class RedisBroker implements Broker {
+export class RedisBroker implements Broker, CompactingBroker {
   readonly kind = 'redis';
   private readonly prefix: string;
   private readonly commandTimeoutMs: number;
@@ -226,6 +229,15 @@ export class RedisBroker implements Broker {
       position: { epoch: epoch.toString(), offset: Number(offset) },
       earliestOffset: Number(earliest),
     };
+  }
+
+  /** Compaction (see {@link CompactingBroker}): one Lua script, atomic with the trim. */
+  async compact(req: CompactionRequest): Promise<boolean> {
+    this.assertUsable('compact');
+    const keys = redisChannelKeys(this.prefix, req.channel);
+    const bodies = req.parts.map((p) => encodeMsgpack({ id: p.id, channel: req.channel, type: p.type, data: p.data, publisher: req.publisher }));
+    const reply = await this.call('compact', () => compactScript.run(this.cmd, [keys.meta, keys.stream], [req.epoch, req.through, ...bodies]));
+    return Number(reply) === 1;
   }
 
   /**

@@ -130,6 +130,30 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/**
+ * Compaction (Yjs documents, src/yjs/compactor.ts): the retained publications with offsets up to
+ * `through` are replaced by `parts`, which take the offsets `through - parts.length + 1 … through`.
+ */
+export interface CompactionRequest {
+  channel: string;
+  /** The epoch the parts were computed in; another epoch compacts nothing. */
+  epoch: string;
+  /** The newest offset the parts stand for. */
+  through: number;
+  parts: { id: string; type: string; data: unknown }[];
+  publisher: Publisher;
+}
+
+/**
+ * A broker that can compact a stream. Contract: atomic with the trim (a reader sees the stream
+ * before or after, never between), publications after `through` untouched, offsets never reused.
+ * Resolves false, changing nothing, when the epoch differs, `through` is no longer retained, or the
+ * parts would need offsets older than the oldest retained.
+ */
+export interface CompactingBroker {
+  compact(req: CompactionRequest): Promise<boolean>;
+}
+
 /** Thrown by brokers when the engine is unreachable or too slow; mapped to UNAVAILABLE / HTTP 503. */
 export class BrokerUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

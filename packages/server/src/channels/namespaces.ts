@@ -48,6 +48,11 @@ export interface NamespaceConfig {
    * on every publication. On for `agent` in the default table.
    */
   appends?: boolean;
+  /**
+   * Grants of `{name}:{id}` are those of `{grantsFrom}:{id}`: a token that may read (publish to)
+   * `doc:x` may read (publish to) `awareness:x`. Absent: the channel's own name.
+   */
+  grantsFrom?: string;
 }
 
 const H = 3600_000;
@@ -68,6 +73,13 @@ export const DEFAULT_NAMESPACES: NamespaceConfig[] = [
   // node) and applications' (`metrics:{name}`, published with the HTTP API): latest-wins, so a
   // dashboard that falls behind gets the newest sample of each series, never a backlog.
   { ...ns('metrics', 'public', 0, 0, false), allowBare: true, delivery: 'latest', latestBy: 'node' },
+  // Yjs documents (docs/collaborative-editing.md): `yjs.update` publications carry binary Yjs
+  // updates, in order and recoverable; the gateway compacts them into a snapshot so history stays
+  // bounded. Presence: who has the document open.
+  ns('doc', 'presence', 100_000, 30 * 24 * H, true),
+  // Awareness (cursors, names, selections) of `doc:{id}`: ephemeral, never in history, the latest
+  // state per Yjs client, readable and writable by whoever may read and write the document.
+  { ...ns('awareness', 'private', 0, 0, true), grantsFrom: 'doc', delivery: 'latest', latestBy: 'client' },
 ];
 
 function ns(name: string, type: NamespaceType, historySize: number, historyTtlMs: number, clientPublish: boolean): NamespaceConfig {
@@ -126,7 +138,7 @@ export class NamespaceTable {
   canRead(creds: Credentials, ch: ResolvedChannel): boolean {
     if (ch.namespace.type === 'public') return true;
     if (ch.namespace.name === 'user' && ch.id === creds.sub) return true;
-    return creds.channels.matches(ch.name);
+    return creds.channels.matches(grantName(ch));
   }
 
   /** Is `type` reserved on this channel for its producer (a `handle` grant)? */
@@ -141,11 +153,12 @@ export class NamespaceTable {
    */
   publishRefusal(creds: Credentials, ch: ResolvedChannel, type: string): string | null {
     if (!ch.namespace.clientPublish) return `Clients may not publish to namespace '${ch.namespace.name}'`;
-    const producer = creds.handle.matches(ch.name);
+    const granted = grantName(ch);
+    const producer = creds.handle.matches(granted);
     if (this.isProducerType(ch, type) && !producer) {
       return `Event type '${type}' on channel '${ch.name}' is reserved for the channel's producer (a \`handle\` grant)`;
     }
-    if (!producer && !creds.publish.matches(ch.name)) return `Token does not grant publishing to channel '${ch.name}' (\`publish\` claim)`;
+    if (!producer && !creds.publish.matches(granted)) return `Token does not grant publishing to channel '${ch.name}' (\`publish\` claim)`;
     return null;
   }
 
@@ -161,6 +174,12 @@ export class NamespaceTable {
     if (refusal !== null) return { ok: false, code: ErrorCode.PERMISSION_DENIED, message: refusal };
     return r;
   }
+}
+
+/** The channel name grants are matched against: `{grantsFrom}:{id}` when the namespace borrows another's grants. */
+function grantName(ch: ResolvedChannel): string {
+  const from = ch.namespace.grantsFrom;
+  return from === undefined ? ch.name : ch.id === null ? from : `${from}:${ch.id}`;
 }
 
 const NS_NAME_RE = /^[a-z][a-z0-9_-]{0,31}$/;
@@ -188,7 +207,7 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       if (typeof v !== 'boolean') fail(`${name}.${k} must be true or false`);
       return v as boolean;
     };
-    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds', 'delivery', 'latestBy', 'appends']);
+    const known = new Set(['name', 'type', 'historySize', 'historyTtlMs', 'clientPublish', 'producerTypes', 'presence', 'maxSubscribers', 'allowBare', 'allowIds', 'delivery', 'latestBy', 'appends', 'grantsFrom']);
     for (const k of Object.keys(e)) if (!known.has(k)) fail(`${name}: unknown field "${k}"`);
     const historySize = int('historySize', 100);
     if (historySize > 100_000) fail(`${name}.historySize must be at most 100000`);
@@ -212,6 +231,7 @@ export function parseNamespaces(raw: unknown, fail: (why: string) => never): Nam
       allowIds: bool('allowIds', true),
       ...(delivery === 'latest' ? { delivery: 'latest' as const, latestBy: latestBy as string } : {}),
       ...(appends ? { appends: true } : {}),
+      ...(e.grantsFrom === undefined ? {} : { grantsFrom: grantsFromName(e.grantsFrom, name, fail) }),
     };
   });
 }
@@ -224,4 +244,9 @@ function typePatterns(v: unknown, what: string, fail: (why: string) => never): s
     return fail(`${what} must be an array of event types or prefixes ending in * (e.g. "agent.*")`);
   }
   return v as string[];
+}
+
+function grantsFromName(v: unknown, name: string, fail: (why: string) => never): string {
+  if (typeof v !== 'string' || !NS_NAME_RE.test(v)) return fail(`${name}.grantsFrom must be a namespace name`);
+  return v;
 }

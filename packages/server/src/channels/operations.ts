@@ -114,6 +114,8 @@ export interface ChannelOperationsDeps {
   metrics: Metrics;
   /** How long a publish id is remembered for de-duplication. */
   idempotencyWindowMs: number;
+  /** Called with every publish's result, once stored (Yjs compaction counts document updates here). */
+  onPublished?: (ch: ResolvedChannel, result: PublishResult) => void;
 }
 
 /** The default number of publications a history read returns. */
@@ -163,6 +165,7 @@ export class ChannelOperations {
       throw toGatewayError(err);
     }
     // The gateway's own publications (one per node per second) are not the traffic the metrics describe.
+    if (this.deps.onPublished) results.forEach((r, i) => this.deps.onPublished!(channels[i]!, r));
     if (source === 'gateway') return results;
     metrics.publishDuration.labels(source).observe((performance.now() - started) / 1000);
     results.forEach((r, i) => { if (!r.duplicate) metrics.publications.inc(1, channels[i]!.namespace.name, source); });

@@ -385,10 +385,52 @@ local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 if #ids == 0 then return {} end
 return redis.call('HMGET', KEYS[2], unpack(ids))`;
 
+/**
+ * Compaction of a Yjs document's stream (src/yjs/compactor.ts), atomically with the trim: the
+ * entries with offsets <= through are replaced by the parts, at offsets through-#parts+1 … through;
+ * the entries after `through` are kept as they were (re-added with their ids: a stream only grows
+ * at its end). The stream's TTL is kept.
+ *
+ * KEYS[1] meta hash; KEYS[2] history stream.
+ * ARGV[1] epoch the parts were computed in; ARGV[2] through; ARGV[3…] part bodies (MessagePack).
+ *
+ * Returns 1, or 0 (nothing changed) when the epoch differs, `through` is not retained, or the
+ * parts would need offsets older than the oldest retained entry.
+ */
+export const COMPACT_SCRIPT = `
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local meta, stream = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'epoch')
+if epoch ~= ARGV[1] then return 0 end
+local through = tonumber(ARGV[2])
+local nparts = #ARGV - 2
+if nparts < 1 then return 0 end
+local here = redis.call('XRANGE', stream, through .. '-0', through .. '-0')
+if #here == 0 then return 0 end
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+local earliest = tonumber(string.match(first[1][1], '^(%d+)'))
+local start = through - nparts + 1
+if start < earliest then return 0 end
+local ttl = redis.call('PTTL', stream)
+local tail = redis.call('XRANGE', stream, (through + 1) .. '-0', '+')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', stream)
+for i = 1, nparts do
+  local off = start + i - 1
+  local message = '\\148' .. cmsgpack.pack(epoch) .. cmsgpack.pack(off) .. cmsgpack.pack(now) .. ARGV[i + 2]
+  redis.call('XADD', stream, string.format('%d-0', off), 'p', message)
+end
+for i = 1, #tail do redis.call('XADD', stream, tail[i][1], 'p', tail[i][2][2]) end
+if ttl > 0 then redis.call('PEXPIRE', stream, ttl) end
+return 1
+`;
+
 /** Every script the gateway runs. */
 export const SCRIPTS = {
   publish: new LuaScript('publish', PUBLISH_SCRIPT),
   history: new LuaScript('history', HISTORY_SCRIPT),
   presenceAdd: new LuaScript('presence add', PRESENCE_ADD_SCRIPT),
   presenceList: new LuaScript('presence list', PRESENCE_LIST_SCRIPT),
+  compact: new LuaScript('compact', COMPACT_SCRIPT),
 } as const;

@@ -1,0 +1,272 @@
+/**
+ * Yjs documents on `doc:{id}` channels, over real sockets: @signalbox/yjs editors converge on
+ * concurrent edits, through connection cuts and offline periods; awareness is ephemeral.
+ */
+import WebSocket from 'ws';
+import * as Y from 'yjs';
+import { Awareness } from 'y-protocols/awareness';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SignalboxClient, type WebSocketConstructor } from '../../client/src/node.js';
+import { msgpack } from '../../client/src/msgpack.js';
+import { SignalboxProvider } from '../../yjs/src/index.js';
+import { startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
+import { until } from './helpers/wait.js';
+
+/** A WebSocket class whose sockets a test can cut (terminate: no close handshake, like a lost network). */
+function cuttableSockets(): { ctor: WebSocketConstructor; cut(): void } {
+  let current: WebSocket | null = null;
+  class Cuttable extends WebSocket {
+    constructor(address: string, protocols?: string | string[], options?: WebSocket.ClientOptions) {
+      super(address, protocols, options);
+      current = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    }
+  }
+  return { ctor: Cuttable as unknown as WebSocketConstructor, cut: () => current?.terminate() };
+}
+
+export interface Editor {
+  client: SignalboxClient;
+  doc: Y.Doc;
+  text: Y.Text;
+  provider: SignalboxProvider;
+  awareness: Awareness;
+  cut(): void;
+}
+
+export async function openEditor(wsUrl: string, token: string, channel: string, opts: { connect?: boolean } = {}): Promise<Editor> {
+  const sockets = cuttableSockets();
+  const client = new SignalboxClient({ url: `${wsUrl}/v1/ws/prps`, token, format: msgpack, WebSocket: sockets.ctor, reconnectInterval: 20, maxReconnectInterval: 100 });
+  const doc = new Y.Doc();
+  const awareness = new Awareness(doc);
+  const provider = new SignalboxProvider(client, channel, doc, { awareness });
+  if (opts.connect !== false) {
+    await client.connect();
+    await provider.whenSynced();
+  }
+  return { client, doc, text: doc.getText('t'), provider, awareness, cut: sockets.cut };
+}
+
+function closeEditor(e: Editor): void {
+  e.provider.destroy();
+  e.client.disconnect();
+  e.awareness.destroy();
+  e.doc.destroy();
+}
+
+/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One random edit: mostly inserts, some deletes. */
+function randomEdit(text: Y.Text, rnd: () => number, tag: string): void {
+  const len = text.length;
+  if (len > 0 && rnd() < 0.3) {
+    const at = Math.floor(rnd() * len);
+    text.delete(at, Math.min(len - at, 1 + Math.floor(rnd() * 3)));
+  } else {
+    text.insert(Math.floor(rnd() * (len + 1)), tag);
+  }
+}
+
+export async function converged(editors: Editor[], timeout = 15_000): Promise<void> {
+  await until(() => editors.every((e) => e.provider.synced && e.provider.pendingUpdates === 0), { label: 'every editor synced with nothing pending', timeoutMs: timeout });
+  await until(() => editors.every((e) => e.text.toString() === editors[0]!.text.toString()), {
+    label: 'identical documents', timeoutMs: timeout, detail: () => `documents differ: ${editors.map((e) => JSON.stringify(e.text.toString().slice(0, 60))).join(' | ')}`,
+  });
+}
+
+describe('Yjs documents (memory broker)', () => {
+  let gw: TestGateway;
+  const editors: Editor[] = [];
+  beforeAll(async () => {
+    gw = await startGateway({ maxMessageBytes: 1024 * 1024 });
+  });
+  afterEach(() => {
+    for (const e of editors.splice(0)) closeEditor(e);
+  });
+  afterAll(() => gw.close());
+
+  async function editor(channel: string, grants: { publish?: string[] } = {}, opts: { connect?: boolean } = {}): Promise<Editor> {
+    const token = await gw.token({ channels: [channel], publish: grants.publish ?? [channel] });
+    const e = await openEditor(gw.ws, token, channel, opts);
+    editors.push(e);
+    return e;
+  }
+
+  it('concurrent "," at 5 and "big " at 6 on "hello world" give "hello, big world" on every editor', async () => {
+    const channel = uniqueChannel('doc');
+    const alice = await editor(channel);
+    const bob = await editor(channel);
+    alice.text.insert(0, 'hello world');
+    await until(() => bob.text.toString() === 'hello world', { label: 'bob sees hello world' });
+    // Concurrent: each edits before seeing the other's edit.
+    alice.client.disconnect();
+    bob.client.disconnect();
+    alice.text.insert(5, ',');
+    bob.text.insert(6, 'big ');
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    await converged([alice, bob]);
+    expect(alice.text.toString()).toBe('hello, big world');
+    expect(bob.text.toString()).toBe('hello, big world');
+    // A joiner reads the same document from the channel's history.
+    const carol = await editor(channel);
+    expect(carol.text.toString()).toBe('hello, big world');
+  });
+
+  it('3 editors x 1,000 random concurrent edits, connections cut at random, end identical', async () => {
+    const channel = uniqueChannel('doc');
+    const three = [await editor(channel), await editor(channel), await editor(channel)];
+    const rnd = random(18);
+    let cuts = 0;
+    for (let round = 0; round < 100; round++) {
+      for (const [i, e] of three.entries()) {
+        for (let k = 0; k < 10; k++) randomEdit(e.text, rnd, 'abc'[i]!);
+        if (rnd() < 0.08) { e.cut(); cuts++; }
+      }
+      // Let the sockets breathe now and then, so cuts land mid-stream rather than all at the end.
+      if (round % 10 === 9) await new Promise<void>((r) => setImmediate(r));
+    }
+    expect(cuts).toBeGreaterThan(5);
+    await converged(three, 30_000);
+    expect(three[0]!.text.length).toBeGreaterThan(100);
+    // Every insert of every editor is there (deletes may have removed some, never all).
+    const s = three[0]!.text.toString();
+    for (const ch of 'abc') expect(s).toContain(ch);
+    // And a fresh joiner from history agrees.
+    const late = await editor(channel);
+    await converged([three[0]!, late]);
+  });
+
+  it('an editor offline for 500 edits by others and 100 of its own merges on reconnect', async () => {
+    const channel = uniqueChannel('doc');
+    const [a, b, off] = [await editor(channel), await editor(channel), await editor(channel)];
+    a.text.insert(0, 'base');
+    await converged([a, b, off]);
+    off.client.disconnect();
+    const rnd = random(500);
+    for (let i = 0; i < 250; i++) { randomEdit(a.text, rnd, 'a'); randomEdit(b.text, rnd, 'b'); }
+    for (let i = 0; i < 100; i++) randomEdit(off.text, rnd, 'o');
+    await until(() => a.provider.pendingUpdates === 0 && b.provider.pendingUpdates === 0, { label: 'the online editors sent everything', timeoutMs: 10_000 });
+    expect(off.provider.pendingUpdates).toBeGreaterThan(0);
+    const offlineText = off.text.toString();
+    expect(offlineText).not.toBe(a.text.toString());
+    await off.client.connect();
+    await converged([a, b, off]);
+    expect(a.text.toString()).toContain('o');
+    expect(off.text.toString()).toContain('a');
+  });
+
+  it('a read-only token (read but no publish grant) cannot spread its edits', async () => {
+    const channel = uniqueChannel('doc');
+    const writer = await editor(channel);
+    writer.text.insert(0, 'shared');
+    const reader = await editor(channel, { publish: [] });
+    expect(reader.text.toString()).toBe('shared');
+    const errors: Error[] = [];
+    reader.provider.on('error', (e) => errors.push(e));
+    reader.text.insert(0, 'VANDAL ');
+    await until(() => errors.length > 0, { label: 'the refusal' });
+    expect((errors[0] as { code?: string }).code).toBe('PERMISSION_DENIED');
+    writer.text.insert(6, '!');
+    await until(() => reader.text.toString().includes('!'), { label: "the reader sees the writer's edit" });
+    const fresh = await editor(channel);
+    expect(fresh.text.toString()).toBe('shared!');
+    expect(writer.text.toString()).toBe('shared!');
+  });
+
+  it('a joiner to a document of 100,000 updates gets the compacted snapshot (in parts, with progress) plus the tail', async () => {
+    const channel = uniqueChannel('doc');
+    // The 100,000 updates go straight into the stream (the broker), as 100,000 publishes would.
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    const text = source.getText('t');
+    const rnd = random(100_000);
+    for (let i = 0; i < 100_000; i++) text.insert(Math.floor(rnd() * (text.length + 1)), String.fromCharCode(97 + (i % 26)));
+    const broker = gw.gateway.broker;
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    for (const u of updates) await broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    const before = await broker.history(channel, {});
+    expect(before.publications).toHaveLength(100_000);
+
+    const out = await gw.gateway.yjs.compact(channel);
+    expect(out).toMatchObject({ compacted: true, through: 100_000, replaced: 100_000 });
+    const state = Y.encodeStateAsUpdate(source).byteLength;
+    expect(out.snapshotBytes!).toBeLessThan(state * 1.5);
+    const after = await broker.history(channel, {});
+    expect(after.publications.length).toBe(out.parts);
+    expect(after.publications.map((p) => p.offset)).toEqual(Array.from({ length: out.parts! }, (_, i) => 100_000 - out.parts! + 1 + i));
+    expect(out.parts!).toBeGreaterThan(1);
+
+    // Two more updates after the snapshot: the tail.
+    const writer = await editor(channel);
+    expect(writer.text.toString()).toBe(text.toString());
+    writer.text.insert(0, '<');
+    writer.text.insert(writer.text.length, '>');
+    await until(() => writer.provider.pendingUpdates === 0, { label: 'the tail stored' });
+    const tail = (await broker.history(channel, {})).publications.filter((p) => p.type === 'yjs.update');
+    expect(tail).toHaveLength(2);
+
+    const token = await gw.token({ channels: [channel], publish: [channel] });
+    const joiner = await openEditor(gw.ws, token, channel, { connect: false });
+    editors.push(joiner);
+    const progress: number[] = [];
+    joiner.provider.on('sync-progress', (p) => progress.push(p.part));
+    await joiner.client.connect();
+    await joiner.provider.whenSynced();
+    expect(joiner.text.toString()).toBe(`<${text.toString()}>`);
+    expect(progress).toEqual(Array.from({ length: out.parts! }, (_, i) => i + 1));
+  }, 60_000);
+
+  it('documents compact by themselves every N updates; history stays bounded and joiners agree', async () => {
+    const small = await startGateway({ yjsCompactUpdates: 50 });
+    try {
+      const channel = uniqueChannel('doc');
+      const token = await small.token({ channels: [channel], publish: [channel] });
+      const a = await openEditor(small.ws, token, channel);
+      const b = await openEditor(small.ws, token, channel);
+      editors.push(a, b);
+      const rnd = random(50);
+      for (let i = 0; i < 400; i++) {
+        randomEdit(a.text, rnd, 'a');
+        randomEdit(b.text, rnd, 'b');
+        if (i % 50 === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+      await converged([a, b]);
+      const hist = await until(async () => (await small.gateway.broker.history(channel, {})).publications.length < 150, { label: 'history compacted below 150 publications', timeoutMs: 10_000 }).then(() => small.gateway.broker.history(channel, {}));
+      // Rate limits may merge some edits into one publish; still, far more were published than are kept.
+      expect(hist.position.offset).toBeGreaterThan(3 * hist.publications.length);
+      expect(hist.publications.some((p) => p.type === 'yjs.snapshot')).toBe(true);
+      const c = await openEditor(small.ws, token, channel);
+      editors.push(c);
+      await converged([a, b, c]);
+    } finally {
+      for (const e of editors.splice(0)) closeEditor(e);
+      await small.close();
+    }
+  });
+
+  it('awareness: peers see each other, never in history, and a peer that leaves is removed', async () => {
+    const channel = uniqueChannel('doc');
+    const alice = await editor(channel);
+    alice.awareness.setLocalStateField('user', { name: 'alice' });
+    const bob = await editor(channel);
+    bob.awareness.setLocalStateField('user', { name: 'bob' });
+    const names = (e: Editor) => [...e.awareness.getStates().values()].map((s) => (s as { user?: { name: string } }).user?.name).filter(Boolean).sort();
+    await until(() => names(alice).join() === 'alice,bob' && names(bob).join() === 'alice,bob', { label: 'both see both', detail: () => `${names(alice)} / ${names(bob)}` });
+    // Never stored: the awareness channel keeps no history.
+    const hist = await alice.client.history(`awareness:${channel.slice(4)}`, { limit: 100 });
+    expect(hist.publications).toEqual([]);
+    // Bob's connection goes away without a goodbye: his state goes with it (presence.left).
+    bob.client.disconnect();
+    await until(() => names(alice).join() === 'alice', { label: "bob's state gone", detail: () => names(alice).join() });
+  });
+});
