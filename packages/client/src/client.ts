@@ -15,6 +15,7 @@ import type { CloseCode, ErrorCode, UnrecoverableReason } from '@signalbox/proto
 import { backoffDelay } from './backoff.js';
 import { dialectFor, type ClientRequest, type Dialect, type Inbound } from './dialect.js';
 import { Emitter, type Handler } from './emitter.js';
+import { bytesPath } from './bytes.js';
 import { ClientErrorCode, SignalboxError } from './errors.js';
 import type { ClientEvents, ClientState, PublicationMessage, ServerMessage, StateChange, TransitionReason } from './events.js';
 import {
@@ -309,6 +310,8 @@ export class SignalboxClient<E extends object = Record<never, never>> {
     if (this.#state === 'closed') {
       return this.#refuse(req, new SignalboxError(ClientErrorCode.CLOSED, 'The client is closed; call connect() first', { channel }));
     }
+    const bytes = this.#bytesRefused(data, 'data', channel);
+    if (bytes) return this.#refuse(req, bytes);
     const existing = this.#outbox.get(id, 'publish');
     if (existing) return existing.promise;
     const online = this.#state === 'connected';
@@ -321,6 +324,14 @@ export class SignalboxClient<E extends object = Record<never, never>> {
       this.#outbox.reject(oldest.value.id, full());
     }
     return this.#outbox.track(req, { resend: 'always', timeout: { ms: options.timeout ?? this.config.publishTimeout, from: 'send' } }, online);
+  }
+
+  /** JSON frames cannot carry bytes (they would arrive as an object of indices): refused, naming where they are. */
+  #bytesRefused(value: unknown, root: string, channel: string): SignalboxError | undefined {
+    if (this.config.format !== 'json') return undefined;
+    const at = bytesPath(value, root);
+    if (at === undefined) return undefined;
+    return new SignalboxError(ClientErrorCode.BYTES_NEED_MSGPACK, `${at} holds bytes, which JSON frames cannot carry: create the client with format: msgpack (from @signalbox/client/msgpack), or encode them (e.g. as base64) yourself`, { channel, path: at });
   }
 
   /** A publish refused before it was queued: reported undelivered, and rejected. */
@@ -380,7 +391,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
    * connection; one in flight when the connection drops is rejected `DISCONNECTED`, never resent.
    */
   call<R = unknown>(channel: string, method: string, params?: unknown, options: CallOptions = {}): Promise<R> {
-    const refused = this.#notConnecting(channel);
+    const refused = this.#notConnecting(channel) ?? this.#bytesRefused(params, 'params', channel);
     if (refused) return Promise.reject(refused);
     return this.#rpc.call(channel, method, params, options, this.#state === 'connected') as Promise<R>;
   }

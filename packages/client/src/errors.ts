@@ -20,6 +20,11 @@ export const ClientErrorCode = {
   TOKEN_UNAVAILABLE: 'TOKEN_UNAVAILABLE',
   /** The server refused the WebSocket upgrade with an HTTP status (`details.status`): 403 or 404 stop the client, 429 and 503 are retried. */
   UPGRADE_REFUSED: 'UPGRADE_REFUSED',
+  /**
+   * A publish's data (or a call's params) holds bytes (a Uint8Array, ArrayBuffer or other view)
+   * and the client's format is JSON, which cannot carry them: use `format: msgpack`.
+   */
+  BYTES_NEED_MSGPACK: 'BYTES_NEED_MSGPACK',
   /** An event handler threw; `cause` holds what it threw. */
   HANDLER_ERROR: 'HANDLER_ERROR',
 } as const;

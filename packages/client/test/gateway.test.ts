@@ -241,4 +241,40 @@ describe('against the real gateway', () => {
     await expect(reader.call('session:s1', 'dom.query', { selector: 'h1' })).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
     await expect(reader.handle('session:s2', { 'dom.query': () => null }).ready).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
   });
+
+  it('bytes: a MessagePack client publishes them as bytes; a JSON client refuses them with BYTES_NEED_MSGPACK, naming where, and stays usable', async () => {
+    const channel = 'agent:bytes';
+    const token = await gw.token({ channels: [channel] });
+    const binReader = makeClient({ token, format: msgpack });
+    const jsonReader = makeClient({ token });
+    await Promise.all([binReader.connect(), jsonReader.connect()]);
+    const [binSub, jsonSub] = [binReader.subscribe(channel), jsonReader.subscribe(channel)];
+    await Promise.all([once(binSub, 'subscribed'), once(jsonSub, 'subscribed')]);
+    const binGot = collect(binSub, 2);
+    const jsonGot = collect(jsonSub, 2);
+
+    const bytes = new Uint8Array([0, 1, 2, 250, 255]);
+    const binWriter = makeClient({ token, format: msgpack });
+    await binWriter.connect();
+    await binWriter.publish(channel, { name: 'blob', update: bytes });
+
+    const jsonWriter = makeClient({ token });
+    await jsonWriter.connect();
+    const undelivered: unknown[] = [];
+    jsonWriter.on('undelivered', (e) => { undelivered.push(e); });
+    await expect(jsonWriter.publish(channel, { parts: [{ update: bytes }] })).rejects.toMatchObject({ code: 'BYTES_NEED_MSGPACK', details: { channel, path: 'data.parts[0].update' } });
+    await expect(jsonWriter.publish(channel, Buffer.from('hi'))).rejects.toMatchObject({ code: 'BYTES_NEED_MSGPACK', details: { path: 'data' } });
+    await expect(jsonWriter.call(channel, 'm', { b: bytes.buffer })).rejects.toMatchObject({ code: 'BYTES_NEED_MSGPACK', details: { path: 'params.b' } });
+    expect(undelivered).toHaveLength(2);
+    // Nothing of the refused ones was sent; the connection is fine and its next publish goes through.
+    await jsonWriter.publish(channel, { name: 'after' });
+
+    const [bin, jsonPubs] = await Promise.all([binGot.done, jsonGot.done]);
+    expect(bin.map((m) => (m.data as { name: string }).name)).toEqual(['blob', 'after']);
+    expect(jsonPubs.map((m) => (m.data as { name: string }).name)).toEqual(['blob', 'after']);
+    const got = (bin[0]!.data as { update: Uint8Array }).update;
+    expect(got).toBeInstanceOf(Uint8Array);
+    expect([...got]).toEqual([...bytes]);
+    expect((jsonPubs[0]!.data as { update: unknown }).update).toEqual({ $base64: Buffer.from(bytes).toString('base64') });
+  });
 });
