@@ -1,5 +1,5 @@
 /** Prometheus metrics under `signalbox_`, labelled by namespace (never by channel). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { WriteLatency } from './write-latency.js';
 
 /**
@@ -44,6 +44,64 @@ export class HotCounter<L extends string> {
   }
 }
 
+/**
+ * A histogram observed on the hot path (every publication). prom-client's `labels(v).observe(x)`
+ * hashes a label object and walks an object of buckets on each call (about 1.6 µs, the largest
+ * per-publication cost of the metrics); here an observation is a short scan of a sorted array and
+ * three additions on a slot kept per label value. It registers itself as a prom-client metric, so
+ * the exposition (`_bucket{le}`, `_sum`, `_count`) and `get()` are those of a prom-client histogram.
+ * One label, whose values come from a small set.
+ */
+export class HotHistogram<L extends string> {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly name: string;
+  readonly help: string;
+  private readonly label: L;
+  private readonly bounds: readonly number[];
+  private readonly slots = new Map<string, { counts: Float64Array; sum: number; count: number }>();
+
+  constructor(cfg: { name: string; help: string; labelNames: readonly [L]; buckets: readonly number[]; registers: Registry[] }) {
+    this.name = cfg.name;
+    this.help = cfg.help;
+    this.label = cfg.labelNames[0];
+    this.bounds = [...cfg.buckets].sort((a, b) => a - b);
+    for (const r of cfg.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
+  }
+
+  /** Records `value` in the series whose label is `labelValue`. */
+  observe(labelValue: string, value: number): void {
+    let s = this.slots.get(labelValue);
+    if (s === undefined) this.slots.set(labelValue, (s = { counts: new Float64Array(this.bounds.length), sum: 0, count: 0 }));
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]!) i++;
+    if (i < b.length) s.counts[i]! += 1;
+    s.sum += value;
+    s.count += 1;
+  }
+
+  /** The prom-client shape: cumulative `_bucket` values by `le` (and `+Inf`), then `_sum` and `_count`, per label value. */
+  get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: { labels: Record<string, string | number>; value: number; metricName: string }[] }> {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const [v, s] of this.slots) {
+      let acc = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        acc += s.counts[i]!;
+        values.push({ labels: { le: this.bounds[i]!, [this.label]: v }, value: acc, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels: { le: '+Inf', [this.label]: v }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { [this.label]: v }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { [this.label]: v }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+
+  reset(): void {
+    this.slots.clear();
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly connections: Gauge<'dialect' | 'encoding'>;
@@ -58,7 +116,7 @@ export class Metrics {
   readonly errors: Counter<'code'>;
   readonly recoveries: Counter<'namespace' | 'outcome'>;
   readonly resyncs: Counter<'outcome'>;
-  readonly publishDuration: Histogram<'source'>;
+  readonly publishDuration: HotHistogram<'source'>;
   readonly brokerReady: Gauge;
   /** Publish-to-write latency samples (fed by the hub and the write batcher; read by live metrics). */
   readonly writeLatency = new WriteLatency();
@@ -80,7 +138,7 @@ export class Metrics {
     this.errors = new Counter({ name: 'signalbox_errors_total', help: 'Error events sent to clients, by code', labelNames: ['code'], registers: [r] });
     this.recoveries = new Counter({ name: 'signalbox_recoveries_total', help: 'Subscriptions that asked to recover, by outcome', labelNames: ['namespace', 'outcome'], registers: [r] });
     this.resyncs = new Counter({ name: 'signalbox_stream_resyncs_total', help: 'Channel streams re-read after a gap, by outcome', labelNames: ['outcome'], registers: [r] });
-    this.publishDuration = new Histogram({
+    this.publishDuration = new HotHistogram({
       name: 'signalbox_publish_duration_seconds', help: 'Time to append a publication (broker round trip)', labelNames: ['source'], registers: [r],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     });

@@ -167,7 +167,7 @@ export class ChannelOperations {
     // The gateway's own publications (one per node per second) are not the traffic the metrics describe.
     if (this.deps.onPublished) results.forEach((r, i) => this.deps.onPublished!(channels[i]!, r));
     if (source === 'gateway') return results;
-    metrics.publishDuration.labels(source).observe((performance.now() - started) / 1000);
+    metrics.publishDuration.observe(source, (performance.now() - started) / 1000);
     results.forEach((r, i) => { if (!r.duplicate) metrics.publications.inc(1, channels[i]!.namespace.name, source); });
     return results;
   }
