@@ -1,8 +1,9 @@
 /**
  * SignalboxProvider: a Y.Doc (and its Awareness) bound to a `doc:{id}` channel.
  *
- * - Every local update is published as bytes (`yjs.update`) on the document channel; the gateway
- *   gives it the stream's next offset and keeps it (compacted into a `yjs.snapshot`) as history.
+ * - Local updates are published as bytes (`yjs.update`) on the document channel, one publish at a
+ *   time (what comes while one waits for its ack is merged into the next); the gateway gives each
+ *   the stream's next offset and keeps it (compacted into a `yjs.snapshot`) as history.
  * - On join, and whenever a resubscribe could not recover exactly, the provider reads the
  *   channel's history from its start (snapshot + tail) and applies it: Yjs updates are idempotent
  *   and commutative, so applying one twice, or live ones before older history, is harmless.
@@ -152,7 +153,9 @@ export class SignalboxProvider {
     const onUpdate = (update: Uint8Array, origin: unknown): void => {
       if (origin === this) return;
       this.#pending.push(update);
-      if (this.#sub.state === 'subscribed' && this.#synced) this.#flush();
+      // One update publish at a time: what is typed while it waits for its ack goes, merged, in
+      // the next one, so a fast typist on a slow link sends one update per round trip, not a queue.
+      if (this.#inFlight === 0 && this.#sub.state === 'subscribed' && this.#synced) this.#flush();
     };
     doc.on('update', onUpdate);
     this.#offs.push(() => doc.off('update', onUpdate));
@@ -402,7 +405,10 @@ export class SignalboxProvider {
   #publish(update: Uint8Array): void {
     this.#inFlight++;
     this.#client.publish(this.channel, update, { type: UPDATE_TYPE }).then(
-      () => { this.#inFlight--; },
+      () => {
+        this.#inFlight--;
+        if (this.#inFlight === 0 && this.#sub.state === 'subscribed' && this.#synced) this.#flush();
+      },
       (err: unknown) => {
         this.#inFlight--;
         // Not stored (offline queue full, timeout, closed): keep it for the next (re)subscribe.
