@@ -270,6 +270,34 @@ describe('Yjs documents (memory broker)', () => {
     }
   });
 
+  it('a document whose history is lost while editors have it open (gateway restarted empty) is restored by them', async () => {
+    const first = await startGateway();
+    const port = first.port;
+    const channel = uniqueChannel('doc');
+    const token = await first.token({ channels: [channel], publish: [channel] });
+    const a = await openEditor(first.ws, token, channel);
+    const b = await openEditor(first.ws, token, channel);
+    editors.push(a, b);
+    a.text.insert(0, 'written before the loss; ');
+    b.text.insert(0, 'and by b; ');
+    await converged([a, b]);
+    const before = a.text.toString();
+    await first.close();
+    // A new gateway on the same port, with an empty memory broker: the document's stream is gone.
+    const second = await startGateway({ port });
+    try {
+      // Both reconnect, cannot recover (another epoch), read an empty document, and send back what they hold.
+      await until(() => a.provider.synced && b.provider.synced && a.provider.pendingUpdates === 0 && b.provider.pendingUpdates === 0, { label: 'editors resynced on the new gateway' });
+      const c = await openEditor(second.ws, token, channel);
+      editors.push(c);
+      await converged([a, b, c]);
+      expect(c.text.toString()).toBe(before);
+    } finally {
+      for (const e of editors.splice(0)) closeEditor(e);
+      await second.close();
+    }
+  });
+
   it('awareness: peers see each other, never in history, and a peer that leaves is removed', async () => {
     const channel = uniqueChannel('doc');
     const alice = await editor(channel);

@@ -141,6 +141,12 @@ export class SignalboxProvider {
   readonly #listeners = new Map<keyof ProviderEvents, Set<Listener<never>>>();
   readonly #offs: Array<() => void> = [];
   #liveSnapshot = new SnapshotAssembler();
+  /**
+   * While a (re)sync reads the document: the state vector of every update the stream has shown
+   * (history and live), so that what this editor holds and the stream lacks (history lost,
+   * evicted or expired while the editor had the document open) can be sent back once it is read.
+   */
+  #remote: Map<number, number> | null = null;
 
   constructor(client: ProviderClient, channel: string, doc: Y.Doc, options: SignalboxProviderOptions = {}) {
     this.#client = client;
@@ -324,6 +330,7 @@ export class SignalboxProvider {
       // Applied page by page, in one transaction each (mergeUpdates over thousands is far slower).
       if (updates.length > 0) {
         const batch = updates;
+        for (const u of batch) this.#noteRemote(u);
         Y.transact(this.doc, () => { for (const u of batch) Y.applyUpdate(this.doc, u, this); }, this);
         updates = [];
       }
@@ -339,7 +346,10 @@ export class SignalboxProvider {
       // Parts of a snapshot come live only through a recovery from inside the range it replaced:
       // the snapshot is then incomplete here, so read the document again from its start.
       const whole = this.#liveSnapshot.add(m.data);
-      if (whole) Y.applyUpdate(this.doc, whole, this);
+      if (whole) {
+        this.#noteRemote(whole);
+        Y.applyUpdate(this.doc, whole, this);
+      }
       else if (this.#liveSnapshot.broken) {
         this.#liveSnapshot = new SnapshotAssembler();
         this.#resync();
@@ -355,16 +365,44 @@ export class SignalboxProvider {
       return;
     }
     const b = bytesOf(m.data);
-    if (b) Y.applyUpdate(this.doc, b, this);
+    if (b) {
+      this.#noteRemote(b);
+      Y.applyUpdate(this.doc, b, this);
+    }
+  }
+
+  #noteRemote(update: Uint8Array): void {
+    const remote = this.#remote;
+    if (!remote) return;
+    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVectorFromUpdate(update))) {
+      if (clock > (remote.get(client) ?? 0)) remote.set(client, clock);
+    }
+  }
+
+  /**
+   * Once the document is read: what this editor holds that the stream does not (items of clients
+   * the stream has seen less of), as one update, or null. It includes the pending local updates.
+   */
+  #lacking(remote: Map<number, number>): Uint8Array | null {
+    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVector(this.doc))) {
+      if (clock > (remote.get(client) ?? 0)) return Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(remote));
+    }
+    return null;
   }
 
   /** Reads the whole document again (as on join). */
   #resync(): void {
     const run = ++this.#syncRun;
     this.#setSynced(false);
+    const remote = (this.#remote = new Map());
     void this.#readHistory(run).then(
       () => {
         if (run !== this.#syncRun || this.#destroyed) return;
+        this.#remote = null;
+        // The stream lacks what this editor has (its history was lost, evicted or expired while the
+        // document was open here, or never got our offline edits): send it back, pending edits included.
+        const lacking = this.#lacking(remote);
+        if (lacking) this.#pending = [lacking];
         this.#setSynced(true);
         this.#flush();
       },
