@@ -29,6 +29,9 @@ await build({
   bundle: true,
   minify: true,
   format: 'esm',
+  // The editor (views/documents.ts imports it when a document opens) is a chunk of its own.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   platform: 'browser',
   target: 'es2022',
   sourcemap: true,
