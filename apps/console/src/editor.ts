@@ -58,12 +58,21 @@ export interface EditorEvents {
   changed(length: number): void;
 }
 
-/** The editor's frame: sizes and focus ring, inside the shadow root. */
+/**
+ * The editor's frame in the console's palette (its custom properties reach into the shadow root):
+ * oneDark's text colours on the console's field background, sizes and the focus ring. Before
+ * oneDark in the extensions, so it wins where both set a property.
+ */
 const frame = EditorView.theme({
-  '&': { minHeight: '320px', maxHeight: '70vh', borderRadius: '4px' },
-  '&.cm-focused': { outline: '2px solid #58a6ff' },
-  '.cm-scroller': { overflow: 'auto', fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace' },
-});
+  '&': { height: 'max(420px, calc(100vh - 190px))', borderRadius: '6px', backgroundColor: 'var(--input, #0b1016)', border: '1px solid var(--line, #263241)', overflow: 'hidden' },
+  '&.cm-focused': { outline: '2px solid var(--accent, #58a6ff)', outlineOffset: '-1px' },
+  '.cm-scroller': { overflow: 'auto', fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace', fontSize: '13px', lineHeight: '1.6' },
+  '.cm-gutters': { backgroundColor: 'var(--input, #0b1016)', color: 'var(--dim, #8796a8)', borderRight: '1px solid var(--line, #263241)' },
+  '.cm-activeLine': { backgroundColor: '#ffffff08' },
+  '.cm-activeLineGutter': { backgroundColor: '#ffffff0d', color: 'var(--text, #d7dee6)' },
+  '.cm-content': { caretColor: 'var(--text, #d7dee6)' },
+  '.cm-cursor, .cm-dropCursor': { borderLeftColor: 'var(--text, #d7dee6)' },
+}, { dark: true });
 
 /**
  * @param clientOptions how to reach the gateway (the console's URL and token source); the editor
@@ -82,7 +91,7 @@ export function mountEditor(parent: HTMLElement, clientOptions: SignalboxClientO
   root.replaceChildren(host);
   const view = new EditorView({
     doc: ytext.toString(),
-    extensions: [basicSetup, oneDark, frame, EditorView.lineWrapping, yCollab(ytext, null, { undoManager }), remoteCursors(ytext, awareness)],
+    extensions: [frame, basicSetup, oneDark, EditorView.lineWrapping, yCollab(ytext, null, { undoManager }), remoteCursors(ytext, awareness)],
     parent: host,
     root,
   });

@@ -23,29 +23,44 @@ export const PEER_COLOURS = PALETTE.length;
 export const remoteCursorsTheme = EditorView.baseTheme({
   ...Object.fromEntries(PALETTE.flatMap((c, i) => [
     [`.sb-peer-${i}.sb-caret`, { borderLeftColor: c }],
-    [`.sb-peer-${i} .sb-caret-name`, { backgroundColor: c }],
+    [`.sb-peer-${i} .sb-caret-name, .sb-peer-${i}.sb-caret::after`, { backgroundColor: c }],
     [`.sb-peer-${i}.sb-selection`, { backgroundColor: `${c}4d` }],
   ])),
   '.sb-caret': { position: 'relative', borderLeft: '2px solid', marginLeft: '-1px', marginRight: '-1px' },
   '.sb-caret-name': {
-    position: 'absolute', left: '-2px', top: '-1.3em', fontSize: '11px', lineHeight: '1.2', padding: '0 3px',
+    position: 'absolute', left: '-2px', bottom: '100%', fontSize: '11px', lineHeight: '1.3', padding: '0 4px',
     borderRadius: '3px 3px 3px 0', color: '#0f1419', whiteSpace: 'nowrap', pointerEvents: 'none', userSelect: 'none', zIndex: '3',
-    fontFamily: 'system-ui, sans-serif',
+    fontFamily: 'system-ui, sans-serif', fontWeight: '600',
   },
+  // On the first line there is no room above (the scroller would clip it): the name goes below.
+  '.sb-caret.sb-first .sb-caret-name': { bottom: 'auto', top: '100%', borderRadius: '0 3px 3px 3px' },
+  // Idle (no move for IDLE_MS), the name gives the text above back: it fades to a small flag at the
+  // top of the caret, and shows again while the pointer is on that line or the editor moves again.
+  '.sb-caret-name, .sb-caret::after': { transition: 'opacity 0.3s' },
+  '.sb-caret::after': {
+    content: '""', position: 'absolute', left: '-4px', top: '-3px', width: '6px', height: '6px', borderRadius: '50%',
+    opacity: '0', pointerEvents: 'none',
+  },
+  '.sb-caret.sb-idle .sb-caret-name': { opacity: '0' },
+  '.sb-caret.sb-idle::after': { opacity: '1' },
+  '.cm-line:hover .sb-caret.sb-idle .sb-caret-name': { opacity: '1' },
 });
+
+/** How long after its last move another editor's name stays shown over the text. */
+export const IDLE_MS = 4000;
 
 export function peerClass(clientId: number): string {
   return `sb-peer-${clientId % PEER_COLOURS}`;
 }
 
 class CaretWidget extends WidgetType {
-  constructor(private readonly cls: string, private readonly name: string) {
+  constructor(private readonly cls: string, private readonly name: string, private readonly first: boolean, private readonly idle: boolean) {
     super();
   }
 
   override toDOM(): HTMLElement {
     const caret = document.createElement('span');
-    caret.className = `sb-caret ${this.cls}`;
+    caret.className = `sb-caret ${this.cls}${this.first ? ' sb-first' : ''}${this.idle ? ' sb-idle' : ''}`;
     caret.setAttribute('aria-hidden', 'true');
     const tag = document.createElement('span');
     tag.className = 'sb-caret-name';
@@ -55,7 +70,7 @@ class CaretWidget extends WidgetType {
   }
 
   override eq(other: CaretWidget): boolean {
-    return other.cls === this.cls && other.name === this.name;
+    return other.cls === this.cls && other.name === this.name && other.first === this.first && other.idle === this.idle;
   }
 
   override ignoreEvent(): boolean {
@@ -85,20 +100,31 @@ export function remoteCursors(ytext: Y.Text, awareness: Awareness) {
     decorations: DecorationSet = Decoration.none;
     private readonly onChange: (e: { added: number[]; updated: number[]; removed: number[] }) => void;
     private destroyed = false;
+    /** When each other editor's state last changed (its caret moved, it joined, it renamed). */
+    private readonly moved = new Map<number, number>();
+    /** Redraws when the next shown name goes idle. */
+    private idleTimer: ReturnType<typeof setTimeout> | undefined;
 
     constructor(private readonly view: EditorView) {
       this.onChange = ({ added, updated, removed }) => {
-        if ([...added, ...updated, ...removed].some((id) => id !== doc.clientID)) {
-          // Redraw outside the awareness callback (which may run during another update).
-          queueMicrotask(() => {
-            if (this.destroyed) return;
-            this.decorations = this.build(this.view);
-            this.view.dispatch({});
-          });
-        }
+        const now = Date.now();
+        for (const id of [...added, ...updated]) if (id !== doc.clientID) this.moved.set(id, now);
+        for (const id of removed) this.moved.delete(id);
+        if ([...added, ...updated, ...removed].some((id) => id !== doc.clientID)) this.redraw();
       };
       awareness.on('change', this.onChange);
+      const now = Date.now();
+      for (const id of awareness.getStates().keys()) if (id !== doc.clientID) this.moved.set(id, now);
       this.decorations = this.build(view);
+    }
+
+    /** Redraw outside the awareness callback or timer (which may run during another update). */
+    private redraw(): void {
+      queueMicrotask(() => {
+        if (this.destroyed) return;
+        this.decorations = this.build(this.view);
+        this.view.dispatch({});
+      });
     }
 
     update(u: ViewUpdate): void {
@@ -108,6 +134,7 @@ export function remoteCursors(ytext: Y.Text, awareness: Awareness) {
 
     destroy(): void {
       this.destroyed = true;
+      clearTimeout(this.idleTimer);
       awareness.off('change', this.onChange);
     }
 
@@ -130,6 +157,8 @@ export function remoteCursors(ytext: Y.Text, awareness: Awareness) {
     private build(view: EditorView): DecorationSet {
       const ranges: Range<Decoration>[] = [];
       const length = view.state.doc.length;
+      const now = Date.now();
+      let nextIdle = Infinity;
       for (const [clientId, raw] of awareness.getStates()) {
         if (clientId === doc.clientID) continue;
         const state = raw as RemoteState;
@@ -142,8 +171,13 @@ export function remoteCursors(ytext: Y.Text, awareness: Awareness) {
         const from = Math.min(anchor, head);
         const to = Math.max(anchor, head);
         if (from < to) ranges.push(Decoration.mark({ class: `sb-selection ${cls}` }).range(from, to));
-        ranges.push(Decoration.widget({ widget: new CaretWidget(cls, name), side: head > anchor ? -1 : 1 }).range(head));
+        const first = view.state.doc.lineAt(head).number === 1;
+        const idleAt = (this.moved.get(clientId) ?? 0) + IDLE_MS;
+        if (idleAt > now) nextIdle = Math.min(nextIdle, idleAt);
+        ranges.push(Decoration.widget({ widget: new CaretWidget(cls, name, first, idleAt <= now), side: head > anchor ? -1 : 1 }).range(head));
       }
+      clearTimeout(this.idleTimer);
+      if (nextIdle !== Infinity) this.idleTimer = setTimeout(() => this.redraw(), nextIdle - now + 20);
       return Decoration.set(ranges, true);
     }
   }, { decorations: (v) => v.decorations })];

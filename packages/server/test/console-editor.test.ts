@@ -1,10 +1,13 @@
 /**
  * The console's document editor (views/documents.ts + editor.ts: CodeMirror 6 on a Yjs document
  * through @signalbox/yjs) in Debian's chromium against a real gateway: two pages typing into the
- * same document at the same time end with the same text; each shows the other's caret and name;
- * a page that goes offline, edits and comes back converges with the other; a Node editor
- * (@signalbox/yjs) sees the same text; the documents list shows the document; no error in the
- * browser log (the editor runs under the console's CSP, nothing inline).
+ * same document at the same time end with the same text; each shows the other's caret and name
+ * (and a selection); a page that goes offline, edits and comes back converges with the other; a
+ * Node editor (@signalbox/yjs) sees the same text; the documents list shows the document; the
+ * editor runs under the console's CSP (`style-src 'self'`): its styles are adopted style sheets in
+ * its shadow root, no `<style>` element anywhere, no CSP violation reported, no error in the
+ * browser log. Screenshots: test-output/console/document.png and documents.png (over
+ * docs/console/ with UPDATE_SCREENSHOTS=1).
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +16,7 @@ import * as Y from 'yjs';
 import { msgpack } from '@signalbox/client/msgpack';
 import { SignalboxClient } from '@signalbox/client/node';
 import { SignalboxProvider } from '@signalbox/yjs';
+import { CONSOLE_CSP } from '../src/http/console.js';
 import { CHROMIUM_ARGS, describeWithChromium } from './helpers/chromium.js';
 import { buildConsole, go, openConsole, shot, type ConsolePage } from './helpers/console-page.js';
 import { TEST_API_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -53,8 +57,8 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
     const id = `notes_${randomBytes(4).toString('hex')}`;
     beforeAll(async () => {
       [a, b] = await Promise.all([openConsole(browser, gw.http, TEST_API_KEY), openConsole(browser, gw.http, TEST_API_KEY)]);
-      await Promise.all([go(a.page, `#/document/${id}`), go(b.page, `#/document/${id}`)]);
-      await Promise.all([a.page.waitForSelector('#doc-synced.ok'), b.page.waitForSelector('#doc-synced.ok')]);
+      await Promise.all([go(a.page, `#/documents/${id}`), go(b.page, `#/documents/${id}`)]);
+      await Promise.all([a.page.waitForSelector('#doc-synced.on'), b.page.waitForSelector('#doc-synced.on')]);
       await setName(a.page, 'Ada');
       await setName(b.page, 'Bea');
     });
@@ -65,7 +69,7 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
 
     it('both type at the same time and end with the same text, each with the other\'s caret and name', async () => {
       await a.page.click('#editor .cm-content');
-      await a.page.keyboard.type('Title\n');
+      await a.page.keyboard.type('Release notes\n');
       await b.page.waitForFunction(() => document.querySelector('#editor')?.shadowRoot?.querySelectorAll('.cm-line').length === 2);
       // Ada at the end of line 1, Bea on line 2, typing at the same time.
       await a.page.keyboard.press('ArrowUp');
@@ -73,10 +77,10 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       await b.page.click('#editor .cm-content');
       await b.page.keyboard.press('Control+End');
       await Promise.all([
-        a.page.keyboard.type(' - by Ada', { delay: 15 }),
-        b.page.keyboard.type('Bea writes here.', { delay: 15 }),
+        a.page.keyboard.type(' - draft by Ada', { delay: 15 }),
+        b.page.keyboard.type('Documents view: two people edit one text.', { delay: 15 }),
       ]);
-      const want = 'Title - by Ada\nBea writes here.';
+      const want = 'Release notes - draft by Ada\nDocuments view: two people edit one text.';
       let seen: string[] = [];
       await eventually(async () => {
         seen = await Promise.all([editorText(a.page), editorText(b.page)]);
@@ -101,7 +105,7 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       expect(conn).toMatch(/^conn_/);
       await b.context.setOffline(true);
       expect((await fetch(`${gw.http}/v1/connections/${conn}`, { method: 'DELETE', headers: { authorization: `Bearer ${TEST_API_KEY}` } })).status).toBe(200);
-      await b.page.waitForSelector('#doc-status.warn');
+      await b.page.waitForSelector('#doc-status.wait');
       await b.page.click('#editor .cm-content');
       await b.page.keyboard.press('Control+End');
       await b.page.keyboard.type(' [offline edit by Bea]');
@@ -112,7 +116,7 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       expect(await editorText(a.page)).not.toContain('offline edit');
       expect(await editorText(b.page)).not.toContain('online edit');
       await b.context.setOffline(false);
-      await b.page.waitForSelector('#doc-status.ok', { timeout: 20_000 });
+      await b.page.waitForSelector('#doc-status.on', { timeout: 20_000 });
       const merged = await eventually(async () => {
         const [ta, tb] = await Promise.all([editorText(a.page), editorText(b.page)]);
         return ta === tb && ta.includes('[offline edit by Bea]') && ta.includes('[online edit by Ada]') ? ta : undefined;
@@ -138,11 +142,63 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       }
     });
 
-    it('the documents list shows the document with its editors; no error in either browser log', async () => {
+    it('the documents list shows the document with its editors', async () => {
       await go(a.page, '#/documents');
-      await a.page.waitForSelector(`tr[data-doc="${id}"]`);
-      expect(a.errors.filter((e) => !/WebSocket connection to .* failed|ERR_INTERNET_DISCONNECTED/.test(e))).toEqual([]);
-      expect(b.errors.filter((e) => !/WebSocket connection to .* failed|ERR_INTERNET_DISCONNECTED/.test(e))).toEqual([]);
+      const row = await a.page.waitForSelector(`tr[data-doc="${id}"]`);
+      expect(await row.textContent()).toContain(`doc:${id}`);
+      await a.page.waitForSelector('#doc-summary >> text=/1 document/');
+      await shot(a.page, 'documents');
+      // Back to the editor from the list: the same text, synced again.
+      await a.page.click(`tr[data-doc="${id}"] a`);
+      await a.page.waitForSelector('#doc-synced.on');
+      await eventually(async () => ((await editorText(a.page)) === (await editorText(b.page)) ? true : undefined), { label: 'the reopened editor to show the text' });
+    });
+
+    it("runs under the console's CSP: adopted style sheets in its shadow root, no <style>, no violation, no error", async () => {
+      const res = await fetch(`${gw.http}/console`);
+      expect(res.headers.get('content-security-policy')).toBe(CONSOLE_CSP);
+      expect(CONSOLE_CSP).toContain("style-src 'self'");
+      for (const { page } of [a, b]) {
+        const styles = await page.evaluate(() => {
+          const root = document.querySelector('#editor')?.shadowRoot;
+          return {
+            adopted: root?.adoptedStyleSheets.length ?? 0,
+            styleElements: document.querySelectorAll('style').length + (root?.querySelectorAll('style').length ?? 0),
+            // CodeMirror's own rules and remote-cursors.ts's are in the adopted sheets.
+            caretRule: [...(root?.adoptedStyleSheets ?? [])].some((sh) => [...sh.cssRules].some((r) => r.cssText.includes('.sb-caret-name'))),
+          };
+        });
+        expect(styles.adopted).toBeGreaterThan(0);
+        expect(styles.caretRule).toBe(true);
+        expect(styles.styleElements).toBe(0);
+      }
+      // Bea's caret on Ada's reopened page (her awareness state, sent again when Ada's editor
+      // joined) is coloured by those rules, through its class, not by a style attribute.
+      // (CodeMirror sets its own layout through element.style, which the CSP allows; a refused
+      // style attribute would be a violation below.)
+      await a.page.waitForSelector('#editor .sb-caret-name >> text=Bea');
+      const caret = await a.page.evaluate(() => {
+        const c = document.querySelector('#editor')!.shadowRoot!.querySelector('.sb-caret')!;
+        const tag = c.querySelector('.sb-caret-name')!;
+        return { style: c.getAttribute('style'), border: getComputedStyle(c).borderLeftColor, tag: getComputedStyle(tag).backgroundColor, position: getComputedStyle(tag).position };
+      });
+      expect(caret.style).toBeNull();
+      expect(caret.position).toBe('absolute');
+      expect(caret.tag).toMatch(/^rgb\(/);
+      expect(caret.border).toBe(caret.tag);
+      expect(a.cspViolations).toEqual([]);
+      expect(b.cspViolations).toEqual([]);
+      // Offline, the page logs its failed reconnects; nothing else.
+      const offlineNoise = /WebSocket connection to .* failed|ERR_INTERNET_DISCONNECTED/;
+      expect(a.errors.filter((e) => !offlineNoise.test(e))).toEqual([]);
+      expect(b.errors.filter((e) => !offlineNoise.test(e))).toEqual([]);
+      // The watch works: a <style> the CSP refuses is reported (so the empty lists above mean something).
+      await b.page.evaluate(() => {
+        const el = document.createElement('style');
+        el.textContent = 'body { color: red; }';
+        document.head.append(el);
+      });
+      await eventually(() => (b.cspViolations.some((v) => v.startsWith('style-src')) ? true : undefined), { label: 'the planted <style> to be reported', detail: () => JSON.stringify(b.cspViolations) });
     });
   });
 });
