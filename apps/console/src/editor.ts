@@ -70,7 +70,8 @@ const frame = EditorView.theme({
   '.cm-gutters': { backgroundColor: 'var(--input, #0b1016)', color: 'var(--dim, #8796a8)', borderRight: '1px solid var(--line, #263241)' },
   '.cm-activeLine': { backgroundColor: '#ffffff08' },
   '.cm-activeLineGutter': { backgroundColor: '#ffffff0d', color: 'var(--text, #d7dee6)' },
-  '.cm-content': { caretColor: 'var(--text, #d7dee6)' },
+  // Room above the first line for another editor's name over its caret (remote-cursors.ts).
+  '.cm-content': { caretColor: 'var(--text, #d7dee6)', paddingTop: '16px' },
   '.cm-cursor, .cm-dropCursor': { borderLeftColor: 'var(--text, #d7dee6)' },
 }, { dark: true });
 

@@ -8,7 +8,9 @@
  * marks with inline `style` attributes that the console's CSP (`style-src 'self'`, nothing inline)
  * refuses: here a caret is coloured by a class, one of eight (`sb-peer-0` .. `sb-peer-7`, defined
  * in {@link remoteCursorsTheme} and, for the list of editors, in style.css) chosen from the client
- * id, so another editor's `color` never reaches a style rule, and its name is set as text.
+ * id, so another editor's `color` never reaches a style rule, and its name is set as text. The
+ * name sits above the caret (the editor leaves room above the first line, editor.ts) while that
+ * editor moves and for {@link IDLE_MS} after, then fades to a flag; hovering the line shows it.
  */
 import { Decoration, EditorView, ViewPlugin, WidgetType, type DecorationSet, type ViewUpdate } from '@codemirror/view';
 import type { Range } from '@codemirror/state';
@@ -32,8 +34,6 @@ export const remoteCursorsTheme = EditorView.baseTheme({
     borderRadius: '3px 3px 3px 0', color: '#0f1419', whiteSpace: 'nowrap', pointerEvents: 'none', userSelect: 'none', zIndex: '3',
     fontFamily: 'system-ui, sans-serif', fontWeight: '600',
   },
-  // On the first line there is no room above (the scroller would clip it): the name goes below.
-  '.sb-caret.sb-first .sb-caret-name': { bottom: 'auto', top: '100%', borderRadius: '0 3px 3px 3px' },
   // Idle (no move for IDLE_MS), the name gives the text above back: it fades to a small flag at the
   // top of the caret, and shows again while the pointer is on that line or the editor moves again.
   '.sb-caret-name, .sb-caret::after': { transition: 'opacity 0.3s' },
@@ -44,6 +44,7 @@ export const remoteCursorsTheme = EditorView.baseTheme({
   '.sb-caret.sb-idle .sb-caret-name': { opacity: '0' },
   '.sb-caret.sb-idle::after': { opacity: '1' },
   '.cm-line:hover .sb-caret.sb-idle .sb-caret-name': { opacity: '1' },
+  '.cm-line:hover .sb-caret.sb-idle::after': { opacity: '0' },
 });
 
 /** How long after its last move another editor's name stays shown over the text. */
@@ -54,13 +55,13 @@ export function peerClass(clientId: number): string {
 }
 
 class CaretWidget extends WidgetType {
-  constructor(private readonly cls: string, private readonly name: string, private readonly first: boolean, private readonly idle: boolean) {
+  constructor(private readonly cls: string, private readonly name: string, private readonly idle: boolean) {
     super();
   }
 
   override toDOM(): HTMLElement {
     const caret = document.createElement('span');
-    caret.className = `sb-caret ${this.cls}${this.first ? ' sb-first' : ''}${this.idle ? ' sb-idle' : ''}`;
+    caret.className = `sb-caret ${this.cls}${this.idle ? ' sb-idle' : ''}`;
     caret.setAttribute('aria-hidden', 'true');
     const tag = document.createElement('span');
     tag.className = 'sb-caret-name';
@@ -70,7 +71,7 @@ class CaretWidget extends WidgetType {
   }
 
   override eq(other: CaretWidget): boolean {
-    return other.cls === this.cls && other.name === this.name && other.first === this.first && other.idle === this.idle;
+    return other.cls === this.cls && other.name === this.name && other.idle === this.idle;
   }
 
   override ignoreEvent(): boolean {
@@ -171,10 +172,9 @@ export function remoteCursors(ytext: Y.Text, awareness: Awareness) {
         const from = Math.min(anchor, head);
         const to = Math.max(anchor, head);
         if (from < to) ranges.push(Decoration.mark({ class: `sb-selection ${cls}` }).range(from, to));
-        const first = view.state.doc.lineAt(head).number === 1;
         const idleAt = (this.moved.get(clientId) ?? 0) + IDLE_MS;
         if (idleAt > now) nextIdle = Math.min(nextIdle, idleAt);
-        ranges.push(Decoration.widget({ widget: new CaretWidget(cls, name, first, idleAt <= now), side: head > anchor ? -1 : 1 }).range(head));
+        ranges.push(Decoration.widget({ widget: new CaretWidget(cls, name, idleAt <= now), side: head > anchor ? -1 : 1 }).range(head));
       }
       clearTimeout(this.idleTimer);
       if (nextIdle !== Infinity) this.idleTimer = setTimeout(() => this.redraw(), nextIdle - now + 20);

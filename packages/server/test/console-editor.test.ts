@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import * as Y from 'yjs';
+import { Awareness } from 'y-protocols/awareness';
 import { msgpack } from '@signalbox/client/msgpack';
 import { SignalboxClient } from '@signalbox/client/node';
 import { SignalboxProvider } from '@signalbox/yjs';
@@ -125,17 +126,35 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       expect(merged.endsWith(' [offline edit by Bea]')).toBe(true);
     });
 
-    it('a Node editor on @signalbox/yjs sees the same text, and its edit shows in both pages', async () => {
+    it("a Node editor on @signalbox/yjs sees the same text and the pages' carets; its edit and its y-codemirror.next caret show in both pages", async () => {
       const client = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token: await gw.token({ sub: 'usr_node_editor' }), format: msgpack });
       const doc = new Y.Doc();
-      const provider = new SignalboxProvider(client, `doc:${id}`, doc);
+      const awareness = new Awareness(doc);
+      const provider = new SignalboxProvider(client, `doc:${id}`, doc, { awareness });
       try {
         await client.connect();
         await provider.whenSynced();
         const text = doc.getText('codemirror');
         expect(text.toString()).toBe(await editorText(a.page));
+        // Ada's caret, in y-codemirror.next's awareness fields: after her '[online edit by Ada] '.
+        const adaHead = () => {
+          for (const st of awareness.getStates().values()) {
+            const s = st as { user?: { name?: string }; cursor?: { head?: unknown } };
+            if (s.user?.name !== 'Ada' || !s.cursor?.head) continue;
+            return Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(s.cursor.head), doc)?.index;
+          }
+          return undefined;
+        };
+        expect(await eventually(() => adaHead(), { label: "Ada's caret in the Node editor's awareness" })).toBe('[online edit by Ada] '.length);
         text.insert(text.length, ' (node)');
+        // A caret set the way y-codemirror.next sets it, after "Release".
+        const at = Y.relativePositionToJSON(Y.createRelativePositionFromTypeIndex(text, '[online edit by Ada] Release'.length));
+        awareness.setLocalState({ user: { name: 'node', color: '#30bced', colorLight: '#30bced33' }, cursor: { anchor: at, head: at } });
         await eventually(async () => ((await editorText(a.page)).endsWith(' (node)') && (await editorText(b.page)).endsWith(' (node)') ? true : undefined), { label: "the Node editor's edit in both pages", detail: () => text.toString() });
+        for (const { page } of [a, b]) {
+          await page.waitForSelector('#editor .sb-caret-name >> text=node');
+          await page.waitForSelector('#doc-peers li >> text=node');
+        }
       } finally {
         provider.destroy();
         client.disconnect();
