@@ -98,6 +98,20 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       await b.page.keyboard.up('Shift');
       await a.page.waitForSelector('#editor .sb-selection');
       await shot(a.page, 'document');
+      // Idle (4 s without a move), Bea's name fades to a flag so it does not hide Ada's text; it
+      // shows again while the pointer is on that line.
+      const nameOpacity = () => a.page.evaluate(() => {
+        const c = document.querySelector('#editor')!.shadowRoot!.querySelector('.sb-caret');
+        return c ? { idle: c.classList.contains('sb-idle'), name: getComputedStyle(c.querySelector('.sb-caret-name')!).opacity, flag: getComputedStyle(c, '::after').opacity } : null;
+      });
+      let last: Awaited<ReturnType<typeof nameOpacity>> = null;
+      await eventually(async () => {
+        last = await nameOpacity();
+        return last?.idle && last.name === '0' && last.flag === '1' ? true : undefined;
+      }, { label: "Bea's idle name to fade to a flag", timeoutMs: 15_000, detail: () => JSON.stringify(last) });
+      await a.page.hover('#editor .cm-line >> nth=1');
+      await eventually(async () => ((await nameOpacity())?.name === '1' ? true : undefined), { label: 'the name on hover' });
+      await a.page.mouse.move(0, 0);
     });
 
     it('a page that goes offline, edits, and comes back converges with the other', async () => {
