@@ -187,6 +187,28 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       await eventually(async () => ((await editorText(a.page)) === (await editorText(b.page)) ? true : undefined), { label: 'the reopened editor to show the text' });
     });
 
+    it('fits at 400 px: the list and a document page do not overflow sideways, and the editor edits', async () => {
+      const narrow = await openConsole(browser, gw.http, TEST_API_KEY, { width: 400 });
+      const fits = () => narrow.page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+      try {
+        await go(narrow.page, '#/documents');
+        await narrow.page.waitForSelector(`tr[data-doc="${id}"]`);
+        expect(await fits()).toBe(true);
+        await go(narrow.page, `#/documents/${id}`);
+        await narrow.page.waitForSelector('#doc-synced.on');
+        expect(await fits()).toBe(true);
+        await narrow.page.click('#editor .cm-content');
+        await narrow.page.keyboard.press('Control+End');
+        await narrow.page.keyboard.type(' (phone)');
+        await eventually(async () => ((await editorText(a.page)).endsWith(' (phone)') ? true : undefined), { label: "the narrow page's edit in Ada's" });
+        expect(await fits()).toBe(true);
+        expect(narrow.cspViolations).toEqual([]);
+        expect(narrow.errors).toEqual([]);
+      } finally {
+        await narrow.context.close();
+      }
+    });
+
     it("runs under the console's CSP: adopted style sheets in its shadow root, no <style>, no violation, no error", async () => {
       const res = await fetch(`${gw.http}/console`);
       expect(res.headers.get('content-security-policy')).toBe(CONSOLE_CSP);
