@@ -213,6 +213,14 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       const res = await fetch(`${gw.http}/console`);
       expect(res.headers.get('content-security-policy')).toBe(CONSOLE_CSP);
       expect(CONSOLE_CSP).toContain("style-src 'self'");
+      // The editor came as its own chunk, content-hashed and cached for good; an unknown one is a 404.
+      const chunk = await a.page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name).find((n) => /\/console\/chunks\/editor-[A-Za-z0-9_-]+\.js$/.test(n)));
+      expect(chunk).toBeDefined();
+      const got = await fetch(chunk!);
+      expect(got.status).toBe(200);
+      expect(got.headers.get('content-type')).toMatch(/^text\/javascript/);
+      expect(got.headers.get('cache-control')).toContain('immutable');
+      expect((await fetch(`${gw.http}/console/chunks/editor-NOPE.js`)).status).toBe(404);
       for (const { page } of [a, b]) {
         const styles = await page.evaluate(() => {
           const root = document.querySelector('#editor')?.shadowRoot;
