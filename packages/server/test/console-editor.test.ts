@@ -60,6 +60,8 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       [a, b] = await Promise.all([openConsole(browser, gw.http, TEST_API_KEY), openConsole(browser, gw.http, TEST_API_KEY)]);
       await Promise.all([go(a.page, `#/documents/${id}`), go(b.page, `#/documents/${id}`)]);
       await Promise.all([a.page.waitForSelector('#doc-synced.on'), b.page.waitForSelector('#doc-synced.on')]);
+      // Before anyone names themselves: who signed in (the API key's name).
+      expect(await a.page.inputValue('input[name="editorName"]')).toMatch(/^console/);
       await setName(a.page, 'Ada');
       await setName(b.page, 'Bea');
     });
@@ -185,6 +187,9 @@ describeWithChromium('console document editor in chromium', (executablePath) => 
       await a.page.click(`tr[data-doc="${id}"] a`);
       await a.page.waitForSelector('#doc-synced.on');
       await eventually(async () => ((await editorText(a.page)) === (await editorText(b.page)) ? true : undefined), { label: 'the reopened editor to show the text' });
+      // The name was kept in the browser: the reopened editor is Ada again, on both pages.
+      expect(await a.page.inputValue('input[name="editorName"]')).toBe('Ada');
+      await b.page.waitForSelector('#doc-peers li >> text=Ada');
     });
 
     it('fits at 400 px: the list and a document page do not overflow sideways, and the editor edits', async () => {
