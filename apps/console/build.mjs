@@ -1,6 +1,7 @@
 // Builds the console (apps/console/src) into the server package, packages/server/dist/console/, so an
-// installed @signalbox/server serves /console by itself (its `files` list ships dist). One ESM
-// bundle (app.js) and one stylesheet (app.css, uPlot's and ours): the page's CSP allows scripts and
+// installed @signalbox/server serves /console by itself (its `files` list ships dist). An ESM
+// entry (app.js), the chunks it imports on demand (chunks/: the document editor, and what it shares
+// with app.js), and one stylesheet (app.css, uPlot's and ours): the page's CSP allows scripts and
 // styles from 'self' only, never inline. Run by `npm run build`; prints the sizes.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -29,6 +30,9 @@ await build({
   bundle: true,
   minify: true,
   format: 'esm',
+  // The editor (views/documents.ts imports it when a document opens) is a chunk of its own.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   platform: 'browser',
   target: 'es2022',
   sourcemap: true,
@@ -37,7 +41,8 @@ await build({
 });
 copyFileSync(`${here}index.html`, `${out}index.html`);
 const kb = (n) => `${(n / 1024).toFixed(1)} kB`;
-for (const f of ['app.js', 'app.css']) {
+const chunks = readdirSync(`${out}chunks`).filter((f) => f.endsWith('.js')).sort().map((f) => `chunks/${f}`);
+for (const f of ['app.js', 'app.css', ...chunks]) {
   const code = readFileSync(`${out}${f}`);
   console.log(`console ${f}  ${kb(code.length)} minified, ${kb(gzipSync(code).length)} gzipped`);
 }

@@ -5,7 +5,7 @@
  * before it expires and on every reconnect). Views share it: subscriptions are reference-counted,
  * and every message it sees is recorded for the Inspector.
  */
-import { SignalboxClient, type ServerMessage, type StateChange, type Subscription } from '@signalbox/client';
+import { SignalboxClient, type ServerMessage, type SignalboxClientOptions, type StateChange, type Subscription } from '@signalbox/client';
 import { api } from './api.js';
 import { addSample, emptyState, isNodeSample, type MetricsState } from './metrics-model.js';
 
@@ -47,6 +47,32 @@ export function reportError(err: unknown): void {
   appErrors.emit(err instanceof Error ? err.message : String(err));
 }
 
+/** How the console's clients reach the gateway: this origin, a token minted for the session. */
+export function clientOptions(): SignalboxClientOptions {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  return {
+    url: `${scheme}://${location.host}/v1/ws/prps`,
+    getToken: async () => (await api<{ token: string }>('/console/token', { method: 'POST' })).token,
+    // A console on a developer's machine: come back quickly after a restart.
+    reconnectInterval: 250,
+    maxReconnectInterval: 5000,
+  };
+}
+
+/**
+ * Closed by an administrator (4003, possibly this very console) or by the server: a console is a
+ * viewer, it comes back. Not when retrying cannot help: a refused token (the session ends, the API
+ * says 401) or an upgrade refused outright (an Origin allow-list without the console's origin).
+ */
+export function comeBack(client: SignalboxClient, stopped: () => boolean): void {
+  client.on('$state', (change) => {
+    const hopeless = change.reason === 'disconnect_called' || change.reason === 'auth_failed' || change.reason === 'upgrade_refused';
+    if (!stopped() && (change.to === 'closed' || change.to === 'disconnected') && !hopeless) {
+      setTimeout(() => { if (!stopped()) client.connect().catch(() => {}); }, 1000);
+    }
+  });
+}
+
 export class Live {
   readonly client: SignalboxClient;
   /** Every message seen, bounded. */
@@ -61,25 +87,10 @@ export class Live {
   private stopped = false;
 
   constructor() {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    this.client = new SignalboxClient({
-      url: `${scheme}://${location.host}/v1/ws/prps`,
-      getToken: async () => (await api<{ token: string }>('/console/token', { method: 'POST' })).token,
-      // A console on a developer's machine: come back quickly after a restart.
-      reconnectInterval: 250,
-      maxReconnectInterval: 5000,
-    });
+    this.client = new SignalboxClient(clientOptions());
     this.client.on('*', (msg) => this.record(msg));
-    this.client.on('$state', (change) => {
-      this.onState.emit(change);
-      // Closed by an administrator (4003, possibly this very console) or by the server: a console
-      // is a viewer, it comes back. Not when retrying cannot help: a refused token (the session
-      // ends, the API says 401) or an upgrade refused outright (an Origin allow-list without the console's origin).
-      const hopeless = change.reason === 'disconnect_called' || change.reason === 'auth_failed' || change.reason === 'upgrade_refused';
-      if (!this.stopped && (change.to === 'closed' || change.to === 'disconnected') && !hopeless) {
-        setTimeout(() => { if (!this.stopped) this.client.connect().catch(() => {}); }, 1000);
-      }
-    });
+    this.client.on('$state', (change) => this.onState.emit(change));
+    comeBack(this.client, () => this.stopped);
     this.client.on('error', (err) => reportError(`${err.code}: ${err.message}`));
     // Metrics are kept from the start, whatever the view, so the Overview has the last minutes.
     const metrics = this.acquire('metrics');

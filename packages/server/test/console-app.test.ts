@@ -7,57 +7,18 @@
  * Each view's screenshot is written to test-output/console/*.png, and with UPDATE_SCREENSHOTS=1 to
  * docs/console/*.png (referenced from docs/console.md).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { CloseCode } from '@signalbox/protocol';
 import { TcpProxy } from '../../client/test/helpers/tcp-proxy.js';
 import { CHROMIUM_ARGS, describeWithChromium } from './helpers/chromium.js';
+import { buildConsole, go, openConsole, shot } from './helpers/console-page.js';
 import { CLUSTER_API_KEY, startNodes, type GatewayProcess } from './helpers/cluster.js';
 import { TEST_API_KEY, connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix, REDIS_URL } from './helpers/redis.js';
 import { eventually } from './helpers/wait.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-/**
- * Screenshots go to test-output/console/ on every run (open them to look), and replace the ones in
- * docs/console/ when UPDATE_SCREENSHOTS=1: the docs then change only when someone means them to.
- */
-const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? `${ROOT}docs/console/` : `${ROOT}test-output/console/`;
 const redis = await probeRedis();
-
-/** A console page and what its browser logged. */
-interface ConsolePage {
-  context: BrowserContext;
-  page: Page;
-  /** Console errors and uncaught exceptions of the page. */
-  errors: string[];
-}
-
-async function openConsole(browser: Browser, origin: string, apiKey: string, width = 1366): Promise<ConsolePage> {
-  const context = await browser.newContext({ viewport: { width, height: 900 }, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  const errors: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${origin}/console`);
-  await page.fill('#credential', apiKey);
-  await page.press('#credential', 'Enter');
-  await page.waitForSelector('#conn-state.on');
-  return { context, page, errors };
-}
-
-async function go(page: Page, hash: string): Promise<void> {
-  await page.evaluate((h) => { location.hash = h; }, hash);
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: false });
-}
 
 /** The header fits on one line: its height is one row, and nothing in it wraps below. */
 async function headerIsOneLine(page: Page): Promise<boolean> {
@@ -75,8 +36,7 @@ const tileValue = (page: Page, metric: string) => page.textContent(`[data-metric
 describeWithChromium('console app in chromium', (executablePath) => {
   let browser: Browser;
   beforeAll(() => {
-    // The same build as `npm run build`: the server serves what it wrote (packages/server/dist/console).
-    execFileSync(process.execPath, [`${ROOT}apps/console/build.mjs`], { stdio: 'pipe' });
+    buildConsole();
   });
   beforeAll(async () => {
     browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
@@ -342,7 +302,7 @@ describeWithChromium('console app in chromium', (executablePath) => {
     });
 
     it('works at 400 px: the header stays on one line, no view overflows sideways, and it is keyboard-usable', async () => {
-      const { page, errors, context } = await openConsole(browser, gw.http, TEST_API_KEY, 400);
+      const { page, errors, context } = await openConsole(browser, gw.http, TEST_API_KEY, { width: 400 });
       try {
         for (const route of ['overview', 'connections', 'channels', 'inspector', 'publish']) {
           await go(page, `#/${route}`);

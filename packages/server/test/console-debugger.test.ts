@@ -10,53 +10,22 @@
  * 400 px, without sideways overflow), reads back what is left and marks the hole when the history
  * was cleared meanwhile, two viewers see each other, and a panel keeps its newest
  * 2,000 rows and says how many fell off. Screenshots: test-output/console/sessions.png and session.png (over
- * docs/console/ with UPDATE_SCREENSHOTS=1, the SHOTS convention of console-app.test.ts).
+ * docs/console/ with UPDATE_SCREENSHOTS=1, helpers/console-page.ts).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { SignalboxClient } from '@signalbox/client/node';
 import { attachBridge, BinaryPublishWebSocket, type Bridge } from '../../session/src/node.js';
 import { buildBundle, closedPort, startPageServer, type PageServer } from '../../session/test/helpers/page-server.js';
 import { launchCdpBrowser, type CdpBrowser } from '../../session/test/helpers/cdp-browser.js';
 import { CHROMIUM_ARGS, describeWithChromium } from './helpers/chromium.js';
+import { buildConsole, go, openConsole, shot, type OpenConsoleOptions } from './helpers/console-page.js';
 import { TEST_API_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { eventually } from './helpers/wait.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? `${ROOT}docs/console/` : `${ROOT}test-output/console/`;
-
-interface ConsolePage {
-  context: BrowserContext;
-  page: Page;
-  errors: string[];
-}
-
-async function openConsole(browser: Browser, origin: string, width = 1366, height = 900): Promise<ConsolePage> {
-  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  const errors: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${origin}/console`);
-  await page.fill('#credential', TEST_API_KEY);
-  await page.press('#credential', 'Enter');
-  await page.waitForSelector('#conn-state.on');
-  return { context, page, errors };
-}
-
-async function go(page: Page, hash: string): Promise<void> {
-  await page.evaluate((h) => { location.hash = h; }, hash);
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: false });
-}
+/** The debugger's pages wait longer than the helper's default (frames, a second browser). */
+const open = (browser: Browser, origin: string, opts: OpenConsoleOptions = {}) => openConsole(browser, origin, TEST_API_KEY, { timeoutMs: 15_000, ...opts });
 
 /** The offsets of a panel's rows whose text contains `text`. */
 function rowsWith(page: Page, list: string, text: string): Promise<string[]> {
@@ -99,7 +68,7 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
   }
 
   beforeAll(() => {
-    execFileSync(process.execPath, [`${ROOT}apps/console/build.mjs`], { stdio: 'pipe' });
+    buildConsole();
   });
   beforeAll(async () => {
     // Frames are JSON for the console ({"$base64"}): room for them in a message.
@@ -127,7 +96,7 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
 
   it('shows the bridge\'s live screen; a click and keys on it reach the remote page, read back with dom.query', async () => {
     // Tall enough for the screenshot to show the panels under the screen.
-    const { page, errors, context } = await openConsole(browser, gw.http, 1366, 1250);
+    const { page, errors, context } = await open(browser, gw.http, { height: 1250 });
     try {
       await go(page, `#/sessions/${bridgeSession}`);
       // (1) A frame is drawn (the bridge screencasts once a viewer is there), then redrawn: the page's spinner moves.
@@ -216,8 +185,8 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
       return body.publications.some((p) => p.type === 'error.uncaught') && body.publications.filter((p) => p.type === 'network.request').length === 3 ? true : undefined;
     }, { label: 'the page\'s events in its history' });
 
-    const a = await openConsole(browser, gw.http);
-    const b = await openConsole(browser, gw.http);
+    const a = await open(browser, gw.http);
+    const b = await open(browser, gw.http);
     try {
       // Hold the first viewer's history read until the page has logged more lines live: those are then
       // both in the history it reads and in the live stream it held meanwhile; each must show once.
@@ -333,7 +302,7 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
   it('after its connection is cut, shows every event it missed exactly once', async () => {
     const { page: sdk, session } = await openSdkPage();
     // At 400 px (a phone): the panels stack, nothing overflows sideways.
-    const { page, errors, context } = await openConsole(browser, gw.http, 400);
+    const { page, errors, context } = await open(browser, gw.http, { width: 400 });
     try {
       await sdk.evaluate(() => console.log('first line', { a: 'x'.repeat(300) }));
       await sdk.evaluate(() => fetch('/api/ok?q=' + 'y'.repeat(300)));
@@ -386,7 +355,7 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
   it('when a resubscribe cannot recover (history cleared meanwhile), reads back what is left and says what is missing', async () => {
     const { page: sdk, session } = await openSdkPage();
     const channel = `session:${session}`;
-    const { page, errors, context } = await openConsole(browser, gw.http);
+    const { page, errors, context } = await open(browser, gw.http);
     const inHistory = async (text: string) => eventually(async () => {
       const r = await fetch(`${gw.http}/v1/channels/${encodeURIComponent(channel)}/history?limit=100`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } });
       const body = await r.json() as { publications: { data: { args?: unknown[] } }[] };
@@ -433,7 +402,7 @@ describeWithChromium('the console\'s session debugger in chromium', (executableP
 
   it('keeps at most 2,000 rows a panel, and says how many fell off', async () => {
     const { page: sdk, session } = await openSdkPage({ maxEventsPerSecond: 10_000, maxBuffer: 10_000 });
-    const { page, errors, context } = await openConsole(browser, gw.http);
+    const { page, errors, context } = await open(browser, gw.http);
     try {
       await go(page, `#/sessions/${session}`);
       await page.waitForSelector('#session-viewers li[data-self]');

@@ -114,8 +114,23 @@ export function awarenessChannel(docChannel: string): string {
   return `awareness:${i === -1 ? docChannel : docChannel.slice(i + 1)}`;
 }
 
+/**
+ * An update's bytes as the client delivered them: raw over MessagePack, `{"$base64": ...}` over
+ * JSON (docs/protocol.md, Binary data), so the provider works on a client of either format.
+ */
 function bytesOf(data: unknown): Uint8Array | null {
-  return data instanceof Uint8Array ? data : null;
+  if (data instanceof Uint8Array) return data;
+  if (data !== null && typeof data === 'object' && typeof (data as { $base64?: unknown }).$base64 === 'string') {
+    try {
+      const bin = atob((data as { $base64: string }).$base64);
+      const out = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+      return out;
+    } catch {
+      return null; // not base64: not an update
+    }
+  }
+  return null;
 }
 
 export class SignalboxProvider {

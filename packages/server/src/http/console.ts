@@ -4,7 +4,7 @@
  * (`/console/session`) and the short-lived WebSocket token of a session (`/console/token`).
  * Documented in docs/console.md and docs/http-api.md ("Console").
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode } from '@signalbox/protocol';
 import type { ApiKeyring, ApiPrincipal } from '../auth/api-keys.js';
@@ -78,11 +78,22 @@ function loadBuilt(): Map<string, Buffer> | null {
         if (!name.endsWith('.map')) throw new Error(`console build incomplete: ${name} missing`);
       }
     }
+    // Code-split chunks (the document editor): content-hashed names under chunks/.
+    let chunks: string[] = [];
+    try {
+      chunks = readdirSync(new URL('chunks/', dir)).filter((f) => CHUNK_NAME.test(f));
+    } catch {
+      // a build without chunks
+    }
+    for (const name of chunks) files.set(`chunks/${name}`, readFileSync(new URL(`chunks/${name}`, dir)));
     return files;
   } catch {
     return null;
   }
 }
+
+/** What a chunk file of the build is called (esbuild's `[name]-[hash].js`, and its map). */
+const CHUNK_NAME = /^[A-Za-z0-9_-]+\.js(\.map)?$/;
 
 /** Registers /console, /console/* and the session endpoints; returns the session lookup the API uses. */
 export function registerConsole(app: FastifyInstance, ctx: ConsoleContext): ConsoleRoutes {
@@ -117,6 +128,14 @@ export function registerConsole(app: FastifyInstance, ctx: ConsoleContext): Cons
       return reply.header('content-type', type).header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache').send(body);
     });
   }
+  app.get<{ Params: { name: string } }>('/console/chunks/:name', async (req, reply) => {
+    const name = req.params.name;
+    const body = CHUNK_NAME.test(name) ? files?.get(`chunks/${name}`) : undefined;
+    if (!body) return files ? sendError(reply, 404, ErrorCode.NOT_FOUND, 'No such console file') : notInstalled(reply);
+    // Content-hashed: a new build has new names, so a chunk never changes under its name.
+    return reply.header('content-type', name.endsWith('.map') ? 'application/json' : 'text/javascript; charset=utf-8')
+      .header('x-content-type-options', 'nosniff').header('cache-control', 'public, max-age=31536000, immutable').send(body);
+  });
 
   const cookie = (value: string, maxAgeSeconds: number, req: FastifyRequest) =>
     `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure(req) ? '; Secure' : ''}`;
