@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { Bytes, type Publication, type Publisher } from '@signalbox/protocol';
 import type { Broker, CompactingBroker, PublishResult } from '../broker/types.js';
 import type { ResolvedChannel } from '../channels/namespaces.js';
-import { SNAPSHOT_TYPE, UPDATE_TYPE, type SnapshotPart, isSnapshotPart } from './wire.js';
+import { DOC_NAMESPACE, SNAPSHOT_TYPE, UPDATE_TYPE, type SnapshotPart, isSnapshotPart } from './wire.js';
 
 export interface CompactorSettings {
   /** Compact after this many updates published through this node since the last compaction (0: never by count). */
@@ -31,8 +31,7 @@ interface DocState {
   again: boolean;
 }
 
-/** The namespace whose channels are Yjs documents. */
-export const DOC_NAMESPACE = 'doc';
+export { DOC_NAMESPACE };
 
 const PUBLISHER: Publisher = { via: 'gateway', service: 'yjs' };
 
