@@ -11,7 +11,7 @@
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignalboxClient, type SubscribedEvent, type WebSocketConstructor } from '../../client/src/node.js';
 import { msgpack } from '../../client/src/msgpack.js';
 import { SignalboxProvider, type ProviderClient } from '../../yjs/src/index.js';
@@ -170,6 +170,55 @@ async function documentOf(broker: Broker, channel: string): Promise<string> {
   return doc.getText('t').toString();
 }
 
+const LOADER = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+/** Publishes updates straight into the stream (as publishes of `yjs.update` would), concurrently. */
+function load(broker: Broker, channel: string, updates: Uint8Array[]): Promise<unknown> {
+  return Promise.all(updates.map((u) => broker.publish({ channel, type: 'yjs.update', data: u, publisher: LOADER, history: { size: 100_000, ttlMs: 30 * 24 * 3600_000 }, idempotencyWindowMs: 0 })));
+}
+
+/**
+ * Node A's compaction reads offsets 1-100 and is held before it writes; meanwhile 5 more updates
+ * come and node B compacts through 105 in parts that cover offset 100. A's compaction, released,
+ * must change nothing: applied, it would keep only the tail of B's parts, and updates 101-105
+ * (which only B's snapshot holds) would be lost. On Redis: two nodes; on memory: one node, twice.
+ */
+async function overtakenCompactionIsRefused(a: TestGateway, b: TestGateway): Promise<void> {
+  const channel = uniqueChannel('doc');
+  const src = new Y.Doc();
+  const tokens: string[] = [];
+  const rnd = random(7);
+  const add = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      const token = `<t:${tokens.length}>`;
+      tokens.push(token);
+      const before = Y.encodeStateVector(src);
+      insertToken(src.getText('t'), token, rnd);
+      await load(a.gateway.broker, channel, [Y.encodeStateAsUpdate(src, before)]);
+    }
+  };
+  await add(100);
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  let held: () => void = () => {};
+  const reached = new Promise<void>((r) => (held = r));
+  const inner = a.gateway.broker as Broker & CompactingBroker;
+  const gated = {
+    history: (ch: string, q: HistoryQuery) => inner.history(ch, q),
+    compact: async (req: CompactionRequest) => { held(); await gate; return inner.compact(req); },
+  } as unknown as Broker;
+  const slow = new YjsCompactor(gated, { updates: 0, bytes: 0, chunkBytes: 1024 * 1024 }, a.gateway.log);
+  const pending = slow.compact(channel);
+  await reached;
+  await add(5);
+  const fast = new YjsCompactor(b.gateway.broker, { updates: 0, bytes: 0, chunkBytes: 64 }, b.gateway.log);
+  const out = await fast.compact(channel);
+  expect(out).toMatchObject({ compacted: true, through: 105 });
+  expect(105 - out.parts! + 1).toBeLessThanOrEqual(100);
+  release();
+  expect((await pending).compacted).toBe(false);
+  expect(notExactlyOnce(await documentOf(b.gateway.broker, channel), tokens)).toEqual([]);
+}
+
 describeWithRedis('Yjs documents on Redis, two gateway nodes', probe, () => {
   const prefix = uniquePrefix('yjs');
   let a: TestGateway;
@@ -195,10 +244,6 @@ describeWithRedis('Yjs documents on Redis, two gateway nodes', probe, () => {
     const e = await openEditor(name, urls, await a.token({ sub: `usr_${name}`, channels: [channel], publish: [channel] }), channel, opts);
     editors.push(e);
     return e;
-  }
-  const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
-  function load(broker: Broker, channel: string, updates: Uint8Array[]): Promise<unknown> {
-    return Promise.all(updates.map((u) => broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 30 * 24 * 3600_000 }, idempotencyWindowMs: 0 })));
   }
 
   it('editors on node A and node B make concurrent random edits, connections cut at random, and converge; joiners on both nodes agree', async () => {
@@ -414,44 +459,17 @@ describeWithRedis('Yjs documents on Redis, two gateway nodes', probe, () => {
     expect((await b.gateway.broker.history(channel, {})).publications).toHaveLength(last.parts!);
   }, 60_000);
 
-  it("a compaction whose read is overtaken by another node's larger one (its parts cover this one's `through`) is refused, not applied", async () => {
-    const channel = uniqueChannel('doc');
-    const src = new Y.Doc();
-    const tokens: string[] = [];
-    const rnd = random(7);
-    const add = async (n: number): Promise<void> => {
-      const ups: Uint8Array[] = [];
-      for (let i = 0; i < n; i++) {
-        const token = `<t:${tokens.length}>`;
-        tokens.push(token);
-        const before = Y.encodeStateVector(src);
-        insertToken(src.getText('t'), token, rnd);
-        ups.push(Y.encodeStateAsUpdate(src, before));
-      }
-      for (const u of ups) await load(a.gateway.broker, channel, [u]);
-    };
-    await add(100);
-    // Node A's compaction reads offsets 1-100, computes one part, and is held before it writes.
-    let release: () => void = () => {};
-    const gate = new Promise<void>((r) => (release = r));
-    let held: () => void = () => {};
-    const reached = new Promise<void>((r) => (held = r));
-    const inner = a.gateway.broker as Broker & CompactingBroker;
-    const gated = {
-      history: (ch: string, q: HistoryQuery) => inner.history(ch, q),
-      compact: async (req: CompactionRequest) => { held(); await gate; return inner.compact(req); },
-    } as unknown as Broker;
-    const slow = new YjsCompactor(gated, { updates: 0, bytes: 0, chunkBytes: 1024 * 1024 }, a.gateway.log);
-    const pending = slow.compact(channel);
-    await reached;
-    // Meanwhile: 5 more updates, and node B compacts through 105 in many small parts (offsets 105-n+1 … 105, covering 100).
-    await add(5);
-    const fast = new YjsCompactor(b.gateway.broker, { updates: 0, bytes: 0, chunkBytes: 64 }, b.gateway.log);
-    const out = await fast.compact(channel);
-    expect(out).toMatchObject({ compacted: true, through: 105 });
-    expect(105 - out.parts! + 1).toBeLessThanOrEqual(100);
-    release();
-    expect((await pending).compacted).toBe(false);
-    expect(notExactlyOnce(await documentOf(b.gateway.broker, channel), tokens)).toEqual([]);
+  it("a compaction whose read is overtaken by another node's larger one (its parts cover this one's `through`) is refused, not applied", () =>
+    overtakenCompactionIsRefused(a, b));
+});
+
+describe('Yjs compaction on the memory broker', () => {
+  it('a compaction overtaken by a larger one (its parts cover this one\'s `through`) is refused, not applied', async () => {
+    const gw = await startGateway({ yjsCompactUpdates: 0 });
+    try {
+      await overtakenCompactionIsRefused(gw, gw);
+    } finally {
+      await gw.close();
+    }
   });
 });
