@@ -419,9 +419,9 @@ describeWithRedis('Yjs documents on Redis, two gateway nodes', probe, () => {
 
   it("two nodes' compactions of one document at once, while updates are published through both, never lose an update", async () => {
     const channel = uniqueChannel('doc');
-    // Different part sizes, so one node's snapshot can straddle the other's `through`.
-    const ca = new YjsCompactor(a.gateway.broker, { updates: 0, bytes: 0, chunkBytes: 128 }, a.gateway.log);
-    const cb = new YjsCompactor(b.gateway.broker, { updates: 0, bytes: 0, chunkBytes: 1024 }, b.gateway.log);
+    // Different part sizes: one part on A, many on B, so B's snapshot, committed first, can straddle the `through` of A's read.
+    const ca = new YjsCompactor(a.gateway.broker, { updates: 0, bytes: 0, chunkBytes: 1024 * 1024 }, a.gateway.log);
+    const cb = new YjsCompactor(b.gateway.broker, { updates: 0, bytes: 0, chunkBytes: 256 }, b.gateway.log);
     const sources = [new Y.Doc(), new Y.Doc()];
     const tokens: string[] = [];
     const rnd = random(4);
@@ -438,7 +438,7 @@ describeWithRedis('Yjs documents on Redis, two gateway nodes', probe, () => {
       }
     })();
     let ok = { a: 0, b: 0 };
-    for (let round = 0; round < 40; round++) {
+    for (let round = 0; round < 300; round++) {
       const [ra, rb] = await Promise.all([ca.compact(channel), cb.compact(channel)]);
       ok = { a: ok.a + (ra.compacted ? 1 : 0), b: ok.b + (rb.compacted ? 1 : 0) };
     }
