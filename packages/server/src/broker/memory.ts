@@ -293,7 +293,8 @@ export class MemoryBroker implements Broker, CompactingBroker {
     const earliest = stream.pubs[at(0)]!.offset;
     const idx = req.through - earliest;
     const start = req.through - req.parts.length + 1;
-    if (idx < 0 || idx >= stream.count || stream.pubs[at(idx)]!.offset !== req.through || start < earliest || req.parts.length === 0) return Promise.resolve(false);
+    const here = idx >= 0 && idx < stream.count ? stream.pubs[at(idx)]! : undefined;
+    if (here?.offset !== req.through || here.id !== req.throughId || start < earliest || req.parts.length === 0) return Promise.resolve(false);
     const now = this.now();
     const pubs: (Publication | undefined)[] = new Array(size);
     const sizes: number[] = new Array(size);

@@ -236,7 +236,7 @@ export class RedisBroker implements Broker, CompactingBroker {
     this.assertUsable('compact');
     const keys = redisChannelKeys(this.prefix, req.channel);
     const bodies = req.parts.map((p) => encodeMsgpack({ id: p.id, channel: req.channel, type: p.type, data: p.data, publisher: req.publisher }));
-    const reply = await this.call('compact', () => compactScript.run(this.cmd, [keys.meta, keys.stream], [req.epoch, req.through, ...bodies]));
+    const reply = await this.call('compact', () => compactScript.run(this.cmd, [keys.meta, keys.stream, keys.order], [req.epoch, req.through, req.throughId, ...bodies]));
     return Number(reply) === 1;
   }
 

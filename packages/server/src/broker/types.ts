@@ -140,6 +140,11 @@ export interface CompactionRequest {
   epoch: string;
   /** The newest offset the parts stand for. */
   through: number;
+  /**
+   * The id of the publication at `through` the parts were computed from. Another there (another
+   * compaction's part, since) compacts nothing: its snapshot may stand for offsets after `through`.
+   */
+  throughId: string;
   parts: { id: string; type: string; data: unknown }[];
   publisher: Publisher;
 }
@@ -147,8 +152,8 @@ export interface CompactionRequest {
 /**
  * A broker that can compact a stream. Contract: atomic with the trim (a reader sees the stream
  * before or after, never between), publications after `through` untouched, offsets never reused.
- * Resolves false, changing nothing, when the epoch differs, `through` is no longer retained, or the
- * parts would need offsets older than the oldest retained.
+ * Resolves false, changing nothing, when the epoch differs, `through` is no longer retained or holds
+ * another publication than `throughId`, or the parts would need offsets older than the oldest retained.
  */
 export interface CompactingBroker {
   compact(req: CompactionRequest): Promise<boolean>;

@@ -16,6 +16,7 @@ import { GatewayError, toGatewayError } from '../errors.js';
 import { classifyRecovery } from '../hub/recovery.js';
 import type { Metrics } from '../metrics.js';
 import type { PresenceStore } from '../presence/types.js';
+import { checkDocumentPublication } from '../yjs/wire.js';
 import type { ResolvedChannel } from './namespaces.js';
 
 /**
@@ -148,6 +149,7 @@ export class ChannelOperations {
         });
       }
     }
+    for (const ch of channels) checkDocumentPublication(ch, msg.type, msg.data, origin);
     const id = msg.id ?? (channels.length > 1 ? generatePublicationId() : undefined);
     const publisher = origin;
     const source = origin.via === 'ws' ? 'client' : origin.via === 'http' ? 'api' : 'gateway';

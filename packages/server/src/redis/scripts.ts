@@ -389,36 +389,82 @@ return redis.call('HMGET', KEYS[2], unpack(ids))`;
  * Compaction of a Yjs document's stream (src/yjs/compactor.ts), atomically with the trim: the
  * entries with offsets <= through are replaced by the parts, at offsets through-#parts+1 … through;
  * the entries after `through` are kept as they were (re-added with their ids: a stream only grows
- * at its end). The stream's TTL is kept.
+ * at its end). The stream's TTL is kept; the parts carry the time of the publication at `through`
+ * (the newest they stand for), so times stay in offset order.
  *
- * KEYS[1] meta hash; KEYS[2] history stream.
- * ARGV[1] epoch the parts were computed in; ARGV[2] through; ARGV[3…] part bodies (MessagePack).
+ * The entry at `through` must still be the publication the parts were computed from (its id): a
+ * compaction by another node since may have put its own parts there, covering offsets after
+ * `through` that these parts do not hold; replacing them would cut that snapshot and lose updates.
+ * The check reads that entry's header and the first field of its body, which every writer encodes
+ * first (\`id\`), by hand: Redis' cmsgpack refuses MessagePack \`bin\`, so it cannot decode an entry
+ * that holds bytes. An entry laid out otherwise is not compacted (nothing lost: the next is tried).
  *
- * Returns 1, or 0 (nothing changed) when the epoch differs, `through` is not retained, or the
- * parts would need offsets older than the oldest retained entry.
+ * KEYS[1] meta hash; KEYS[2] history stream; KEYS[3] message order list (appends bookkeeping).
+ * ARGV[1] epoch the parts were computed in; ARGV[2] through; ARGV[3] id of the publication at
+ * `through` when the parts were computed; ARGV[4…] part bodies (MessagePack).
+ *
+ * Returns 1, or 0 (nothing changed) when the epoch differs, `through` is not retained or holds
+ * another publication, the parts would need offsets older than the oldest retained entry, or the
+ * channel keeps appends bookkeeping (its message index would not match the parts).
  */
 export const COMPACT_SCRIPT = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
-local meta, stream = KEYS[1], KEYS[2]
+local meta, stream, order = KEYS[1], KEYS[2], KEYS[3]
 local epoch = redis.call('HGET', meta, 'epoch')
 if epoch ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', order) == 1 then return 0 end
 local through = tonumber(ARGV[2])
-local nparts = #ARGV - 2
+local nparts = #ARGV - 3
 if nparts < 1 then return 0 end
-local here = redis.call('XRANGE', stream, through .. '-0', through .. '-0')
+local at = string.format('%d-0', through)
+local here = redis.call('XRANGE', stream, at, at)
 if #here == 0 then return 0 end
+-- A MessagePack string or non-negative integer at byte pos: its value and the next pos (nil otherwise).
+local function scalar(s, pos)
+  local b = string.byte(s, pos)
+  if not b then return nil end
+  if b <= 0x7f then return b, pos + 1 end
+  local n, from
+  if b >= 0xa0 and b <= 0xbf then n, from = b - 0xa0, pos + 1
+  elseif b == 0xd9 then n, from = string.byte(s, pos + 1), pos + 2
+  elseif b == 0xda then n, from = string.byte(s, pos + 1) * 256 + string.byte(s, pos + 2), pos + 3
+  end
+  if n then return string.sub(s, from, from + n - 1), from + n end
+  local width = ({[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8})[b]
+  if not width then return nil end
+  local v = 0
+  for i = 1, width do v = v * 256 + string.byte(s, pos + i) end
+  return v, pos + 1 + width
+end
+-- [epoch, offset, time, {id, ...}]: the time and the body's id.
+local function time_and_id(m)
+  if string.byte(m, 1) ~= 0x94 then return nil end
+  local _, pos = scalar(m, 2)
+  if not pos then return nil end
+  _, pos = scalar(m, pos)
+  if not pos then return nil end
+  local time
+  time, pos = scalar(m, pos)
+  if type(time) ~= 'number' then return nil end
+  local b = string.byte(m, pos)
+  if b and b >= 0x80 and b <= 0x8f then pos = pos + 1 elseif b == 0xde then pos = pos + 3 else return nil end
+  local key
+  key, pos = scalar(m, pos)
+  if key ~= 'id' then return nil end
+  return time, (scalar(m, pos))
+end
+local time, id = time_and_id(here[1][2][2])
+if not time or id ~= ARGV[3] then return 0 end
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local earliest = tonumber(string.match(first[1][1], '^(%d+)'))
 local start = through - nparts + 1
 if start < earliest then return 0 end
 local ttl = redis.call('PTTL', stream)
-local tail = redis.call('XRANGE', stream, (through + 1) .. '-0', '+')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tail = redis.call('XRANGE', stream, string.format('%d-0', through + 1), '+')
 redis.call('DEL', stream)
 for i = 1, nparts do
   local off = start + i - 1
-  local message = '\\148' .. cmsgpack.pack(epoch) .. cmsgpack.pack(off) .. cmsgpack.pack(now) .. ARGV[i + 2]
+  local message = '\\148' .. cmsgpack.pack(epoch) .. cmsgpack.pack(off) .. cmsgpack.pack(time) .. ARGV[i + 3]
   redis.call('XADD', stream, string.format('%d-0', off), 'p', message)
 end
 for i = 1, #tail do redis.call('XADD', stream, tail[i][1], 'p', tail[i][2][2]) end

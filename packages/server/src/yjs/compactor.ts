@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { Bytes, type Publication, type Publisher } from '@signalbox/protocol';
 import type { Broker, CompactingBroker, PublishResult } from '../broker/types.js';
 import type { ResolvedChannel } from '../channels/namespaces.js';
-import { SNAPSHOT_TYPE, UPDATE_TYPE, type SnapshotPart, isSnapshotPart } from './wire.js';
+import { DOC_NAMESPACE, SNAPSHOT_TYPE, UPDATE_TYPE, type SnapshotPart, isSnapshotPart } from './wire.js';
 
 export interface CompactorSettings {
   /** Compact after this many updates published through this node since the last compaction (0: never by count). */
@@ -31,8 +31,7 @@ interface DocState {
   again: boolean;
 }
 
-/** The namespace whose channels are Yjs documents. */
-export const DOC_NAMESPACE = 'doc';
+export { DOC_NAMESPACE };
 
 const PUBLISHER: Publisher = { via: 'gateway', service: 'yjs' };
 
@@ -100,7 +99,8 @@ export class YjsCompactor {
   /**
    * Compacts the document's retained stream now. Safe against concurrent publishes (they land
    * after `through` and are kept) and against other nodes compacting the same document (the broker
-   * refuses a compaction whose `through` is gone).
+   * refuses a compaction whose `through` is gone or holds another publication than the one read:
+   * another compaction's part, whose snapshot may stand for offsets after `through`).
    */
   async compact(channel: string): Promise<CompactionOutcome> {
     if (!isCompactingBroker(this.broker)) return { compacted: false };
@@ -108,7 +108,8 @@ export class YjsCompactor {
     const pubs = hist.publications;
     if (pubs.length < 2) return { compacted: false };
     const updates = collectUpdates(pubs);
-    const through = pubs[pubs.length - 1]!.offset;
+    const last = pubs[pubs.length - 1]!;
+    const through = last.offset;
     const merged = mergeValid(updates);
     const chunks = split(merged, this.settings.chunkBytes);
     // The parts take the newest offsets of the range they replace: there must be enough of them.
@@ -120,7 +121,7 @@ export class YjsCompactor {
       // Bytes: MessagePack subscribers get `bin`, JSON ones `{"$base64": …}`.
       data: { snapshot, part: i, parts: chunks.length, size: merged.byteLength, bytes: new Bytes(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength) } satisfies SnapshotPart,
     }));
-    const compacted = await this.broker.compact({ channel, epoch: hist.position.epoch, through, parts, publisher: PUBLISHER });
+    const compacted = await this.broker.compact({ channel, epoch: hist.position.epoch, through, throughId: last.id, parts, publisher: PUBLISHER });
     return compacted ? { compacted, through, parts: parts.length, snapshotBytes: merged.byteLength, replaced: pubs.length } : { compacted };
   }
 }
