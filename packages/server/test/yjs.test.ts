@@ -298,6 +298,34 @@ describe('Yjs documents (memory broker)', () => {
     }
   });
 
+  it('a JSON-format client cannot carry updates: each edit is reported once (BYTES_NEED_MSGPACK), never retried in a loop', async () => {
+    const channel = uniqueChannel('doc');
+    const token = await gw.token({ channels: [channel], publish: [channel] });
+    const client = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token });
+    client.on('error', () => {});
+    const doc = new Y.Doc();
+    const provider = new SignalboxProvider(client, channel, doc, { awareness: null });
+    const publish = client.publish.bind(client);
+    let publishes = 0;
+    client.publish = ((...args: Parameters<typeof publish>) => { publishes++; return publish(...args); }) as typeof client.publish;
+    const errors: string[] = [];
+    provider.on('error', (e) => { errors.push((e as { code?: string }).code ?? e.message); });
+    try {
+      await client.connect();
+      await provider.whenSynced();
+      doc.getText('t').insert(0, 'a');
+      await until(() => errors.length === 1, { label: 'the refusal reported' });
+      doc.getText('t').insert(1, 'b');
+      await until(() => errors.length === 2, { label: 'the second refusal reported' });
+      expect(errors).toEqual(['BYTES_NEED_MSGPACK', 'BYTES_NEED_MSGPACK']);
+      expect(publishes).toBe(2);
+      expect(provider.pendingUpdates).toBe(0);
+    } finally {
+      provider.destroy();
+      client.disconnect();
+    }
+  });
+
   it('awareness: peers see each other, never in history, and a peer that leaves is removed', async () => {
     const channel = uniqueChannel('doc');
     const alice = await editor(channel);

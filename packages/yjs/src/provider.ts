@@ -40,6 +40,15 @@ export interface ProviderClient {
 export const UPDATE_TYPE = 'yjs.update';
 /** Event type of the gateway's compacted snapshot (all updates up to its offset, merged). */
 export const SNAPSHOT_TYPE = 'yjs.snapshot';
+/**
+ * Publish refusals that sending the same update again cannot change: the token may not publish
+ * (`PERMISSION_DENIED`), the update is not acceptable (`INVALID_MESSAGE`, `MESSAGE_TOO_LARGE`), or
+ * the client cannot send bytes (`BYTES_NEED_MSGPACK`: a JSON-format client). Reported as `error`.
+ */
+const REFUSED = new Set(['PERMISSION_DENIED', 'INVALID_CHANNEL', 'INVALID_MESSAGE', 'MESSAGE_TOO_LARGE', 'BYTES_NEED_MSGPACK']);
+/** Delay before an update whose publish failed (timeout, full queue) is sent again while connected. */
+const RETRY_MS = 250;
+
 /** Event type of an awareness publication (`{client, update}`). */
 export const AWARENESS_TYPE = 'yjs.awareness';
 
@@ -162,6 +171,7 @@ export class SignalboxProvider {
    * evicted or expired while the editor had the document open) can be sent back once it is read.
    */
   #remote: Map<number, number> | null = null;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(client: ProviderClient, channel: string, doc: Y.Doc, options: SignalboxProviderOptions = {}) {
     this.#client = client;
@@ -270,6 +280,7 @@ export class SignalboxProvider {
       this.#publishAwareness([this.doc.clientID]);
     }
     for (const off of this.#offs) off();
+    clearTimeout(this.#retryTimer);
     this.#client.unsubscribe(this.#awarenessSub ? [this.channel, this.awarenessChannel] : this.channel);
     this.#setStatus('disconnected');
     this.#listeners.clear();
@@ -464,17 +475,27 @@ export class SignalboxProvider {
       },
       (err: unknown) => {
         this.#inFlight--;
-        // Not stored (offline queue full, timeout, closed): keep it for the next (re)subscribe.
-        this.#pending.unshift(update);
         const code = (err as { code?: string }).code;
-        if (code === 'PERMISSION_DENIED' || code === 'INVALID_CHANNEL') {
-          this.#pending = this.#pending.filter((u) => u !== update);
+        if (code !== undefined && REFUSED.has(code)) {
+          // Refused for what it is (read-only token, not bytes, too large): sending it again cannot help.
           this.#emit('error', err instanceof Error ? err : new Error(String(err)));
-        } else if (this.#sub.state === 'subscribed' && this.#synced && this.#client.isConnected) {
-          queueMicrotask(() => this.#flush());
+          if (this.#inFlight === 0 && this.#sub.state === 'subscribed' && this.#synced) this.#flush();
+          return;
         }
+        // Not stored (offline queue full, timeout, closed): kept, and sent again on the next
+        // (re)subscribe, or shortly if the connection is still up.
+        this.#pending.unshift(update);
+        this.#retrySoon();
       },
     );
+  }
+
+  #retrySoon(): void {
+    if (this.#retryTimer !== undefined || this.#destroyed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#inFlight === 0 && this.#sub.state === 'subscribed' && this.#synced && this.#client.isConnected) this.#flush();
+    }, RETRY_MS);
   }
 
   #publishAwareness(clients?: number[]): void {
