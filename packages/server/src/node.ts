@@ -262,6 +262,7 @@ export class Gateway {
     await this.presence.close().catch((err: unknown) => this.log.warn({ err }, 'presence close failed'));
     await this.broker.close().catch((err: unknown) => this.log.warn({ err }, 'broker close failed'));
     await this.pool?.close();
+    await this.yjs.merger.close();
     this.log.info('stopped');
   }
 }

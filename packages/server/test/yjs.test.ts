@@ -298,6 +298,31 @@ describe('Yjs documents (memory broker)', () => {
     }
   });
 
+  it('a stream that lost its start (only later updates retained) is completed by an editor that holds the document', async () => {
+    const channel = uniqueChannel('doc');
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    for (let i = 0; i < 30; i++) source.getText('t').insert(source.getText('t').length, `w${i} `);
+    // The stream holds only the last 10 updates: what came before was lost (evicted oldest first).
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    for (const u of updates.slice(20)) await gw.gateway.broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    // An editor that has the whole document, as if it had received it earlier (origin: its provider,
+    // so it is not a local edit waiting to be published).
+    const keeper = await editor(channel, {}, { connect: false });
+    Y.applyUpdate(keeper.doc, Y.encodeStateAsUpdate(source), keeper.provider);
+    expect(keeper.provider.pendingUpdates).toBe(0);
+    await keeper.client.connect();
+    await keeper.provider.whenSynced();
+    const joiner = await editor(channel);
+    await converged([keeper, joiner]);
+    expect(joiner.text.toString()).toBe(source.getText('t').toString());
+    // One update sent back by the keeper, none by the joiner (it held nothing the stream lacked).
+    const stored = (await gw.gateway.broker.history(channel, {})).publications.filter((p) => p.type === 'yjs.update');
+    expect(stored).toHaveLength(11);
+    expect(stored[10]!.publisher).toMatchObject({ client: keeper.client.connectionId });
+  });
+
   it('a JSON-format client cannot carry updates: each edit is reported once (BYTES_NEED_MSGPACK), never retried in a loop', async () => {
     const channel = uniqueChannel('doc');
     const token = await gw.token({ channels: [channel], publish: [channel] });

@@ -117,6 +117,12 @@ class SnapshotAssembler {
   }
 }
 
+/** What the stream holds of one Yjs client: clocks `0 … covered` without a hole, and the ranges read beyond a hole. */
+interface Coverage {
+  covered: number;
+  later: [from: number, to: number][];
+}
+
 /** The channel holding a document's awareness: `awareness:{id}` for `doc:{id}`. */
 export function awarenessChannel(docChannel: string): string {
   const i = docChannel.indexOf(':');
@@ -170,7 +176,7 @@ export class SignalboxProvider {
    * (history and live), so that what this editor holds and the stream lacks (history lost,
    * evicted or expired while the editor had the document open) can be sent back once it is read.
    */
-  #remote: Map<number, number> | null = null;
+  #remote: Map<number, Coverage> | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(client: ProviderClient, channel: string, doc: Y.Doc, options: SignalboxProviderOptions = {}) {
@@ -400,18 +406,29 @@ export class SignalboxProvider {
   #noteRemote(update: Uint8Array): void {
     const remote = this.#remote;
     if (!remote) return;
-    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVectorFromUpdate(update))) {
-      if (clock > (remote.get(client) ?? 0)) remote.set(client, clock);
+    const { from, to } = Y.parseUpdateMeta(update);
+    for (const [client, start] of from) {
+      let c = remote.get(client);
+      if (!c) remote.set(client, (c = { covered: 0, later: [] }));
+      c.later.push([start, to.get(client) ?? start]);
+      // Extend the prefix held from clock 0 by every range that now joins it.
+      c.later.sort((x, y) => x[0] - y[0]);
+      let i = 0;
+      while (i < c.later.length && c.later[i]![0] <= c.covered) c.covered = Math.max(c.covered, c.later[i++]![1]);
+      if (i > 0) c.later.splice(0, i);
     }
   }
 
   /**
-   * Once the document is read: what this editor holds that the stream does not (items of clients
-   * the stream has seen less of), as one update, or null. It includes the pending local updates.
+   * Once the document is read: what this editor holds beyond what the stream holds from each
+   * client's first item on (a stream that lost its start, or everything, holds nothing of it), as
+   * one update, or null. It includes the pending local updates.
    */
-  #lacking(remote: Map<number, number>): Uint8Array | null {
+  #lacking(remote: Map<number, Coverage>): Uint8Array | null {
+    const held = new Map<number, number>();
+    for (const [client, c] of remote) held.set(client, c.covered);
     for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVector(this.doc))) {
-      if (clock > (remote.get(client) ?? 0)) return Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(remote));
+      if (clock > (held.get(client) ?? 0)) return Y.encodeStateAsUpdate(this.doc, Y.encodeStateVector(held));
     }
     return null;
   }

@@ -7,11 +7,11 @@
  * any position receives.
  */
 import { randomBytes } from 'node:crypto';
-import * as Y from 'yjs';
 import type { Logger } from 'pino';
 import { Bytes, type Publication, type Publisher } from '@signalbox/protocol';
 import type { Broker, CompactingBroker, PublishResult } from '../broker/types.js';
 import type { ResolvedChannel } from '../channels/namespaces.js';
+import { MergeThread } from './merge-pool.js';
 import { DOC_NAMESPACE, SNAPSHOT_TYPE, UPDATE_TYPE, type SnapshotPart, isSnapshotPart } from './wire.js';
 
 export interface CompactorSettings {
@@ -57,6 +57,8 @@ export class YjsCompactor {
     private readonly broker: Broker,
     private readonly settings: CompactorSettings,
     private readonly log: Logger,
+    /** Where merges run: a large document's merge is off the event loop (merge-pool.ts). */
+    readonly merger: MergeThread = new MergeThread(),
   ) {}
 
   /** Called after every successful publish (ChannelOperations' `onPublished`). */
@@ -110,7 +112,7 @@ export class YjsCompactor {
     const updates = collectUpdates(pubs);
     const last = pubs[pubs.length - 1]!;
     const through = last.offset;
-    const merged = mergeValid(updates);
+    const merged = await this.merger.merge(updates);
     const chunks = split(merged, this.settings.chunkBytes);
     // The parts take the newest offsets of the range they replace: there must be enough of them.
     if (chunks.length > through - pubs[0]!.offset + 1) return { compacted: false };
@@ -151,37 +153,8 @@ export function collectUpdates(pubs: readonly Publication[]): Uint8Array[] {
   return out;
 }
 
-/**
- * `Y.mergeUpdates` in a tree of groups of 64: one call over 100,000 updates takes minutes (its cost
- * grows much faster than the count), groups of 64 take about half a second.
- */
-export function mergeTree(updates: Uint8Array[]): Uint8Array {
-  let level = updates;
-  if (level.length === 0) return Y.mergeUpdates([]);
-  while (level.length > 1) {
-    const next: Uint8Array[] = [];
-    for (let i = 0; i < level.length; i += 64) next.push(Y.mergeUpdates(level.slice(i, i + 64)));
-    level = next;
-  }
-  return level[0]!;
-}
-
-/** {@link mergeTree}, leaving out any update that does not decode (a client's garbage must not stop compaction). */
-function mergeValid(updates: Uint8Array[]): Uint8Array {
-  try {
-    return mergeTree(updates);
-  } catch {
-    const valid = updates.filter((u) => {
-      try {
-        Y.decodeUpdate(u);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    return mergeTree(valid);
-  }
-}
+// The merge functions live in merge.ts (the merge thread runs them); exported here as before.
+export { mergeTree, mergeValid } from './merge.js';
 
 function split(bytes: Uint8Array, size: number): Uint8Array[] {
   if (bytes.byteLength <= size) return [bytes];
