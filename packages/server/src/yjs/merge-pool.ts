@@ -50,24 +50,28 @@ export class MergeThread {
     const worker = this.#start();
     const id = this.#nextId++;
     this.threadMerges++;
+    // Copies, transferred: a publication's bytes may be a view of a much larger buffer (a decoded
+    // frame, a Redis reply), which posting the view would copy whole; and they stay the broker's.
+    const copies = updates.map((u) => u.slice());
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#jobs.set(id, { resolve, reject });
-      // Copied, not transferred: the updates are still the broker's publications.
-      worker.postMessage({ id, updates });
+      worker.ref();
+      worker.postMessage({ id, updates: copies }, copies.map((c) => c.buffer as ArrayBuffer));
     });
   }
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(workerModule(), { name: 'signalbox-yjs-merge', execArgv: [] });
-    // Idle, the thread must not keep the process alive; busy, its pending job's promise does not either.
     w.unref();
     w.on('message', (m: { id: number; merged?: Uint8Array; error?: string }) => {
       const job = this.#jobs.get(m.id);
       if (!job) return;
       this.#jobs.delete(m.id);
       if (m.merged) job.resolve(m.merged);
-      else job.reject(new Error(m.error ?? 'merge failed'));
+      else job.reject(new Error(`yjs merge: ${m.error ?? 'failed'}`));
+      // Busy, the thread holds the process (a stop waits for close()); idle, it does not.
+      if (this.#jobs.size === 0) w.unref();
     });
     const lost = (why: string): void => {
       if (this.#worker === w) this.#worker = null;

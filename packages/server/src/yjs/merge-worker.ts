@@ -10,8 +10,9 @@ const port = parentPort!;
 port.on('message', (job: { id: number; updates: Uint8Array[] }) => {
   try {
     const merged = mergeValid(job.updates);
-    const own = merged.byteOffset === 0 && merged.byteLength === merged.buffer.byteLength;
-    port.postMessage({ id: job.id, merged }, own ? [merged.buffer as ArrayBuffer] : []);
+    // Transferred: a buffer of its own (a copy when it is a view, or one of the inputs: a single update).
+    const own = merged.byteOffset === 0 && merged.byteLength === merged.buffer.byteLength && !job.updates.includes(merged) ? merged : merged.slice();
+    port.postMessage({ id: job.id, merged: own }, [own.buffer as ArrayBuffer]);
   } catch (err) {
     port.postMessage({ id: job.id, error: err instanceof Error ? err.message : String(err) });
   }
