@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Collaborative editing with Yjs on a `doc:{id}` channel: two editors, each a Y.Doc bound to the
-// channel by `SignalboxProvider` from `@signalbox/yjs` over its own connection (MessagePack, so updates travel as bytes). Yjs is a CRDT: concurrent edits merge
-// where their authors meant them, whatever order they arrive in. Shown step by step:
+// channel by `SignalboxProvider` from `@signalbox/yjs` over its own connection (MessagePack, so
+// updates travel as bytes). Yjs is a CRDT: concurrent edits merge where their authors meant them,
+// whatever order they arrive in. Shown step by step:
 //
 //   1. alice types "hello world"; bob, joining, gets it from the channel.
 //   2. At the same moment, alice inserts "," at 5 and bob "big " at 6 (neither has seen the other's
