@@ -8,7 +8,9 @@
 //           default every 500 updates / 1 MiB); then a fresh SignalboxProvider is timed from `new`
 //           to `synced` (its client already connected). Printed: sync time, snapshot parts and
 //           tail updates it read, bytes its socket received, whether its text is the document's.
-//           On one node (memory), then (`--engines`) two nodes on Redis: loaders on A, joiner on B.
+//           On one node (memory), then (`--engines`) two nodes on Redis: loaders on A, joiner on B
+//           (`--redis-sizes`, default the sizes up to 10). Meanwhile a probe client publishes on
+//           another channel every 20 ms: its ack p99/max show how long compactions hold the node.
 //  editors  Updates/s on one document with 10 and 100 editors (`--editors`), each a
 //           SignalboxProvider on its own connection typing one character at a random place as fast
 //           as allowed: at most --rate edits/s (default 100, the gateway's per-connection publish
@@ -25,7 +27,7 @@
 //
 // Writes bench/results/yjs-<ts>.json (or --out).
 //
-//   npm run build && node bench/yjs.mjs [--quick] [--only sync,editors,redis] [--sizes 1,10,50] [--engines memory,redis]
+//   npm run build && node bench/yjs.mjs [--quick] [--only sync,editors,redis] [--sizes 1,10,50] [--engines memory,redis] [--redis-sizes 1,10]
 //     [--loaders 8] [--editors 10,100] [--seconds 10] [--rate 100] [--in-flight 4] [--updates 5000] [--redis-editors 10]
 //     [--redis redis://127.0.0.1:6379] [--out file.json]
 //
@@ -51,6 +53,8 @@ const a = parseArgs();
 const QUICK = a.quick === true;
 const ONLY = strList(a.only, ['sync', 'editors', 'redis']);
 const SIZES = numList(a.sizes, QUICK ? [1, 10] : [1, 10, 50]);
+// Building a 50 MB document takes ~20 s on an idle machine (the gateway re-merges the whole document at each compaction): on Redis, 1 and 10 by default.
+const REDIS_SIZES = numList(a.redisSizes, SIZES.filter((s) => s <= 10));
 const ENGINES = strList(a.engines, QUICK ? ['memory'] : ['memory', 'redis']);
 const LOADERS = num(a.loaders, 8);
 const EDITORS = numList(a.editors, [10, 100]);
@@ -65,7 +69,7 @@ const SECRET = randomBytes(24).toString('hex');
 const MB = 1024 * 1024;
 const children = new Set();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
-const results = { scenario: 'yjs', startedAt: new Date().toISOString(), machine: machineInfo(), options: { QUICK, SIZES, ENGINES, LOADERS, EDITORS, SECONDS, RATE, UPDATES, REDIS_EDITORS }, sync: [], editors: [], redis: [] };
+const results = { scenario: 'yjs', startedAt: new Date().toISOString(), machine: machineInfo(), options: { QUICK, SIZES, REDIS_SIZES, ENGINES, WINDOW, LOADERS, EDITORS, SECONDS, RATE, UPDATES, REDIS_EDITORS }, sync: [], editors: [], redis: [] };
 
 function freePort() {
   return new Promise((resolve) => {
@@ -270,6 +274,10 @@ async function syncOne(engine, ports, mb) {
   const joinPort = ports[ports.length - 1];
   const c = await client(joinPort, 'joiner', channel, {}, counter);
   counter.bytes = 0;
+  // History requests the provider makes (pages), counted.
+  let pages = 0;
+  const history = c.history.bind(c);
+  c.history = (...args) => { pages++; return history(...args); };
   const doc = new Y.Doc();
   let progress = null;
   const t0 = performance.now();
@@ -283,12 +291,12 @@ async function syncOne(engine, ports, mb) {
   const r = {
     engine, mb, stateBytes: built.state, updates: built.updates.length, updateBytes, loadSec: loaded.loadSec, loadRetries: loaded.retries,
     retainedPublications: retained, headOffset: loaded.head, probeP99Ms: loaded.probe.p99Ms, probeMaxMs: loaded.probe.maxMs, syncMs, snapshotParts: progress?.parts ?? 0, snapshotBytes: progress?.size ?? 0,
-    tailUpdates: retained - (progress?.parts ?? 0), bytesReceived: counter.bytes, exact,
+    tailUpdates: retained - (progress?.parts ?? 0), historyRequests: pages, bytesReceived: counter.bytes, exact,
   };
   results.sync.push(r);
   console.log(`${label.padEnd(16)} state ${fmtBytes(r.stateBytes)} from ${fmtN(r.updates)} updates (published in ${r.loadSec.toFixed(1)} s, ${r.loadRetries} RATE_LIMITED retries; `
     + `meanwhile another client's publish ack p99 ${r.probeP99Ms} ms, max ${r.probeMaxMs} ms); `
-    + `retained ${fmtN(retained)} publications of ${fmtN(r.headOffset)}; joiner synced in ${Math.round(syncMs)} ms: snapshot ${r.snapshotParts} parts (${fmtBytes(r.snapshotBytes)}) + ${r.tailUpdates} tail updates, `
+    + `retained ${fmtN(retained)} publications of ${fmtN(r.headOffset)}; joiner synced in ${Math.round(syncMs)} ms: snapshot ${r.snapshotParts} parts (${fmtBytes(r.snapshotBytes)}) + ${r.tailUpdates} tail updates in ${pages} history requests, `
     + `${fmtBytes(r.bytesReceived)} received (${(r.bytesReceived / r.stateBytes).toFixed(2)} x state), text exact: ${exact}`);
   provider.destroy();
   c.disconnect();
@@ -311,7 +319,7 @@ async function runSync() {
       results.redisPrefixes = [...(results.redisPrefixes ?? []), prefix];
     }
     try {
-      for (const mb of SIZES) await syncOne(engine === 'memory' ? 'memory' : 'redis (2 nodes)', nodes.map((n) => n.port), mb);
+      for (const mb of engine === 'memory' ? SIZES : REDIS_SIZES) await syncOne(engine === 'memory' ? 'memory' : 'redis (2 nodes)', nodes.map((n) => n.port), mb);
     } finally {
       for (const n of nodes) await stop(n);
     }
