@@ -270,6 +270,42 @@ describe('Yjs documents (memory broker)', () => {
     expect(read).toBeLessThanOrEqual(4 * retained);
   });
 
+  it("a compaction merges off the event loop: the node keeps serving while a large document's updates are merged", async () => {
+    const channel = uniqueChannel('doc');
+    // 20,000 one-character updates at random places: a merge of a few hundred ms.
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    const text = source.getText('t');
+    const rnd = random(20_000);
+    for (let i = 0; i < 20_000; i++) text.insert(Math.floor(rnd() * (text.length + 1)), String.fromCharCode(97 + (i % 26)));
+    const broker = gw.gateway.broker;
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    for (const u of updates) await broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    // Meanwhile another client publishes on another channel, one publish after the other's ack.
+    const other = uniqueChannel('room');
+    const token = await gw.token({ channels: [other], publish: [other] });
+    const client = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token });
+    await client.connect();
+    try {
+      let compacting = true;
+      let acked = 0;
+      const compaction = gw.gateway.yjs.compact(channel).finally(() => { compacting = false; });
+      while (compacting) {
+        await client.publish(other, { n: acked }, { type: 'tick' });
+        if (compacting) acked++;
+      }
+      const out = await compaction;
+      expect(out.compacted).toBe(true);
+      // In the event loop, the merge would hold every connection until it is done: no ack in between.
+      expect(acked).toBeGreaterThan(3);
+      const joiner = await editor(channel);
+      expect(joiner.text.toString()).toBe(text.toString());
+    } finally {
+      client.disconnect();
+    }
+  }, 60_000);
+
   it('documents compact by themselves every N updates; history stays bounded and joiners agree', async () => {
     const small = await startGateway({ yjsCompactUpdates: 50 });
     try {

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { Bytes, type Publication, type Publisher } from '@signalbox/protocol';
 import type { Broker, CompactingBroker, PublishResult } from '../broker/types.js';
 import type { ResolvedChannel } from '../channels/namespaces.js';
+import { mergeOffThread } from './merge.js';
 import { SNAPSHOT_TYPE, UPDATE_TYPE, type SnapshotPart, isSnapshotPart } from './wire.js';
 
 export interface CompactorSettings {
@@ -109,7 +110,7 @@ export class YjsCompactor {
     if (pubs.length < 2) return { compacted: false };
     const updates = collectUpdates(pubs);
     const through = pubs[pubs.length - 1]!.offset;
-    const merged = mergeValid(updates);
+    const merged = await mergeOffThread(updates);
     const chunks = split(merged, this.settings.chunkBytes);
     // The parts take the newest offsets of the range they replace: there must be enough of them.
     if (chunks.length > through - pubs[0]!.offset + 1) return { compacted: false };
@@ -166,7 +167,7 @@ export function mergeTree(updates: Uint8Array[]): Uint8Array {
 }
 
 /** {@link mergeTree}, leaving out any update that does not decode (a client's garbage must not stop compaction). */
-function mergeValid(updates: Uint8Array[]): Uint8Array {
+export function mergeValid(updates: Uint8Array[]): Uint8Array {
   try {
     return mergeTree(updates);
   } catch {
