@@ -270,6 +270,54 @@ describe('Yjs documents (memory broker)', () => {
     expect(read).toBeLessThanOrEqual(4 * retained);
   });
 
+  it('a compaction that lands while a joiner pages through the snapshot: the joiner reads on from the new snapshot and syncs', async () => {
+    const channel = uniqueChannel('doc');
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    const text = source.getText('t');
+    const rnd = random(7);
+    const edit = (i: number): void => source.transact(() => { for (let k = 0; k < 16; k++) text.insert(Math.floor(rnd() * (text.length + 1)), String.fromCharCode(97 + (i % 26)).repeat(1000)); });
+    for (let i = 0; i < 200; i++) edit(i);
+    const broker = gw.gateway.broker;
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    const publish = async (from: number): Promise<void> => {
+      for (const u of updates.slice(from)) await broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    };
+    await publish(0);
+    expect((await gw.gateway.yjs.compact(channel)).compacted).toBe(true);
+
+    const token = await gw.token({ channels: [channel], publish: [channel] });
+    const joiner = await openEditor(gw.ws, token, channel, { connect: false });
+    editors.push(joiner);
+    const errors: Error[] = [];
+    joiner.provider.on('error', (e) => errors.push(e));
+    // After the joiner's second page: more updates, and a compaction that replaces what it was reading.
+    let pages = 0;
+    let midway: boolean | undefined;
+    const original = broker.history;
+    broker.history = async function (this: typeof broker, ch, q) {
+      const r = await original.call(this, ch, q);
+      if (ch === channel && q.since && q.since.offset > 0 && ++pages === 2) {
+        const from = updates.length;
+        for (let i = 0; i < 20; i++) edit(i);
+        await publish(from);
+        midway = (await gw.gateway.yjs.compact(channel)).compacted;
+      }
+      return r;
+    };
+    try {
+      await joiner.client.connect();
+      await until(() => joiner.provider.synced || errors.length > 0, { label: 'synced or failed', timeoutMs: 20_000 });
+    } finally {
+      broker.history = original;
+    }
+    expect(midway).toBe(true);
+    expect(errors).toEqual([]);
+    expect(joiner.provider.synced).toBe(true);
+    expect(joiner.text.toString()).toBe(text.toString());
+  });
+
   it("a compaction merges off the event loop: the node keeps serving while a large document's updates are merged", async () => {
     const channel = uniqueChannel('doc');
     // 20,000 one-character updates at random places: a merge of a few hundred ms.
