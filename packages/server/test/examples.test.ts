@@ -77,9 +77,18 @@ describe('examples/', () => {
     expect(stdout).toContain('[viewer] the page logged: order approved');
   });
 
-  it('collaborative-editing.mjs: presence, concurrent edits, the same text everywhere', async () => {
+  it('collaborative-editing.mjs: Yjs editors merge concurrent inserts ("hello, big world"), and converge after one was offline', async () => {
     const stdout = await runOk('collaborative-editing.mjs');
-    expect(stdout).toContain('in the document: usr_alice, usr_bob');
-    expect(stdout).toContain('same text, byte for byte');
+    expect(stdout).toMatch(/\[alice\] editing doc:readme_\w+ with: alice, bob/);
+    expect(stdout).toContain('1. alice typed "hello world"; [bob] "hello world"');
+    expect(stdout).toContain('   merged: [alice] "hello, big world", [bob] "hello, big world"');
+    expect(stdout).toContain('3. bob goes offline (provider status: disconnected)');
+    expect(stdout).toMatch(/while apart: \[alice\] "> hello, big world!"; \[bob\] "Title: hello, world", [1-9]\d* update\(s\) waiting to be sent/);
+    // Both inserts at 0 are kept; their order depends on the editors' Yjs client ids.
+    const final = /converged: \[alice\] ("[^"]*"), \[bob\] ("[^"]*")/.exec(stdout);
+    expect(final?.[1]).toBe(final?.[2]);
+    expect(['"Title: > hello, world!"', '"> Title: hello, world!"']).toContain(final?.[1]);
+    expect(stdout).toContain(`[carol] joined later and read the same text from the channel: ${final?.[1]}`);
+    expect(stdout).toContain('converged: every editor has the same document');
   });
 });

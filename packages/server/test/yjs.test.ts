@@ -240,6 +240,134 @@ describe('Yjs documents (memory broker)', () => {
     expect(progress).toEqual(Array.from({ length: out.parts! }, (_, i) => i + 1));
   }, 60_000);
 
+  it("a joiner's pages through a snapshot of many parts read about as many publications from the broker as the stream holds (not the rest of the stream per page)", async () => {
+    const channel = uniqueChannel('doc');
+    // A document of ~6 MB in 400 updates of ~16 KB, compacted into ~24 parts of 256 KiB.
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    const text = source.getText('t');
+    const rnd = random(6);
+    for (let i = 0; i < 400; i++) source.transact(() => { for (let k = 0; k < 16; k++) text.insert(Math.floor(rnd() * (text.length + 1)), String.fromCharCode(97 + (i % 26)).repeat(1000)); });
+    const broker = gw.gateway.broker;
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    for (const u of updates) await broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    const out = await gw.gateway.yjs.compact(channel);
+    expect(out.compacted).toBe(true);
+    expect(out.parts!).toBeGreaterThan(15);
+    const retained = (await broker.history(channel, {})).publications.length;
+
+    const token = await gw.token({ channels: [channel], publish: [channel] });
+    const joiner = await openEditor(gw.ws, token, channel, { connect: false });
+    editors.push(joiner);
+    let read = 0;
+    let pages = 0;
+    const original = broker.history;
+    broker.history = async function (this: typeof broker, ch, q) {
+      const r = await original.call(this, ch, q);
+      if (ch === channel && q.since) { read += r.publications.length; pages++; }
+      return r;
+    };
+    try {
+      await joiner.client.connect();
+      await joiner.provider.whenSynced();
+    } finally {
+      broker.history = original;
+    }
+    expect(joiner.text.toString()).toBe(text.toString());
+    // The snapshot needs several pages (a reply holds at most ~1 MiB).
+    expect(pages).toBeGreaterThan(4);
+    // The first two reads take the whole stream (the probe from offset 0 that finds it compacted,
+    // and the first page); after that each page asks for about what fits, so the broker reads each
+    // publication at most about twice more. (Asking for 1,000 every page reads the rest of the
+    // stream for every page: here ~190 publications, for a stream of 25.)
+    expect(read).toBeLessThanOrEqual(4 * retained);
+  });
+
+  it('a compaction that lands while a joiner pages through the snapshot: the joiner reads on from the new snapshot and syncs', async () => {
+    const channel = uniqueChannel('doc');
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    const text = source.getText('t');
+    const rnd = random(7);
+    const edit = (i: number): void => source.transact(() => { for (let k = 0; k < 16; k++) text.insert(Math.floor(rnd() * (text.length + 1)), String.fromCharCode(97 + (i % 26)).repeat(1000)); });
+    for (let i = 0; i < 200; i++) edit(i);
+    const broker = gw.gateway.broker;
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    const publish = async (from: number): Promise<void> => {
+      for (const u of updates.slice(from)) await broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    };
+    await publish(0);
+    expect((await gw.gateway.yjs.compact(channel)).compacted).toBe(true);
+
+    const token = await gw.token({ channels: [channel], publish: [channel] });
+    const joiner = await openEditor(gw.ws, token, channel, { connect: false });
+    editors.push(joiner);
+    const errors: Error[] = [];
+    joiner.provider.on('error', (e) => errors.push(e));
+    // After the joiner's second page: more updates, and a compaction that replaces what it was reading.
+    let pages = 0;
+    let midway: boolean | undefined;
+    const original = broker.history;
+    broker.history = async function (this: typeof broker, ch, q) {
+      const r = await original.call(this, ch, q);
+      if (ch === channel && q.since && q.since.offset > 0 && ++pages === 2) {
+        const from = updates.length;
+        for (let i = 0; i < 20; i++) edit(i);
+        await publish(from);
+        midway = (await gw.gateway.yjs.compact(channel)).compacted;
+      }
+      return r;
+    };
+    try {
+      await joiner.client.connect();
+      await until(() => joiner.provider.synced || errors.length > 0, { label: 'synced or failed', timeoutMs: 20_000 });
+    } finally {
+      broker.history = original;
+    }
+    expect(midway).toBe(true);
+    expect(errors).toEqual([]);
+    expect(joiner.provider.synced).toBe(true);
+    expect(joiner.text.toString()).toBe(text.toString());
+  });
+
+  it("a compaction merges off the event loop: the node keeps serving while a large document's updates are merged", async () => {
+    const channel = uniqueChannel('doc');
+    // 20,000 one-character updates at random places: a merge of a few hundred ms.
+    const source = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    source.on('update', (u: Uint8Array) => updates.push(u));
+    const text = source.getText('t');
+    const rnd = random(20_000);
+    for (let i = 0; i < 20_000; i++) text.insert(Math.floor(rnd() * (text.length + 1)), String.fromCharCode(97 + (i % 26)));
+    const broker = gw.gateway.broker;
+    const publisher = { via: 'ws' as const, sub: 'usr_loader', client: 'conn_loader' };
+    for (const u of updates) await broker.publish({ channel, type: 'yjs.update', data: u, publisher, history: { size: 100_000, ttlMs: 3600_000 }, idempotencyWindowMs: 0 });
+    // Meanwhile another client publishes on another channel, one publish after the other's ack.
+    const other = uniqueChannel('room');
+    const token = await gw.token({ channels: [other], publish: [other] });
+    const client = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token });
+    await client.connect();
+    try {
+      let compacting = true;
+      let acked = 0;
+      const compaction = gw.gateway.yjs.compact(channel).finally(() => { compacting = false; });
+      while (compacting) {
+        await client.publish(other, { n: acked }, { type: 'tick' });
+        if (compacting) acked++;
+      }
+      const out = await compaction;
+      expect(out.compacted).toBe(true);
+      // In the event loop, the merge would hold every connection until it is done: no ack in between.
+      expect(acked).toBeGreaterThan(3);
+      const joiner = await editor(channel);
+      expect(joiner.text.toString()).toBe(text.toString());
+    } finally {
+      client.disconnect();
+    }
+  }, 60_000);
+
   it('documents compact by themselves every N updates; history stays bounded and joiners agree', async () => {
     const small = await startGateway({ yjsCompactUpdates: 50 });
     try {

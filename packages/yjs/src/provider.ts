@@ -327,18 +327,26 @@ export class SignalboxProvider {
   async #readHistory(run: number): Promise<void> {
     let since: { epoch: string; offset: number } | undefined;
     let updates: Uint8Array[] = [];
-    const snapshot = new SnapshotAssembler();
+    let snapshot = new SnapshotAssembler();
+    // Publications per page: as many as fitted in the last page when the gateway cut it for size
+    // (snapshot parts), so the gateway does not read the whole rest of a large snapshot from its
+    // broker for every page it sends; doubled again (up to 1,000) while pages are not cut.
+    let limit = 1000;
     for (;;) {
       if (run !== this.#syncRun || this.#destroyed) return;
       let page;
       try {
-        page = await this.#client.history(this.channel, since ? { since, limit: 1000 } : { limit: 0 });
+        page = await this.#client.history(this.channel, since ? { since, limit } : { limit: 0 });
       } catch (err) {
-        // The stream was compacted: start at its earliest retained publication (the snapshot).
+        // The stream was compacted, before this read or while it paged (a new snapshot now stands
+        // where it was reading): read on from its earliest retained publication, the snapshot.
+        // What was applied already is applied again, harmlessly.
         const details = (err as { details?: { earliestOffset?: unknown; position?: { epoch?: unknown } } }).details;
         const earliest = details?.earliestOffset;
-        if (since && since.offset === 0 && typeof earliest === 'number' && earliest > 1) {
+        if (since && typeof earliest === 'number' && earliest > since.offset + 1) {
           since = { epoch: since.epoch, offset: earliest - 1 };
+          snapshot = new SnapshotAssembler();
+          limit = 1000;
           continue;
         }
         throw err;
@@ -366,6 +374,7 @@ export class SignalboxProvider {
         Y.transact(this.doc, () => { for (const u of batch) Y.applyUpdate(this.doc, u, this); }, this);
         updates = [];
       }
+      limit = page.next ? Math.max(1, page.publications.length) : Math.min(1000, limit * 2);
       const last = page.publications[page.publications.length - 1];
       const next = page.next ?? (last && page.position && last.offset < page.position.offset ? { epoch: last.epoch, offset: last.offset } : undefined);
       if (!next) break;
