@@ -329,7 +329,7 @@ export class SignalboxClient<E extends object = Record<never, never>> {
   /** JSON frames cannot carry bytes (they would arrive as an object of indices): refused, naming where they are. */
   #bytesRefused(value: unknown, root: string, channel: string): SignalboxError | undefined {
     if (this.config.format !== 'json') return undefined;
-    const at = bytesPath(value, root);
+    const at = bytesPath(value, root, 0, true);
     if (at === undefined) return undefined;
     return new SignalboxError(ClientErrorCode.BYTES_NEED_MSGPACK, `${at} holds bytes, which JSON frames cannot carry: create the client with format: msgpack (from @signalbox/client/msgpack), or encode them (e.g. as base64) yourself`, { channel, path: at });
   }

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mintToken } from '@signalbox/server';
+import { Bytes } from '@signalbox/protocol';
 import { SignalboxClient, type PublicationMessage, type SignalboxClientOptions, type StateChange, type Subscription } from '../src/node.js';
 import type { PrpEventData } from '../src/prp.js';
 import { msgpack } from '../src/msgpack.js';
@@ -250,8 +251,8 @@ describe('against the real gateway', () => {
     await Promise.all([binReader.connect(), jsonReader.connect()]);
     const [binSub, jsonSub] = [binReader.subscribe(channel), jsonReader.subscribe(channel)];
     await Promise.all([once(binSub, 'subscribed'), once(jsonSub, 'subscribed')]);
-    const binGot = collect(binSub, 2);
-    const jsonGot = collect(jsonSub, 2);
+    const binGot = collect(binSub, 3);
+    const jsonGot = collect(jsonSub, 3);
 
     const bytes = new Uint8Array([0, 1, 2, 250, 255]);
     const binWriter = makeClient({ token, format: msgpack });
@@ -267,11 +268,14 @@ describe('against the real gateway', () => {
     await expect(jsonWriter.call(channel, 'm', { b: bytes.buffer })).rejects.toMatchObject({ code: 'BYTES_NEED_MSGPACK', details: { path: 'params.b' } });
     expect(undelivered).toHaveLength(2);
     // Nothing of the refused ones was sent; the connection is fine and its next publish goes through.
+    // Bytes that render themselves in JSON (the protocol's Bytes: {"$base64"}) are the caller's choice: sent so.
+    await jsonWriter.publish(channel, { name: 'framed', jpeg: new Bytes(bytes.buffer, 0, 2) });
     await jsonWriter.publish(channel, { name: 'after' });
 
     const [bin, jsonPubs] = await Promise.all([binGot.done, jsonGot.done]);
-    expect(bin.map((m) => (m.data as { name: string }).name)).toEqual(['blob', 'after']);
-    expect(jsonPubs.map((m) => (m.data as { name: string }).name)).toEqual(['blob', 'after']);
+    expect(bin.map((m) => (m.data as { name: string }).name)).toEqual(['blob', 'framed', 'after']);
+    expect(jsonPubs.map((m) => (m.data as { name: string }).name)).toEqual(['blob', 'framed', 'after']);
+    expect((jsonPubs[1]!.data as { jpeg: unknown }).jpeg).toEqual({ $base64: Buffer.from([0, 1]).toString('base64') });
     const got = (bin[0]!.data as { update: Uint8Array }).update;
     expect(got).toBeInstanceOf(Uint8Array);
     expect([...got]).toEqual([...bytes]);
