@@ -166,7 +166,7 @@ export function mergeTree(updates: Uint8Array[]): Uint8Array {
 }
 
 /** {@link mergeTree}, leaving out any update that does not decode (a client's garbage must not stop compaction). */
-function mergeValid(updates: Uint8Array[]): Uint8Array {
+export function mergeValid(updates: Uint8Array[]): Uint8Array {
   try {
     return mergeTree(updates);
   } catch {
