@@ -182,8 +182,13 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     yw.cut();
     await until(() => !sb.awareness.getStates().has(ywId), { label: "bob's awareness removed at alice's" });
     await until(() => !carol.awareness.getStates().has(ywId), { label: "bob's awareness removed at carol's" });
-    // Alice leaves: y-websocket clients drop her state.
-    sb.provider.destroy();
+    // Only bob's own state went with him: the states he relayed (alice's, carol's) were never his,
+    // so alice's next change (published after bob left) is applied at carol's as usual.
+    sb.awareness.setLocalStateField('cursor', 9);
+    await until(() => (carol.awareness.getStates().get(sbId) as { cursor?: number } | undefined)?.cursor === 9, { label: "carol sees alice's next change" });
+    expect(carol.awareness.getStates().has(sbId)).toBe(true);
+    expect(sb.awareness.getStates().has(carol.doc.clientID)).toBe(true);
+    // Alice's connection goes without a goodbye from her provider: the gateway's presence.left removes her state at y-websocket clients.
     sb.client.disconnect();
     await until(() => !carol.awareness.getStates().has(sbId), { label: "alice's awareness removed at carol's" });
   });
@@ -238,6 +243,13 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     // Nothing of the refused clients reached the document.
     const e = await signalbox(channel);
     expect(e.text.toString()).toBe('');
+  });
+
+  it('an expiring token closes the y-websocket connection with 4401 "token expired" (no automatic reconnect)', async () => {
+    const channel = uniqueChannel('doc');
+    const e = await ywebsocket(channel, { token: await gw.token({ ...grants(channel), ttlSeconds: 2 }) });
+    const closed = await new Promise<{ code: number; reason: string }>((resolve) => e.provider.on('closed', (ev) => resolve(ev)));
+    expect(closed).toEqual({ code: 4401, reason: 'token expired' });
   });
 
   it('a reconnecting y-websocket client catches up (edits by others while it was cut, and its own offline edits are sent)', async () => {

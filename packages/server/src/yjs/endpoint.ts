@@ -279,6 +279,8 @@ class YjsConnection implements Subscriber, TransportHandler {
   #ready: Promise<void> | null = null;
   /** The document read from history, shared by the step 1s answered while it is read. */
   #load: Promise<Uint8Array> | null = null;
+  /** Our own SyncStep1 went out (once per connection, after the first answer). */
+  #sentStep1 = false;
   /** Client updates not yet published, and whether a publish is in flight. */
   #queue: Uint8Array[] = [];
   #queueBytes = 0;
@@ -458,7 +460,6 @@ class YjsConnection implements Subscriber, TransportHandler {
     // Checked now, so a bad one closes before any read.
     Y.decodeStateVector(stateVector);
     const sv = stateVector.slice();
-    const first = this.#load === null;
     void this.#loaded().then(
       (merged) => {
         if (this.#state !== 'open') return;
@@ -471,7 +472,10 @@ class YjsConnection implements Subscriber, TransportHandler {
         }
         // A catch-up burst, bounded by the document: not held against the outbound limit.
         this.transport.send(syncMessage(SYNC_STEP2, diff), true);
-        if (first) this.transport.send(syncMessage(SYNC_STEP1, Y.encodeStateVectorFromUpdate(merged)), true);
+        if (!this.#sentStep1) {
+          this.#sentStep1 = true;
+          this.transport.send(syncMessage(SYNC_STEP1, Y.encodeStateVectorFromUpdate(merged)), true);
+        }
       },
       (err: unknown) => {
         if (this.#state !== 'open') return;
