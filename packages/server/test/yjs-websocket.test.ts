@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignalboxClient, type WebSocketConstructor } from '../../client/src/node.js';
 import { msgpack } from '../../client/src/msgpack.js';
 import { SignalboxProvider } from '../../yjs/src/index.js';
-import { startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
+import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { until } from './helpers/wait.js';
 
 interface SbEditor {
@@ -177,9 +177,17 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     carol.awareness.setLocalStateField('user', { name: 'carol' });
     await until(() => carol.awareness.getStates().has(sbId) && carol.awareness.getStates().has(ywId), { label: 'carol sees alice and bob' });
     await until(() => sb.awareness.getStates().has(carol.doc.clientID), { label: 'alice sees carol' });
+    // A plain subscriber of the awareness channel sees what the gateway publishes for bob.
+    const watcher = await connectPrp(gw, { token: await gw.token(grants(channel)), msgpack: true });
+    watcher.sendMsgpack({ id: 'w1', action: 'subscribe', payload: { channels: [`awareness:${docId(channel)}`] } });
+    await watcher.next((m) => m.replyTo === 'w1');
     // Bob's socket is cut (no goodbye from the client): the gateway removes his state for everyone.
     yw.provider.shouldConnect = false;
     yw.cut();
+    // Published as removed (state null, next clock), in SignalboxProvider's format, by the gateway on bob's behalf.
+    const removal = await watcher.next((m) => m.type === 'yjs.awareness' && m.data?.client === ywId && awarenessStates(m.data.update as Uint8Array).get(ywId) === 'null');
+    expect(removal.publisher).toMatchObject({ via: 'ws' });
+    watcher.ws.close();
     await until(() => !sb.awareness.getStates().has(ywId), { label: "bob's awareness removed at alice's" });
     await until(() => !carol.awareness.getStates().has(ywId), { label: "bob's awareness removed at carol's" });
     // Only bob's own state went with him: the states he relayed (alice's, carol's) were never his,
@@ -357,6 +365,18 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     ws.close();
   });
 });
+
+/** The states (JSON text) of an awareness update, by Yjs client id. */
+function awarenessStates(update: Uint8Array): Map<number, string> {
+  const d = decoding.createDecoder(update);
+  const out = new Map<number, string>();
+  for (let n = decoding.readVarUint(d); n > 0; n--) {
+    const client = decoding.readVarUint(d);
+    decoding.readVarUint(d);
+    out.set(client, decoding.readVarString(d));
+  }
+  return out;
+}
 
 function msg0(step: number, payload: Uint8Array): Uint8Array {
   const e = encoding.createEncoder();

@@ -287,7 +287,11 @@ class YjsConnection implements Subscriber, TransportHandler {
   #publishing = false;
   /** Awareness states this client announced: the last entry of each of its Yjs clients. */
   readonly #own = new Map<number, AwarenessEntry>();
-  /** Peers' awareness states sent to this client (by Yjs client id), with the connection that published each. */
+  /**
+   * Peers' awareness states sent to this client (by Yjs client id), with the connection that
+   * published each; removed ones are kept (state `null`) so that the client's relay of a removal
+   * is not taken for its own.
+   */
   readonly #peers = new Map<number, { entry: AwarenessEntry; conn: string | null }>();
   readonly #messages: TokenBucket;
   readonly #step1s = new TokenBucket(2, 10);
@@ -567,7 +571,7 @@ class YjsConnection implements Subscriber, TransportHandler {
 
   /** messageQueryAwareness: every state we know (the peers' and the client's own). */
   #answerQuery(): void {
-    const entries = [...[...this.#peers.values()].map((p) => p.entry), ...this.#own.values()];
+    const entries = [...[...this.#peers.values()].map((p) => p.entry).filter((x) => x.state !== 'null'), ...this.#own.values()];
     this.#send(awarenessMessage(encodeAwareness(entries)));
   }
 
@@ -614,11 +618,9 @@ class YjsConnection implements Subscriber, TransportHandler {
     const conn = pub.publisher?.via === 'ws' ? pub.publisher.client : null;
     for (const x of entries) {
       if (this.#own.has(x.client)) continue;
-      this.#peers.delete(x.client);
-      if (x.state !== 'null') {
-        if (this.#peers.size >= MAX_PEER_STATES) this.#peers.delete(this.#peers.keys().next().value!);
-        this.#peers.set(x.client, { entry: x, conn });
-      }
+      // Re-inserted: the oldest entry is the one evicted.
+      if (!this.#peers.delete(x.client) && this.#peers.size >= MAX_PEER_STATES) this.#peers.delete(this.#peers.keys().next().value!);
+      this.#peers.set(x.client, { entry: x, conn });
     }
     this.#send(awarenessMessage(data.update));
   }
@@ -627,9 +629,9 @@ class YjsConnection implements Subscriber, TransportHandler {
   #dropPeersOf(conn: string): void {
     const removed: AwarenessEntry[] = [];
     for (const [client, p] of this.#peers) {
-      if (p.conn !== conn) continue;
-      this.#peers.delete(client);
-      removed.push({ client, clock: p.entry.clock + 1, state: 'null' });
+      if (p.conn !== conn || p.entry.state === 'null') continue;
+      p.entry = { client, clock: p.entry.clock + 1, state: 'null' };
+      removed.push(p.entry);
     }
     if (removed.length > 0) this.#send(awarenessMessage(encodeAwareness(removed)));
   }
