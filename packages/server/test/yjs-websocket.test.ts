@@ -14,6 +14,7 @@ import { SignalboxClient, type WebSocketConstructor } from '../../client/src/nod
 import { msgpack } from '../../client/src/msgpack.js';
 import { SignalboxProvider } from '../../yjs/src/index.js';
 import { connectPrp, startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
+import { deleteKeys, describeWithRedis, probeRedis, uniquePrefix } from './helpers/redis.js';
 import { until } from './helpers/wait.js';
 
 interface SbEditor {
@@ -66,27 +67,23 @@ async function converged(editors: Editor[], timeoutMs = 15_000): Promise<void> {
   });
 }
 
-describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
-  let gw: TestGateway;
-  const open: Editor[] = [];
-  beforeAll(async () => {
-    gw = await startGateway({ maxMessageBytes: 256 * 1024 });
-  });
-  afterEach(() => {
-    for (const e of open.splice(0)) {
-      e.provider.destroy();
-      if (e.kind === 'signalbox') e.client.disconnect();
-      e.awareness.destroy();
-      e.doc.destroy();
-    }
-  });
-  afterAll(() => gw.close());
+function closeAll(open: Editor[]): void {
+  for (const e of open.splice(0)) {
+    e.provider.destroy();
+    if (e.kind === 'signalbox') e.client.disconnect();
+    e.awareness.destroy();
+    e.doc.destroy();
+  }
+}
 
+/** Editors of both kinds on a gateway; what they open is closed by `open`'s owner. */
+function kit(gwOf: () => TestGateway, open: Editor[]) {
   function grants(channel: string, o: { publish?: boolean } = {}): { channels: string[]; publish: string[] } {
     return { channels: [channel], publish: o.publish === false ? [] : [channel] };
   }
 
-  async function signalbox(channel: string, o: { publish?: boolean } = {}): Promise<SbEditor> {
+  async function signalbox(channel: string, o: { publish?: boolean; at?: TestGateway } = {}): Promise<SbEditor> {
+    const gw = o.at ?? gwOf();
     const token = await gw.token(grants(channel, o));
     const client = new SignalboxClient({ url: `${gw.ws}/v1/ws/prps`, token, format: msgpack, WebSocket: WebSocket as unknown as WebSocketConstructor, reconnectInterval: 20, maxReconnectInterval: 100 });
     const doc = new Y.Doc();
@@ -100,7 +97,8 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
   }
 
   /** The unmodified y-websocket provider: serverUrl `ws://host:port/yjs`, room name the document id. */
-  async function ywebsocket(channel: string, o: { publish?: boolean; token?: string; wait?: boolean } = {}): Promise<YwsEditor> {
+  async function ywebsocket(channel: string, o: { publish?: boolean; token?: string; wait?: boolean; at?: TestGateway } = {}): Promise<YwsEditor> {
+    const gw = o.at ?? gwOf();
     const token = o.token ?? (await gw.token(grants(channel, o)));
     const sockets = cuttable();
     const doc = new Y.Doc();
@@ -115,6 +113,20 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     if (o.wait !== false) await until(() => provider.synced, { label: 'the y-websocket provider synced' });
     return e;
   }
+
+  return { signalbox, ywebsocket, grants };
+}
+
+describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
+  let gw: TestGateway;
+  const open: Editor[] = [];
+  beforeAll(async () => {
+    gw = await startGateway({ maxMessageBytes: 256 * 1024 });
+  });
+  afterEach(() => closeAll(open));
+  afterAll(() => gw.close());
+
+  const { signalbox, ywebsocket, grants } = kit(() => gw, open);
 
   it('y-websocket and SignalboxProvider converge on one document: both directions, concurrent edits, joiners from history and from a snapshot', async () => {
     const channel = uniqueChannel('doc');
@@ -363,6 +375,48 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     expect((peer.getStates().get(sb.doc.clientID) as { user?: { name?: string } }).user?.name).toBe('alice');
     peer.destroy();
     ws.close();
+  });
+});
+
+const probe = await probeRedis();
+
+describeWithRedis('y-websocket endpoint on two gateway nodes sharing one Redis', probe, () => {
+  const prefix = uniquePrefix('yws');
+  let a: TestGateway;
+  let b: TestGateway;
+  const open: Editor[] = [];
+  beforeAll(async () => {
+    a = await startGateway({ broker: probe.url, redisPrefix: prefix });
+    b = await startGateway({ broker: probe.url, redisPrefix: prefix });
+  });
+  afterEach(() => closeAll(open));
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await deleteKeys(probe.url, prefix);
+  });
+  const { signalbox, ywebsocket } = kit(() => a, open);
+
+  it('y-websocket on one node and SignalboxProvider and y-websocket on the other converge, awareness included; a late joiner reads Redis history', async () => {
+    const channel = uniqueChannel('doc');
+    const ywA = await ywebsocket(channel, { at: a });
+    const sbB = await signalbox(channel, { at: b });
+    const ywB = await ywebsocket(channel, { at: b });
+    ywA.text.insert(0, 'from a');
+    await until(() => sbB.text.toString() === 'from a' && ywB.text.toString() === 'from a', { label: 'node b sees node a' });
+    for (let i = 0; i < 30; i++) {
+      ywA.text.insert(0, 'a');
+      sbB.text.insert(sbB.text.length, 'b');
+      ywB.text.insert(ywB.text.length, 'c');
+    }
+    await converged([ywA, sbB, ywB]);
+    expect(ywA.text.length).toBe(6 + 90);
+    ywA.awareness.setLocalStateField('user', { name: 'on-a' });
+    await until(() => sbB.awareness.getStates().has(ywA.doc.clientID) && ywB.awareness.getStates().has(ywA.doc.clientID), { label: "node b sees a's awareness" });
+    ywA.cut();
+    ywA.provider.shouldConnect = false;
+    await until(() => !ywB.awareness.getStates().has(ywA.doc.clientID), { label: "a's awareness removed on node b" });
+    const late = await ywebsocket(channel, { at: a });
+    expect(late.text.toString()).toBe(sbB.text.toString());
   });
 });
 

@@ -281,6 +281,8 @@ class YjsConnection implements Subscriber, TransportHandler {
   #load: Promise<Uint8Array> | null = null;
   /** Our own SyncStep1 went out (once per connection, after the first answer). */
   #sentStep1 = false;
+  /** Announced in the document's presence (so its leave is announced too). */
+  #joined = false;
   /** Client updates not yet published, and whether a publish is in flight. */
   #queue: Uint8Array[] = [];
   #queueBytes = 0;
@@ -387,7 +389,10 @@ class YjsConnection implements Subscriber, TransportHandler {
     for (const r of prepared) if (r.status === 'fulfilled' && this.#state === 'open') hub.activate(this, r.value);
     if (this.#state !== 'open') throw new Error('closed');
     // After the awareness subscription: peers answer a join by publishing their states again.
-    if (this.#doc!.namespace.presence) this.#announce('joined');
+    if (this.#doc!.namespace.presence) {
+      this.#joined = true;
+      this.#announce('joined');
+    }
   }
 
   #member(): PresenceMember {
@@ -682,7 +687,7 @@ class YjsConnection implements Subscriber, TransportHandler {
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect');
       return;
     }
-    if (this.#doc?.namespace.presence && this.#subs.size > 0) this.deps.ops.refreshPresence(this.#doc, this.#member(), hb * 3);
+    if (this.#joined && this.#subs.size > 0) this.deps.ops.refreshPresence(this.#doc!, this.#member(), hb * 3);
   }
 
   /** y-websocket cannot refresh a token in place: the connection closes at `exp` (4401, no automatic reconnect). */
@@ -740,6 +745,6 @@ class YjsConnection implements Subscriber, TransportHandler {
     this.#subs.clear();
     for (const x of this.#own.values()) this.#publishAwareness({ client: x.client, clock: x.clock + 1, state: 'null' });
     this.#own.clear();
-    if (this.#doc?.namespace.presence) this.#announce('left');
+    if (this.#joined) this.#announce('left');
   }
 }
