@@ -338,6 +338,19 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     expect(hist.publications.filter((p) => p.type === 'yjs.update')).toHaveLength(1);
   });
 
+  it('a draining node closes y-websocket connections with 1012 (y-websocket reconnects, to another node) and counts them until they are gone', async () => {
+    const other = await startGateway();
+    const channel = uniqueChannel('doc');
+    const e = await ywebsocket(channel, { at: other });
+    expect(other.gateway.yws.size).toBe(1);
+    const closed = new Promise<number>((resolve) => e.provider.on('connection-close', (ev) => resolve(ev?.code ?? 0)));
+    await other.close();
+    expect(await closed).toBe(1012);
+    expect(other.gateway.yws.size).toBe(0);
+    // Transient: the provider keeps trying (the node is gone, so it does not get in).
+    expect(e.provider.shouldConnect).toBe(true);
+  });
+
   it('speaks y-protocols on the wire: SyncStep2 for the state vector, our SyncStep1, and a messageQueryAwareness answer', async () => {
     const channel = uniqueChannel('doc');
     const sb = await signalbox(channel);
