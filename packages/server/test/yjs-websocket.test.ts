@@ -297,6 +297,26 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     expect(yw.closes.length).toBeGreaterThanOrEqual(2);
   });
 
+  it('a burst of 1,000 one-character transactions from y-websocket (1,000 messages, over the message rate) is slowed down, not closed, and stored merged', async () => {
+    // No compaction by count here, so that the stream shows how many publications the burst became.
+    const at = await startGateway({ yjsCompactUpdates: 0 });
+    try {
+      const channel = uniqueChannel('doc');
+      const sb = await signalbox(channel, { at });
+      const yw = await ywebsocket(channel, { at });
+      for (let i = 0; i < 1000; i++) yw.text.insert(yw.text.length, String.fromCharCode(97 + (i % 26)));
+      await converged([sb, yw]);
+      expect(sb.text.length).toBe(1000);
+      expect(yw.closes).toEqual([]);
+      const hist = await at.gateway.broker.history(channel, {});
+      // One publish in flight per connection, what arrives meanwhile merged into the next.
+      expect(hist.publications.filter((p) => p.type === 'yjs.update').length).toBeLessThan(100);
+    } finally {
+      closeAll(open);
+      await at.close();
+    }
+  });
+
   it('malformed input closes the socket with a 4400/4413 reason, never the gateway', async () => {
     const channel = uniqueChannel('doc');
     const token = await gw.token(grants(channel));

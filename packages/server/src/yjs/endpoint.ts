@@ -28,8 +28,9 @@
  *
  * Bounds: a message over SIGNALBOX_MAX_MESSAGE_SIZE, a malformed message or update, or an unknown
  * message type closes the socket with a 44xx code and a reason (y-websocket does not reconnect
- * after 4400-4499); outbound as for every connection (4010); queued client updates at most 4x the
- * message size (4029).
+ * after 4400-4499); outbound as for every connection (4010). Over SIGNALBOX_MESSAGE_RATE, or with
+ * more than a message's worth of updates waiting to be stored, the socket is not read for a while
+ * (TCP slows the client down); past 4x that, it is closed (4029, y-websocket reconnects and syncs).
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -287,6 +288,8 @@ class YjsConnection implements Subscriber, TransportHandler {
   #queue: Uint8Array[] = [];
   #queueBytes = 0;
   #publishing = false;
+  /** The socket is not read until the queue is stored. */
+  #heldForQueue = false;
   /** Awareness states this client announced: the last entry of each of its Yjs clients. */
   readonly #own = new Map<number, AwarenessEntry>();
   /**
@@ -429,8 +432,8 @@ class YjsConnection implements Subscriber, TransportHandler {
       const max = this.deps.config.maxMessageBytes;
       if (data.length > max) throw new Refused(YjsCloseCode.TOO_LARGE, `message of ${data.length} bytes exceeds the limit of ${max} bytes (SIGNALBOX_MAX_MESSAGE_SIZE)`);
       if (!isBinary) throw new Refused(YjsCloseCode.BAD_MESSAGE, 'text frame: y-websocket messages are binary');
-      if (!this.#messages.take()) throw new Refused(CloseCode.RATE_LIMITED, 'too many messages (SIGNALBOX_MESSAGE_RATE)');
       this.#message(data);
+      if (!this.#messages.take()) this.#throttle();
     } catch (err) {
       if (err instanceof Refused) this.close(err.code, err.message);
       else this.close(YjsCloseCode.BAD_MESSAGE, `malformed message: ${(err as Error).message}`);
@@ -461,6 +464,17 @@ class YjsConnection implements Subscriber, TransportHandler {
       default:
         throw new Refused(YjsCloseCode.BAD_MESSAGE, `unknown message type ${type}`);
     }
+  }
+
+  /**
+   * Over SIGNALBOX_MESSAGE_RATE: the socket is not read for a while (TCP slows the client down).
+   * Not closed: y-websocket sends a message per transaction, and a burst of them is normal.
+   */
+  #throttle(): void {
+    if (this.ws.isPaused || this.#state !== 'open') return;
+    this.ws.pause();
+    const wait = Math.max(10, Math.ceil(1000 / this.deps.config.messageRate) * 8);
+    setTimeout(() => { if (this.#state === 'open' && !this.#heldForQueue) this.ws.resume(); }, wait).unref();
   }
 
   /** SyncStep1: answer with what the client lacks; the first one also gets our own step 1. */
@@ -518,6 +532,10 @@ class YjsConnection implements Subscriber, TransportHandler {
     if (this.#queueBytes + update.byteLength > max * 4) throw new Refused(CloseCode.RATE_LIMITED, 'updates arrive faster than they can be stored: reconnect');
     this.#queue.push(update.slice());
     this.#queueBytes += update.byteLength;
+    if (this.#queueBytes > max && !this.ws.isPaused) {
+      this.ws.pause();
+      this.#heldForQueue = true;
+    }
     this.#publishNext();
   }
 
@@ -535,6 +553,10 @@ class YjsConnection implements Subscriber, TransportHandler {
     this.deps.ops.publish(this.#doc!, { type: UPDATE_TYPE, data: asBytes(update), size: update.byteLength }, this.#publisher!).then(
       () => {
         this.#publishing = false;
+        if (this.#heldForQueue && this.#queueBytes <= max && this.#state === 'open') {
+          this.#heldForQueue = false;
+          this.ws.resume();
+        }
         this.#publishNext();
       },
       (err: unknown) => {
