@@ -238,7 +238,7 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     expect(reader.provider.wsconnected).toBe(true);
   });
 
-  it('a bad or missing token, or no read grant, is refused with a 44xx close (y-websocket stops reconnecting)', async () => {
+  it('a bad or missing token, no read grant, or an invalid document id is refused with a 44xx close (y-websocket stops reconnecting)', async () => {
     const channel = uniqueChannel('doc');
     const refused = async (token: string): Promise<{ code: number; reason: string }> => {
       const e = await ywebsocket(channel, { token, wait: false });
@@ -260,6 +260,12 @@ describe('y-websocket endpoint /yjs/{doc} (memory broker)', () => {
     const rawClose = await new Promise<{ code: number; reason: string }>((resolve) => raw.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
     expect(rawClose.code).toBe(4401);
     expect(rawClose.reason).toMatch(/missing token/);
+    // A document id that is not a valid channel id: 4404.
+    const star = await gw.token({ channels: ['*'] });
+    const badId = new WebSocket(`${gw.ws}/yjs/${encodeURIComponent('no such doc')}?token=${encodeURIComponent(star)}`);
+    const badIdClose = await new Promise<{ code: number; reason: string }>((resolve) => badId.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    expect(badIdClose.code).toBe(4404);
+    expect(badIdClose.reason).toMatch(/not a valid channel name/);
     // Nothing of the refused clients reached the document.
     const e = await signalbox(channel);
     expect(e.text.toString()).toBe('');
