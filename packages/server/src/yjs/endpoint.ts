@@ -318,7 +318,6 @@ class YjsConnection implements Subscriber, TransportHandler {
 
   start(): void {
     this.transport.attach(this);
-    this.ws.on('pong', () => { this.#alive = true; });
     const token = this.info.token;
     if (token === null) {
       this.close(YjsCloseCode.AUTH_FAILED, 'missing token: pass it as ?token= (WebsocketProvider params)');
