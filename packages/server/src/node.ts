@@ -14,6 +14,7 @@ import { NamespaceTable } from './channels/namespaces.js';
 import { ChannelOperations } from './channels/operations.js';
 import { consoleKeys } from './auth/console-keys.js';
 import { YjsCompactor } from './yjs/compactor.js';
+import { YjsEndpoint } from './yjs/endpoint.js';
 import { apiKeyring, type GatewayConfig } from './config.js';
 import { RpcRouter } from './rpc/router.js';
 import { AdminService } from './admin.js';
@@ -55,6 +56,8 @@ export class Gateway {
   broker!: Broker;
   /** Compaction of Yjs documents (`doc:{id}`). */
   yjs!: YjsCompactor;
+  /** The y-websocket-compatible endpoint, `/yjs/{doc}`. */
+  yws!: YjsEndpoint;
   presence!: PresenceStore;
   hub!: Hub;
   rpc!: RpcRouter;
@@ -123,6 +126,13 @@ export class Gateway {
       config, hub: this.hub, ops, namespaces: this.namespaces, auth: this.auth, rpc: this.rpc, metrics: this.metrics, log: this.log,
       onClosed: (conn) => this.onConnectionClosed(conn),
     };
+    this.yws = new YjsEndpoint({
+      config, hub: this.hub, ops, broker: this.broker, namespaces: this.namespaces, auth: this.auth, metrics: this.metrics, log: this.log, batcher: this.batcher,
+      opened: (ip, socket) => this.admission.opened(ip, socket),
+      closed: (ip) => this.admission.closed(ip),
+      onClosed: () => this.checkAllClosed(),
+      merger: this.yjs.merger,
+    });
     this.wss = createWebSocketServer(config.maxMessageBytes * 4);
     this.app = Fastify({
       logger: false, bodyLimit: Math.max(1024 * 1024, config.maxMessageBytes), trustProxy: config.trustProxy, forceCloseConnections: true,
@@ -141,7 +151,7 @@ export class Gateway {
     this.admission = new UpgradeAdmission(config, {
       metrics: this.metrics, log: this.log,
       draining: () => this.draining,
-      connectionCount: () => this.conns.size,
+      connectionCount: () => this.conns.size + this.yws.size,
       accept: (req, socket, head, upgrade) => this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, socket, upgrade)),
     });
     this.admission.attach(server);
@@ -198,6 +208,10 @@ export class Gateway {
       ws.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       return;
     }
+    if (info.yjsDoc !== undefined) {
+      this.yws.open(ws, socket, { ip: info.ip, token: info.token, doc: info.yjsDoc });
+      return;
+    }
     const transport = new WsTransport(ws, socket, this.batcher);
     const conn = new Connection(this.ctx, transport, { id: `conn_${randomBytes(9).toString('base64url')}`, ip: info.ip, dialect: info.dialect, encoding: info.encoding });
     this.conns.add(conn);
@@ -214,7 +228,11 @@ export class Gateway {
     for (const slice of this.hbSlices) if (slice.delete(conn)) break;
     this.admission.closed(conn.ip);
     this.metrics.connections.labels(conn.dialect, conn.encoding).dec();
-    if (this.conns.size === 0 && this.allClosed) this.allClosed();
+    this.checkAllClosed();
+  }
+
+  private checkAllClosed(): void {
+    if (this.conns.size === 0 && this.yws.size === 0 && this.allClosed) this.allClosed();
   }
 
   /** One slice per tick: every connection is visited once per heartbeat interval. */
@@ -246,14 +264,16 @@ export class Gateway {
     this.log.info({ connections: this.conns.size, timeoutMs }, 'draining');
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.liveMetrics?.stop();
-    if (this.conns.size > 0) {
+    if (this.conns.size + this.yws.size > 0) {
       const closed = new Promise<void>((resolve) => (this.allClosed = resolve));
       for (const conn of this.conns) conn.close(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
+      this.yws.closeAll(CloseCode.SERVICE_RESTART, 'server restarting, reconnect');
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
       clearTimeout(timer);
       for (const conn of [...this.conns]) conn.terminate();
     }
+    this.yws.terminateAll();
     await this.app.close().catch((err: unknown) => this.log.warn({ err }, 'http close failed'));
     this.wss.close();
     // Let presence leaves and other in-flight publishes settle before the broker goes.

@@ -35,6 +35,8 @@ export interface UpgradeRequest {
   encoding: Encoding;
   token: string | null;
   ip: string;
+  /** `/yjs/{doc}` (the y-websocket endpoint, src/yjs/endpoint.ts): the document id. */
+  yjsDoc?: string;
 }
 
 /** The settings admission reads. */
@@ -104,8 +106,9 @@ export class UpgradeAdmission {
     const refuse = (refusal: Refusal): { ok: false; refusal: Refusal } => ({ ok: false, refusal });
     if (this.host.draining()) return refuse({ status: 503, reason: 'draining', message: 'Server is restarting; reconnect to another node', headers: { 'Retry-After': '1' } });
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const dialect = ENDPOINTS[url.pathname];
-    if (!dialect) return refuse({ status: 404, reason: 'path', message: `No WebSocket endpoint at ${url.pathname}; use /v1/ws/prps or /ws` });
+    const yjsDoc = yjsDocument(url.pathname);
+    const dialect = yjsDoc !== undefined ? 'prp' : ENDPOINTS[url.pathname];
+    if (!dialect) return refuse({ status: 404, reason: 'path', message: `No WebSocket endpoint at ${url.pathname}; use /v1/ws/prps, /ws or /yjs/{doc}` });
     const origins = this.config.allowedOrigins;
     if (origins.length > 0 && !origins.includes('*')) {
       // The allow-list protects browsers' users (cross-site WebSocket hijacking). Browsers always send
@@ -121,7 +124,9 @@ export class UpgradeAdmission {
     if (this.config.maxConnections > 0 && this.host.connectionCount() >= this.config.maxConnections) {
       return refuse({ status: 503, reason: 'capacity', message: 'Node at connection capacity', headers: { 'Retry-After': '5' } });
     }
-    return { ok: true, upgrade: { ip, dialect, encoding: requestedEncoding(req, url), token: extractToken(req, url) } };
+    const token = extractToken(req, url);
+    if (yjsDoc !== undefined) return { ok: true, upgrade: { ip, dialect, encoding: 'msgpack', token, yjsDoc } };
+    return { ok: true, upgrade: { ip, dialect, encoding: requestedEncoding(req, url), token } };
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -180,6 +185,16 @@ function decrement(counts: Map<string, number>, key: string): void {
   const n = (counts.get(key) ?? 1) - 1;
   if (n <= 0) counts.delete(key);
   else counts.set(key, n);
+}
+
+/** The document id of a `/yjs/{doc}` path (percent-decoded; validated as `doc:{id}` after the upgrade), else undefined. */
+export function yjsDocument(pathname: string): string | undefined {
+  if (!pathname.startsWith('/yjs/') || pathname.length === 5) return undefined;
+  try {
+    return decodeURIComponent(pathname.slice(5));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The client's address: the socket's, or behind a trusted proxy the rightmost X-Forwarded-For entry. */
