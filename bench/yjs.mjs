@@ -399,12 +399,19 @@ async function editorsOne(node, n) {
     e.doc.on('update', (u, origin) => {
       if (origin !== e.provider || !measuring) return;
       const now = performance.now();
+      // An update may carry several edits (the provider merges what is typed while one publish
+      // waits for its ack): every edit of the sender's clock range it covers counts, each with its own latency.
       const meta = Y.parseUpdateMeta(u);
       for (const [clientId, from] of meta.from) {
-        const t = sentAt.get(clientId)?.get(from);
-        if (t !== undefined) {
-          hist.record((now - t) * 1000);
-          delivered++;
+        const sent = sentAt.get(clientId);
+        if (!sent) continue;
+        const to = meta.to.get(clientId) ?? from + 1;
+        for (let clock = from; clock < to; clock++) {
+          const t = sent.get(clock);
+          if (t !== undefined) {
+            hist.record((now - t) * 1000);
+            delivered++;
+          }
         }
       }
     });
@@ -431,7 +438,7 @@ async function editorsOne(node, n) {
 }
 
 async function runEditors() {
-  console.log(`\n== editors: one document, each editor its own connection, one character per edit, at most ${WINDOW} updates in flight each (one node, memory)`);
+  console.log(`\n== editors: one document, each editor its own connection, one character per edit, at most ${WINDOW} edits unacknowledged each (one node, memory)`);
   const node = await startNode('memory', 'unused');
   try {
     for (const n of EDITORS) await editorsOne(node, n);

@@ -223,7 +223,9 @@ export class Connection implements Subscriber, TransportHandler {
     if (this.state !== 'open') return;
     const cfg = this.ctx.config;
     if (data.length > cfg.maxMessageBytes) {
-      this.violation(ErrorCode.MESSAGE_TOO_LARGE, `Message of ${data.length} bytes exceeds the limit of ${cfg.maxMessageBytes} bytes`, {});
+      // Named by its request when it has one (a frame up to 4x the limit is here whole), so the
+      // client can fail that request at once rather than wait for its timeout and send it again.
+      this.violation(ErrorCode.MESSAGE_TOO_LARGE, `Message of ${data.length} bytes exceeds the limit of ${cfg.maxMessageBytes} bytes`, this.peekRequest(data, isBinary));
       return;
     }
     if (!this.messageBucket.take()) {

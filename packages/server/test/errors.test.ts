@@ -110,6 +110,8 @@ describe('invalid messages', () => {
     const err = await sendAndAwait(client, big);
     expect(err.data.code).toBe(ErrorCode.MESSAGE_TOO_LARGE);
     expect(err.data.message).toContain('1024');
+    // It names the request it refuses, so the client can fail that publish at once.
+    expect(err).toMatchObject({ replyTo: 'big_1', data: { details: { requestId: 'big_1', action: 'publish' } } });
     // Up to 4x the limit is still only refused, not closed.
     const err4x = await sendAndAwait(client, 'x'.repeat(4 * 1024));
     expect(err4x.data.code).toBe(ErrorCode.MESSAGE_TOO_LARGE);

@@ -451,6 +451,24 @@ describe('Yjs documents (memory broker)', () => {
     expect(stored[10]!.publisher).toMatchObject({ client: keeper.client.connectionId });
   });
 
+  it('an update larger than a message may be is refused once (MESSAGE_TOO_LARGE, reported), not resent; the editor goes on', async () => {
+    const channel = uniqueChannel('doc');
+    const a = await editor(channel);
+    const b = await editor(channel);
+    const errors: string[] = [];
+    a.provider.on('error', (e) => { errors.push((e as { code?: string }).code ?? e.message); });
+    // One transaction of 1.5 MB: one update, over this gateway's 1 MiB message limit.
+    a.text.insert(0, 'p'.repeat(1_500_000));
+    await until(() => errors.length === 1, { label: 'the refusal reported' });
+    expect(errors).toEqual(['MESSAGE_TOO_LARGE']);
+    expect(a.provider.pendingUpdates).toBe(0);
+    // The connection goes on: b's edits reach a. (a's own later edits build on the refused one, in
+    // Yjs's order of a's changes, and wait at b: see docs/collaborative-editing.md, Limits.)
+    b.doc.getText('other').insert(0, 'from b');
+    await until(() => a.doc.getText('other').toString() === 'from b', { label: "b's edit reaches a" });
+    expect(a.client.state).toBe('connected');
+  });
+
   it('a JSON-format client cannot carry updates: each edit is reported once (BYTES_NEED_MSGPACK), never retried in a loop', async () => {
     const channel = uniqueChannel('doc');
     const token = await gw.token({ channels: [channel], publish: [channel] });
