@@ -41,6 +41,9 @@ export class Signal<T> {
   }
 }
 
+/** Actions whose errors reject the request's promise, which the calling view handles. */
+const ANSWERED_IN_VIEW = new Set(['publish', 'history', 'presence', 'rpc.call']);
+
 /** Errors of the app itself, shown in its status bar. */
 export const appErrors = new Signal<string>();
 export function reportError(err: unknown): void {
@@ -91,7 +94,12 @@ export class Live {
     this.client.on('*', (msg) => this.record(msg));
     this.client.on('$state', (change) => this.onState.emit(change));
     comeBack(this.client, () => this.stopped);
-    this.client.on('error', (err) => reportError(`${err.code}: ${err.message}`));
+    this.client.on('error', (err) => {
+      // An error that answers a publish, a query or a call also rejects that request, and the view
+      // that made it shows it there: not a second time in the toast.
+      if (err.replyTo !== undefined && ANSWERED_IN_VIEW.has(String(err.details.action))) return;
+      reportError(`${err.code}: ${err.message}`);
+    });
     // Metrics are kept from the start, whatever the view, so the Overview has the last minutes.
     const metrics = this.acquire('metrics');
     metrics.on('publication', (pub) => {

@@ -275,6 +275,13 @@ describeWithChromium('console app in chromium', (executablePath) => {
         await pub.locator('select[name="via"]').selectOption('http');
         await pub.locator('button[type="submit"]').click();
         expect(await listener.next((m) => m.type === 'chat.message' && m.publisher?.via === 'http')).toMatchObject({ publisher: { key: 'console:default' } });
+        // A refused publish is shown in the form that made it, not also in the toast.
+        await pub.locator('select[name="via"]').selectOption('ws');
+        await pub.locator('input[name="channel"]').fill('nowhere:x');
+        await pub.locator('button[type="submit"]').click();
+        await page.waitForSelector('form[aria-label="Publish"] >> text=/does not exist/');
+        expect(await page.locator('.toast').isHidden()).toBe(true);
+        await pub.locator('input[name="channel"]').fill(channel);
         // The handler answers the console's call.
         const call = page.locator('form[aria-label="Call"]');
         await call.locator('input[name="channel"]').fill(channel);
