@@ -10,15 +10,13 @@
 // run in this process, so on a small machine they compete with the gateway for CPU.
 //
 //   npm run build && node bench/agent.mjs [--runs 200] [--seconds 10] [--rate 50] [--viewers 3] [--window 40] [--redis redis://127.0.0.1:6379] [--only memory|redis]
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Conversation, SignalboxClient, serveAgent } from '@signalbox/client/node';
 import { mintToken } from '@signalbox/server';
 import { num, parseArgs } from './lib/args.mjs';
 import { Histogram } from './lib/hist.mjs';
 import { readProc } from './lib/proc.mjs';
+import { SECRET, startNode } from './lib/nodes.mjs';
 
 const a = parseArgs();
 const RUNS = num(a.runs, 200);
@@ -28,39 +26,7 @@ const VIEWERS = num(a.viewers, 3);
 const WINDOW = num(a.window, 40);
 const REDIS = a.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ONLY = a.only;
-const CLI = fileURLToPath(new URL('../packages/server/dist/cli.js', import.meta.url));
-const SECRET = randomBytes(24).toString('hex');
-const children = new Set();
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNode(broker, prefix) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: {
-      PATH: process.env.PATH, HOME: process.env.HOME, SIGNALBOX_HOST: '127.0.0.1', SIGNALBOX_PORT: String(port), SIGNALBOX_BROKER: broker,
-      SIGNALBOX_REDIS_PREFIX: prefix, SIGNALBOX_JWT_SECRET: SECRET, SIGNALBOX_LOG_LEVEL: 'warn', SIGNALBOX_METRICS_INTERVAL: '0',
-      SIGNALBOX_MAX_CONNECTIONS_PER_IP: '0',
-    },
-  });
-  children.add(child);
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) return { port, child };
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`node on ${port} did not start`);
-}
 
 /** Tokens "t0 t1 …" at `rate`/s for `count` tokens; records when each was yielded. */
 async function* generator(count, rate, yielded, signal) {

@@ -5,52 +5,23 @@
 // Gateways run as child processes on loopback; stops by itself.
 //
 //   npm run build && node bench/rpc.mjs [--calls 2000] [--seconds 5] [--inflight 256] [--redis redis://127.0.0.1:6379]
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { mintToken } from '@signalbox/server';
 import { parseArgs } from './lib/args.mjs';
+import { SECRET, startNode as startGatewayNode } from './lib/nodes.mjs';
 
 const a = parseArgs();
 const CALLS = Number(a.calls ?? 2000);
 const SECONDS = Number(a.seconds ?? 5);
 const INFLIGHT = Number(a.inflight ?? 256);
 const REDIS = a.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const CLI = fileURLToPath(new URL('../packages/server/dist/cli.js', import.meta.url));
-const SECRET = randomBytes(24).toString('hex');
-const children = new Set();
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+function startNode(broker, prefix) {
+  return startGatewayNode(broker, prefix, {
+    SIGNALBOX_RPC_MAX_IN_FLIGHT: String(INFLIGHT), SIGNALBOX_RPC_RATE: '1000000',
+    SIGNALBOX_MESSAGE_RATE: '1000000', SIGNALBOX_MESSAGE_BURST: '1000000', SIGNALBOX_MAX_PENDING_REQUESTS: String(INFLIGHT * 4),
   });
-}
-
-async function startNode(broker, prefix) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: {
-      PATH: process.env.PATH, HOME: process.env.HOME, SIGNALBOX_HOST: '127.0.0.1', SIGNALBOX_PORT: String(port), SIGNALBOX_BROKER: broker,
-      SIGNALBOX_REDIS_PREFIX: prefix, SIGNALBOX_JWT_SECRET: SECRET, SIGNALBOX_LOG_LEVEL: 'warn', SIGNALBOX_METRICS_INTERVAL: '0',
-      SIGNALBOX_MAX_CONNECTIONS_PER_IP: '0', SIGNALBOX_RPC_MAX_IN_FLIGHT: String(INFLIGHT), SIGNALBOX_RPC_RATE: '1000000',
-      SIGNALBOX_MESSAGE_RATE: '1000000', SIGNALBOX_MESSAGE_BURST: '1000000', SIGNALBOX_MAX_PENDING_REQUESTS: String(INFLIGHT * 4),
-    },
-  });
-  children.add(child);
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) return { port, child };
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`node on ${port} did not start`);
 }
 
 async function connect(port, claims) {

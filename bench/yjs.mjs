@@ -32,10 +32,7 @@
 //     [--redis redis://127.0.0.1:6379] [--out file.json]
 //
 // --quick: --sizes 1,10 --engines memory --seconds 3 --updates 1000 (about 30 s; the default about 60-80 s).
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
 import * as Y from 'yjs';
@@ -47,6 +44,7 @@ import { num, numList, parseArgs, strList } from './lib/args.mjs';
 import { Histogram } from './lib/hist.mjs';
 import { machineInfo, writeResult } from './lib/machine.mjs';
 import { readProc } from './lib/proc.mjs';
+import { SECRET, startNode, stopNode } from './lib/nodes.mjs';
 import os from 'node:os';
 
 const a = parseArgs();
@@ -63,47 +61,11 @@ const WINDOW = num(a.inFlight, 4);
 const UPDATES = num(a.updates, QUICK ? 1000 : 5000);
 const REDIS_EDITORS = num(a.redisEditors, 10);
 const REDIS = a.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const CLI = fileURLToPath(new URL('../packages/server/dist/cli.js', import.meta.url));
-const SECRET = randomBytes(24).toString('hex');
 const MB = 1024 * 1024;
-const children = new Set();
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 const results = { scenario: 'yjs', startedAt: new Date().toISOString(), machine: machineInfo(), options: { QUICK, SIZES, REDIS_SIZES, ENGINES, WINDOW, LOADERS, EDITORS, SECONDS, RATE, UPDATES, REDIS_EDITORS }, sync: [], editors: [], redis: [] };
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function startNode(broker, prefix, env = {}) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: {
-      PATH: process.env.PATH, HOME: process.env.HOME, SIGNALBOX_HOST: '127.0.0.1', SIGNALBOX_PORT: String(port), SIGNALBOX_BROKER: broker,
-      SIGNALBOX_REDIS_PREFIX: prefix, SIGNALBOX_JWT_SECRET: SECRET, SIGNALBOX_LOG_LEVEL: 'warn', SIGNALBOX_METRICS_INTERVAL: '0',
-      SIGNALBOX_MAX_CONNECTIONS_PER_IP: '0', ...env,
-    },
-  });
-  children.add(child);
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) return { port, child };
-    } catch { /* not up yet */ }
-    await sleep(50);
-  }
-  throw new Error(`node on ${port} did not start`);
-}
-
-function stop(node) {
-  node.child.kill('SIGTERM');
-  children.delete(node.child);
-  return new Promise((r) => (node.child.exitCode !== null ? r() : node.child.once('exit', r)));
-}
+const stop = stopNode;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
