@@ -44,6 +44,46 @@ export async function api<T = unknown>(path: string, init: { method?: string; bo
   return body as T;
 }
 
+/** A list kept fresh by {@link poll}. */
+export interface Poller {
+  /** Loads now (aborting a load in flight); the next one follows `everyMs` after it. */
+  refresh(): void;
+  /** Stops: aborts a load in flight, no more after it. */
+  stop(): void;
+}
+
+/**
+ * Runs `load` now and again `everyMs` after each one ends, one at a time: a refresh aborts the
+ * load in flight (its `signal`), whose outcome is then ignored. What a load throws, unless it was
+ * aborted, goes to `onError`; the polling goes on.
+ */
+export function poll(load: (signal: AbortSignal) => Promise<void>, everyMs: number, onError: (err: Error) => void): Poller {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let inFlight: AbortController | null = null;
+  let stopped = false;
+  const run = async (): Promise<void> => {
+    clearTimeout(timer);
+    inFlight?.abort();
+    const ctrl = (inFlight = new AbortController());
+    try {
+      await load(ctrl.signal);
+    } catch (err) {
+      if (!ctrl.signal.aborted) onError(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      if (!stopped && inFlight === ctrl) timer = setTimeout(() => void run(), everyMs);
+    }
+  };
+  void run();
+  return {
+    refresh: () => void run(),
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+      inFlight?.abort();
+    },
+  };
+}
+
 /** Path segment encoding for channel names and ids (`room:r1` -> `room%3Ar1`). */
 export const seg = (s: string): string => encodeURIComponent(s);
 

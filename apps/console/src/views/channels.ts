@@ -2,7 +2,7 @@
  * Channels: search the cluster-wide list (GET /v1/channels: channels with subscribers anywhere,
  * summed over nodes), open any channel's page by name.
  */
-import { api, seg } from '../api.js';
+import { api, poll, seg } from '../api.js';
 import { field, fill, h, statusLine } from '../dom.js';
 import { registerView } from '../router.js';
 
@@ -32,48 +32,33 @@ registerView({
       h('div', { class: 'scroll' }, h('table', { class: 'channels' },
         h('thead', {}, h('tr', {}, ...['channel', 'subscribers', 'offset', 'nodes'].map((c) => h('th', { scope: 'col' }, c)))), body)));
 
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let inFlight: AbortController | null = null;
-    let stopped = false;
-    const load = async () => {
-      clearTimeout(timer);
-      inFlight?.abort();
-      const ctrl = (inFlight = new AbortController());
+    const load = async (signal: AbortSignal) => {
       const q = new URLSearchParams({ limit: '200' });
       if (search.value.trim()) q.set('search', search.value.trim());
-      try {
-        const r = await api<{ channels: ChannelRow[]; total: number; nodes: string[]; unavailable: { node: string }[] }>(`/v1/channels?${q}`, { signal: ctrl.signal });
-        status.clear();
-        info.textContent = `${r.total} channel${r.total === 1 ? '' : 's'} with subscribers${r.total > r.channels.length ? ` (first ${r.channels.length})` : ''} · nodes answering: ${r.nodes.length}`
-          + (r.unavailable.length ? ` · NOT answering: ${r.unavailable.map((u) => u.node).join(', ')}` : '');
-        if (r.channels.length === 0) fill(body, h('tr', {}, h('td', { colspan: '4', class: 'dim' }, 'No channel matches.')));
-        else fill(body, ...r.channels.map((c) => h('tr', { 'data-channel': c.channel },
-          h('td', {}, h('a', { href: `#/channel/${seg(c.channel)}` }, c.channel)),
-          h('td', {}, c.subscribers), h('td', {}, c.offset),
-          h('td', { class: 'mono' }, c.nodes.map((n) => `${n.node}: ${n.subscribers}`).join(', ')))));
-      } catch (err) {
-        if (ctrl.signal.aborted) return;
-        status.error((err as Error).message);
-      } finally {
-        if (!stopped && inFlight === ctrl) timer = setTimeout(() => void load(), REFRESH_MS);
-      }
+      const r = await api<{ channels: ChannelRow[]; total: number; nodes: string[]; unavailable: { node: string }[] }>(`/v1/channels?${q}`, { signal });
+      status.clear();
+      info.textContent = `${r.total} channel${r.total === 1 ? '' : 's'} with subscribers${r.total > r.channels.length ? ` (first ${r.channels.length})` : ''} · nodes answering: ${r.nodes.length}`
+        + (r.unavailable.length ? ` · NOT answering: ${r.unavailable.map((u) => u.node).join(', ')}` : '');
+      if (r.channels.length === 0) fill(body, h('tr', {}, h('td', { colspan: '4', class: 'dim' }, 'No channel matches.')));
+      else fill(body, ...r.channels.map((c) => h('tr', { 'data-channel': c.channel },
+        h('td', {}, h('a', { href: `#/channel/${seg(c.channel)}` }, c.channel)),
+        h('td', {}, c.subscribers), h('td', {}, c.offset),
+        h('td', { class: 'mono' }, c.nodes.map((n) => `${n.node}: ${n.subscribers}`).join(', ')))));
     };
     let debounce: ReturnType<typeof setTimeout> | undefined;
     search.addEventListener('input', () => {
       clearTimeout(debounce);
-      debounce = setTimeout(() => void load(), 200);
+      debounce = setTimeout(() => list.refresh(), 200);
     });
     openForm.addEventListener('submit', (e) => {
       e.preventDefault();
       const name = open.value.trim();
       if (name) navigate('channel', name);
     });
-    void load();
+    const list = poll(load, REFRESH_MS, (err) => status.error(err.message));
     return () => {
-      stopped = true;
-      clearTimeout(timer);
+      list.stop();
       clearTimeout(debounce);
-      inFlight?.abort();
     };
   },
 });

@@ -4,7 +4,7 @@
  * with a real editor (CodeMirror 6 bound to the document through @signalbox/yjs, loaded on demand)
  * showing who else is editing, their cursors and selections, the connection and sync state.
  */
-import { api, seg } from '../api.js';
+import { api, poll, seg } from '../api.js';
 import { field, fill, h, statusLine } from '../dom.js';
 import type { EditorHandle, EditorUser } from '../editor.js';
 import { clientOptions } from '../live.js';
@@ -43,25 +43,16 @@ function mountList(el: HTMLElement, { navigate }: ViewContext): () => void {
     h('div', { class: 'scroll' }, h('table', { class: 'documents' },
       h('thead', {}, h('tr', {}, ...['document', 'channel', 'editors', 'offset'].map((c) => h('th', { scope: 'col' }, c)))), body)));
 
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let stopped = false;
-  const ctrl = new AbortController();
-  const load = async () => {
-    try {
-      const r = await api<{ channels: ChannelRow[] }>(`/v1/channels?${new URLSearchParams({ search: 'doc:', limit: '200' })}`, { signal: ctrl.signal });
-      const docs = r.channels.filter((c) => c.channel.startsWith('doc:'));
-      status.clear();
-      summary.textContent = `${docs.length} document${docs.length === 1 ? '' : 's'} being edited. A Yjs document is a doc:{id} channel; opening one edits it live with everyone on it.`;
-      if (docs.length === 0) fill(body, h('tr', {}, h('td', { colspan: '4', class: 'dim' }, 'Nobody is editing a document right now.')));
-      else fill(body, ...docs.map((c) => h('tr', { 'data-doc': c.channel.slice(4) },
-        h('td', {}, h('a', { href: `#/documents/${seg(c.channel.slice(4))}` }, c.channel.slice(4))),
-        h('td', { class: 'mono' }, c.channel),
-        h('td', {}, c.subscribers), h('td', {}, c.offset))));
-    } catch (err) {
-      if (!ctrl.signal.aborted) status.error((err as Error).message);
-    } finally {
-      if (!stopped) timer = setTimeout(() => void load(), REFRESH_MS);
-    }
+  const load = async (signal: AbortSignal) => {
+    const r = await api<{ channels: ChannelRow[] }>(`/v1/channels?${new URLSearchParams({ search: 'doc:', limit: '200' })}`, { signal });
+    const docs = r.channels.filter((c) => c.channel.startsWith('doc:'));
+    status.clear();
+    summary.textContent = `${docs.length} document${docs.length === 1 ? '' : 's'} being edited. A Yjs document is a doc:{id} channel; opening one edits it live with everyone on it.`;
+    if (docs.length === 0) fill(body, h('tr', {}, h('td', { colspan: '4', class: 'dim' }, 'Nobody is editing a document right now.')));
+    else fill(body, ...docs.map((c) => h('tr', { 'data-doc': c.channel.slice(4) },
+      h('td', {}, h('a', { href: `#/documents/${seg(c.channel.slice(4))}` }, c.channel.slice(4))),
+      h('td', { class: 'mono' }, c.channel),
+      h('td', {}, c.subscribers), h('td', {}, c.offset))));
   };
   openForm.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -69,12 +60,8 @@ function mountList(el: HTMLElement, { navigate }: ViewContext): () => void {
     if (!DOC_ID.test(id)) return status.error('A document id is 1 to 128 letters, digits, or . _ -');
     navigate('documents', id);
   });
-  void load();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-    ctrl.abort();
-  };
+  const list = poll(load, REFRESH_MS, (err) => status.error(err.message));
+  return () => list.stop();
 }
 
 /** A colour per name, stable across reloads, for other y-codemirror.next editors (the console colours by class). */

@@ -6,7 +6,7 @@
  * seconds; any session can also be opened by its id. `#/sessions/{id}` is one session's page (sessions/page.ts).
  */
 import type { PresenceMember, PublicationMessage } from '@signalbox/client';
-import { api, seg } from '../api.js';
+import { api, poll, seg } from '../api.js';
 import { field, fill, fmtTime, h, statusLine } from '../dom.js';
 import type { ViewContext } from '../router.js';
 import { registerView } from '../router.js';
@@ -58,47 +58,35 @@ function mountList(el: HTMLElement, { live, navigate }: ViewContext): () => void
       h('td', { class: 'dim' }, k.last ? `${k.last.type} at ${fmtTime(k.last.timestamp)}` : '–'));
   };
 
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let inFlight: AbortController | null = null;
-  let stopped = false;
-  const load = async () => {
-    clearTimeout(timer);
-    inFlight?.abort();
-    const ctrl = (inFlight = new AbortController());
-    try {
-      const r = await api<{ channels: ChannelRow[]; total: number; nodes: string[]; unavailable: { node: string }[] }>(`/v1/channels?${new URLSearchParams({ search: 'session:', limit: '200' })}`, { signal: ctrl.signal });
-      const rows = r.channels.filter((c) => c.channel.startsWith('session:')).sort((a, b) => (a.channel < b.channel ? -1 : 1));
-      // Each: its viewers, and (when its stream moved) its latest event, for the source.
-      await Promise.all(rows.map(async (c) => {
-        const k = known.get(c.channel) ?? { offset: -1, viewers: [], last: null, source: null };
-        const [presence, recent] = await Promise.all([
-          api<{ members: PresenceMember[] }>(`/v1/channels/${seg(c.channel)}/presence`, { signal: ctrl.signal }).catch(() => ({ members: k.viewers })),
-          k.offset === c.offset ? Promise.resolve(null)
-            : api<{ publications: PublicationMessage[] }>(`/v1/channels/${seg(c.channel)}/history?limit=${RECENT}`, { signal: ctrl.signal })
-              .then((r) => r.publications).catch(() => null),
-        ]);
-        let { last, source } = k;
-        if (recent) {
-          // The latest event of the source (viewers joining and leaving are the gateway's, not the session's).
-          const ev = recent.findLast((p) => typeof (p.data as { source?: unknown } | null)?.source === 'string');
-          last = ev ?? recent.at(-1) ?? last;
-          const by = ev?.publisher as { sub?: string } | undefined;
-          if (ev) source = { kind: String((ev.data as { source: string }).source), sub: by?.sub ?? '?' };
-        }
-        known.set(c.channel, { offset: c.offset, viewers: presence.members, last, source });
-      }));
-      for (const ch of known.keys()) if (!rows.some((c) => c.channel === ch)) known.delete(ch);
-      status.clear();
-      info.textContent = `${rows.length} session${rows.length === 1 ? '' : 's'} watched · nodes answering: ${r.nodes.length}`
-        + (r.unavailable.length ? ` · NOT answering: ${r.unavailable.map((u) => u.node).join(', ')}` : '');
-      if (rows.length === 0) fill(body, h('tr', {}, h('td', { colspan: '5', class: 'dim' }, 'No session is being watched.')));
-      else fill(body, ...rows.map((c) => row(c, known.get(c.channel)!)));
-    } catch (err) {
-      if (ctrl.signal.aborted) return;
-      status.error((err as Error).message);
-    } finally {
-      if (!stopped && inFlight === ctrl) timer = setTimeout(() => void load(), REFRESH_MS);
-    }
+  const load = async (signal: AbortSignal) => {
+    const r = await api<{ channels: ChannelRow[]; total: number; nodes: string[]; unavailable: { node: string }[] }>(`/v1/channels?${new URLSearchParams({ search: 'session:', limit: '200' })}`, { signal });
+    const rows = r.channels.filter((c) => c.channel.startsWith('session:')).sort((a, b) => (a.channel < b.channel ? -1 : 1));
+    // Each: its viewers, and (when its stream moved) its latest event, for the source.
+    await Promise.all(rows.map(async (c) => {
+      const k = known.get(c.channel) ?? { offset: -1, viewers: [], last: null, source: null };
+      const [presence, recent] = await Promise.all([
+        api<{ members: PresenceMember[] }>(`/v1/channels/${seg(c.channel)}/presence`, { signal }).catch(() => ({ members: k.viewers })),
+        k.offset === c.offset ? Promise.resolve(null)
+          : api<{ publications: PublicationMessage[] }>(`/v1/channels/${seg(c.channel)}/history?limit=${RECENT}`, { signal })
+            .then((r) => r.publications).catch(() => null),
+      ]);
+      let { last, source } = k;
+      if (recent) {
+        // The latest event of the source (viewers joining and leaving are the gateway's, not the session's).
+        const ev = recent.findLast((p) => typeof (p.data as { source?: unknown } | null)?.source === 'string');
+        last = ev ?? recent.at(-1) ?? last;
+        const by = ev?.publisher as { sub?: string } | undefined;
+        if (ev) source = { kind: String((ev.data as { source: string }).source), sub: by?.sub ?? '?' };
+      }
+      known.set(c.channel, { offset: c.offset, viewers: presence.members, last, source });
+    }));
+    if (signal.aborted) return; // a newer load is on its way: this one's rows are stale
+    for (const ch of known.keys()) if (!rows.some((c) => c.channel === ch)) known.delete(ch);
+    status.clear();
+    info.textContent = `${rows.length} session${rows.length === 1 ? '' : 's'} watched · nodes answering: ${r.nodes.length}`
+      + (r.unavailable.length ? ` · NOT answering: ${r.unavailable.map((u) => u.node).join(', ')}` : '');
+    if (rows.length === 0) fill(body, h('tr', {}, h('td', { colspan: '5', class: 'dim' }, 'No session is being watched.')));
+    else fill(body, ...rows.map((c) => row(c, known.get(c.channel)!)));
   };
   openForm.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -109,12 +97,8 @@ function mountList(el: HTMLElement, { live, navigate }: ViewContext): () => void
     }
     navigate('sessions', id);
   });
-  void load();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-    inFlight?.abort();
-  };
+  const list = poll(load, REFRESH_MS, (err) => status.error(err.message));
+  return () => list.stop();
 }
 
 registerView({
