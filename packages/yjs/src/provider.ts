@@ -172,9 +172,9 @@ export class SignalboxProvider {
   readonly #offs: Array<() => void> = [];
   #liveSnapshot = new SnapshotAssembler();
   /**
-   * While a (re)sync reads the document: the state vector of every update the stream has shown
-   * (history and live), so that what this editor holds and the stream lacks (history lost,
-   * evicted or expired while the editor had the document open) can be sent back once it is read.
+   * While a (re)sync reads the document: what the stream has shown of each Yjs client (history
+   * and live), so that what this editor holds and the stream lacks (history lost, evicted or
+   * expired while the editor had the document open) can be sent back once it is read.
    */
   #remote: Map<number, Coverage> | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
