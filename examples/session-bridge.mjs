@@ -33,7 +33,13 @@ function launchChromium(url) {
   const profile = mkdtempSync(join(tmpdir(), 'sb-bridge-'));
   const child = spawn(CHROMIUM, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--remote-debugging-port=0',
     `--user-data-dir=${profile}`, '--window-size=800,600', url], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.once('exit', () => rmSync(profile, { recursive: true, force: true, maxRetries: 3 }));
+  child.once('exit', () => {
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch {
+      // A Chromium helper process may still be writing its profile; the OS cleans tmp.
+    }
+  });
   return new Promise((resolve, reject) => {
     let err = '';
     child.stderr.on('data', (d) => {
