@@ -22,6 +22,7 @@ import { CLUSTER_SECRET, GatewayProcess, delay } from './helpers/cluster.js';
 import { startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { deleteKeys, describeWithRedis, probeRedis, rawClient, uniquePrefix } from './helpers/redis.js';
 import { until } from './helpers/wait.js';
+import { random, randomEdit } from './helpers/yjs.js';
 
 const probe = await probeRedis();
 
@@ -34,18 +35,6 @@ const CHILD_ENV = {
   SIGNALBOX_YJS_COMPACT_UPDATES: '20',
 };
 const TOKEN = /<[a-z0-9]+:\d+>/g;
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The unique tokens a Yjs update inserts (its strings, decoded without a document). */
 function tokensOf(update: Uint8Array): string[] {
@@ -69,17 +58,6 @@ function notExactlyOnce(text: string, want: Iterable<string>): string[] {
   const counts = new Map<string, number>();
   for (const t of text.match(TOKEN) ?? []) counts.set(t, (counts.get(t) ?? 0) + 1);
   return [...want].filter((t) => counts.get(t) !== 1);
-}
-
-/** One random edit: mostly inserts, some deletes (as in yjs.test.ts). */
-function randomEdit(text: Y.Text, rnd: () => number, tag: string): void {
-  const len = text.length;
-  if (len > 0 && rnd() < 0.3) {
-    const at = Math.floor(rnd() * len);
-    text.delete(at, Math.min(len - at, 1 + Math.floor(rnd() * 3)));
-  } else {
-    text.insert(Math.floor(rnd() * (len + 1)), tag);
-  }
 }
 
 interface Editor {

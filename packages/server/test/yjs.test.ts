@@ -11,6 +11,7 @@ import { msgpack } from '../../client/src/msgpack.js';
 import { SignalboxProvider } from '../../yjs/src/index.js';
 import { startGateway, uniqueChannel, type TestGateway } from './helpers/gateway.js';
 import { until } from './helpers/wait.js';
+import { random, randomEdit } from './helpers/yjs.js';
 
 /** A WebSocket class whose sockets a test can cut (terminate: no close handshake, like a lost network). */
 function cuttableSockets(): { ctor: WebSocketConstructor; cut(): void } {
@@ -51,29 +52,6 @@ function closeEditor(e: Editor): void {
   e.client.disconnect();
   e.awareness.destroy();
   e.doc.destroy();
-}
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** One random edit: mostly inserts, some deletes. */
-function randomEdit(text: Y.Text, rnd: () => number, tag: string): void {
-  const len = text.length;
-  if (len > 0 && rnd() < 0.3) {
-    const at = Math.floor(rnd() * len);
-    text.delete(at, Math.min(len - at, 1 + Math.floor(rnd() * 3)));
-  } else {
-    text.insert(Math.floor(rnd() * (len + 1)), tag);
-  }
 }
 
 export async function converged(editors: Editor[], timeout = 15_000): Promise<void> {
